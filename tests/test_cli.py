@@ -1,0 +1,82 @@
+"""The command line as a user meets it: help, listings, bad input (exit 2, no traceback), e2e runs."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from udabench.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--methods", "--seeds", "--set", "--results", "--quick", "--methods-dir", "--debug"):
+        assert option in out
+
+
+def test_list_methods_and_backbones(capsys):
+    code, out, _ = run_cli(capsys, "list", "methods")
+    assert code == 0 and "source_only" in out and "oracle" in out
+    code, out, _ = run_cli(capsys, "list", "backbones")
+    assert code == 0 and "resnet101" in out
+
+
+@pytest.mark.parametrize("problem, expected", [
+    (lambda s: s["train"].update(iteratons=3), "train.iteratons"),
+    (lambda s: s["data"]["source"].update(root="/no/such/GTA5"), "/no/such/GTA5"),
+    (lambda s: s["data"]["source"].update(dataset="gta6"), "Did you mean 'gta5'"),
+    (lambda s: s["methods"].update(source_only={"lamda": 1}), "methods.source_only.lamda"),
+])
+def test_bad_input_exits_2_with_a_message(capsys, write_suite, tmp_path, problem, expected):
+    code, _, err = run_cli(capsys, "run", str(write_suite(problem)), "--results", str(tmp_path / "r"))
+    assert code == 2 and expected in err and "Traceback" not in err
+
+
+def test_unknown_method_and_missing_suite(capsys, write_suite, tmp_path):
+    code, _, err = run_cli(capsys, "run", str(write_suite()), "--methods", "advnet", "--results", str(tmp_path))
+    assert code == 2 and "unknown method 'advnet'" in err
+    code, _, err = run_cli(capsys, "run", str(tmp_path / "missing.yaml"))
+    assert code == 2 and "missing.yaml" in err
+
+
+def test_image_without_label_names_the_file(capsys, write_suite, tiny_data, tmp_path):
+    copy = shutil.copytree(tiny_data["gta5"], tmp_path / "gta5_copy")
+    (copy / "labels" / "00002.png").unlink()
+    path = write_suite(lambda s: s["data"]["source"].update(root=str(copy)))
+    code, _, err = run_cli(capsys, "run", str(path), "--results", str(tmp_path / "r"))
+    assert code == 2 and "00002.png" in err and "has no label" in err
+
+
+def test_debug_shows_the_traceback(write_suite, tmp_path):
+    with pytest.raises(Exception, match="iteratons"):
+        main(["run", str(write_suite(lambda s: s["train"].update(iteratons=3))), "--debug"])
+
+
+def test_run_then_report_end_to_end(capsys, write_suite, tmp_path):
+    results = tmp_path / "res"
+    code, out, _ = run_cli(capsys, "run", str(write_suite()), "--results", str(results), "--seeds", "0,1")
+    assert code == 0 and "4 of 4 runs finished" in out
+    code, out, _ = run_cli(capsys, "report", "--results", str(results), "--table")
+    assert code == 0 and "Source-only" in out and "Oracle" in out and "road" in out
+
+
+def test_toy_suite_quick_end_to_end(capsys, tmp_path, monkeypatch):
+    """The embedded default: data generation, every default method, report — at --quick size."""
+    monkeypatch.setenv("UDABENCH_CACHE", str(tmp_path / "cache"))
+    results = tmp_path / "res"
+    code, out, err = run_cli(capsys, "run", str(ROOT / "suites" / "toy_sim2real.yaml"), "--quick",
+                             "--results", str(results))
+    assert code == 0, err
+    assert (tmp_path / "cache").is_dir()
+    code, out, _ = run_cli(capsys, "report", "--results", str(results), "--table", "--format", "md")
+    assert code == 0 and "| Source-only |" in out and "| Oracle |" in out

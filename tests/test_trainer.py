@@ -1,0 +1,158 @@
+import json
+
+import pytest
+import torch
+
+from udabench import Method, register
+from udabench.config import load_suite
+from udabench.engine.runner import build_data, plan_runs, run_suite
+from udabench.losses import entropy_map
+
+
+@register
+class Recorder(Method):
+    """Test plugin: source CE + a small target entropy term; records every step's loss."""
+
+    name = "test_recorder"
+    paper = "test"
+    description = "records losses"
+    calls: list = []
+    crash_at: int | None = None
+
+    def train_step(self, source, target, step):
+        if step == Recorder.crash_at:
+            raise KeyboardInterrupt
+        with self.ctx.autocast():
+            loss, logs = self.ctx.supervised_loss(self.ctx.model(source["image"]), source["label"])
+            loss = loss + 0.1 * entropy_map(self.ctx.model(target["image"]).main.softmax(1)).mean()
+        self.ctx.backward(loss)
+        Recorder.calls.append((step, loss.item(), "label" in target))
+        return {"loss": loss.item()}
+
+
+@register
+class Exploder(Method):
+    name = "test_exploder"
+    paper = "test"
+    description = "returns a NaN loss at step 1"
+    uses_target = False
+
+    def train_step(self, source, target, step):
+        loss, logs = self.ctx.supervised_loss(self.ctx.model(source["image"]), source["label"])
+        self.ctx.backward(loss)
+        return {"loss": float("nan") if step == 1 else loss.item()}
+
+
+def test_rerunning_a_finished_suite_does_no_training(write_suite, tmp_path):
+    suite = load_suite(write_suite())
+    first = run_suite(suite, tmp_path / "res", methods=["source_only"])
+    assert [o.status for o in first] == ["done"]
+    rundir = first[0].spec.rundir
+    assert {p.name for p in rundir.path.iterdir()} >= {"config.yaml", "env.json", "metrics.jsonl", "checkpoints", "done"}
+    rows = rundir.read_metrics()
+    assert [r["step"] for r in rows] == [2, 4]
+    assert set(rows[-1]["class_sets"]["cityscapes19"]["iou"]) == set(suite_class_names())
+    mtime = rundir.checkpoint.stat().st_mtime_ns
+    second = run_suite(load_suite(write_suite()), tmp_path / "res", methods=["source_only"])
+    assert [o.status for o in second] == ["skipped"]
+    assert rundir.checkpoint.stat().st_mtime_ns == mtime and rundir.read_metrics() == rows
+
+
+def suite_class_names():
+    from udabench.data import CLASS_SETS
+    return CLASS_SETS["cityscapes19"].names
+
+
+def test_run_id_depends_on_config_not_on_other_methods(write_suite, tmp_path):
+    a = plan_runs(load_suite(write_suite()), tmp_path, ["source_only"])[0].rundir
+    b = plan_runs(load_suite(write_suite(lambda s: s["methods"].update(test_recorder={}))), tmp_path,
+                  ["source_only"])[0].rundir
+    c = plan_runs(load_suite(write_suite(lr=0.02)), tmp_path, ["source_only"])[0].rundir
+    assert a.id == b.id != c.id and a.id.startswith("seed0-")
+
+
+def test_resume_gives_the_same_next_loss_as_an_uninterrupted_run(write_suite, tmp_path):
+    suite = lambda: load_suite(write_suite())
+    Recorder.calls, Recorder.crash_at = [], None
+    run_suite(suite(), tmp_path / "straight", methods=["test_recorder"])
+    straight = list(Recorder.calls)
+
+    Recorder.calls, Recorder.crash_at = [], 2  # checkpoint after 2 steps, then interrupted
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(suite(), tmp_path / "resumed", methods=["test_recorder"])
+    Recorder.crash_at = None
+    outcome = run_suite(suite(), tmp_path / "resumed", methods=["test_recorder"])[0]
+    resumed = Recorder.calls
+    assert [s for s, _, _ in resumed] == [0, 1, 2, 3]  # steps 0-1, interrupted, resumed at 2
+    assert resumed[2][1] == straight[2][1]  # bit-identical next loss after resume
+    assert resumed[3][1] == straight[3][1]
+    assert [r["step"] for r in outcome.spec.rundir.read_metrics()] == [2, 4]
+
+
+def test_target_labels_are_withheld_from_unsupervised_methods(write_suite, tmp_path):
+    Recorder.calls, Recorder.crash_at = [], None
+    run_suite(load_suite(write_suite()), tmp_path, methods=["test_recorder"])
+    assert Recorder.calls and not any(has_label for _, _, has_label in Recorder.calls)
+
+
+class ExplodingDataset(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        raise AssertionError("source-only must never load a target image")
+
+
+def test_source_only_never_feeds_target_images_to_the_model(write_suite, tmp_path, monkeypatch):
+    """BN isolation (AdaptSegNet#25): target images never pass through the model in train mode."""
+    import udabench.engine.runner as runner
+
+    real_build = runner.build_data
+
+    def build(suite, needs_target=True):
+        data = real_build(suite, needs_target)
+        data.target = ExplodingDataset()
+        return data
+
+    monkeypatch.setattr(runner, "build_data", build)
+    outcome = run_suite(load_suite(write_suite()), tmp_path, methods=["source_only"])[0]
+    assert outcome.status == "done"
+
+
+def test_source_only_bn_statistics_do_not_depend_on_target_data(write_suite, tmp_path, tiny_data):
+    from conftest import write_cityscapes
+
+    other = write_cityscapes(tmp_path / "other_cs", {"train": 6, "val": 4}, seed=99)
+    states = []
+    for i, root in enumerate([tiny_data["cityscapes"], other]):
+        path = write_suite(lambda s: s["data"]["target"].update(root=str(root)))
+        outcome = run_suite(load_suite(path), tmp_path / f"r{i}", methods=["source_only"])[0]
+        states.append(torch.load(outcome.spec.rundir.checkpoint, weights_only=False)["slots"]["model"]["module"])
+    bn_keys = [k for k in states[0] if "running_mean" in k or "running_var" in k]
+    assert bn_keys and all(torch.equal(states[0][k], states[1][k]) for k in bn_keys)
+
+
+def test_nan_loss_marks_the_run_failed_and_other_runs_go_on(write_suite, tmp_path):
+    outcomes = run_suite(load_suite(write_suite()), tmp_path, methods=["test_exploder", "source_only"])
+    assert [o.status for o in outcomes] == ["failed", "done"]
+    failed = outcomes[0].spec.rundir
+    message = failed.failed_marker.read_text()
+    assert "step 1" in message and "loss=nan" in message and "not applied" in message
+    assert not failed.done_marker.exists()
+
+
+def test_eval_labels_keep_native_resolution(write_suite):
+    data = build_data(load_suite(write_suite()))
+    item = data.eval[0]
+    assert item["image"].shape == (3, 24, 48) and item["label"].shape == (32, 64)
+    train_item = data.source[0]
+    assert train_item["label"].shape == (24, 48)
+
+
+def test_metrics_rows_are_self_describing(write_suite, tmp_path):
+    outcome = run_suite(load_suite(write_suite()), tmp_path, methods=["oracle"])[0]
+    row = json.loads(outcome.spec.rundir.metrics.read_text().splitlines()[-1])
+    assert row["method"] == "oracle" and row["method_label"] == "Oracle" and row["seed"] == 0
+    assert row["protocol"]["aspp_dilations"] == [6, 12, 18, 24] and row["protocol"]["eval_label_size"] == "native"
+    assert len(row["confusion"]) == 19 and row["step_time"] > 0 and row["peak_mem_gb"] > 0
+    assert 0 <= row["target_entropy"] <= 1 and "loss_seg" in row["losses"]

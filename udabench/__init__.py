@@ -1,0 +1,9 @@
+"""udabench: a benchmark harness for unsupervised domain adaptation in semantic segmentation."""
+
+from .errors import ConfigError, DataError, UdabenchError
+from .method import Method
+from .registry import register
+
+__version__ = "0.1.0"
+
+__all__ = ["ConfigError", "DataError", "Method", "UdabenchError", "register", "__version__"]

@@ -1,0 +1,1 @@
+"""Reports and analyses computed from run directories (never from logs)."""

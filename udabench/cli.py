@@ -1,0 +1,158 @@
+"""``udabench run | report | list`` — the command line.
+
+Bad input ends with one clear paragraph on stderr and exit code 2 (``--debug`` shows the traceback);
+a run that fails mid-way is marked ``failed``, the others go on, and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+
+from .errors import UdabenchError
+
+ROOT = Path(__file__).resolve().parent.parent
+FORMATS = ("text", "md", "csv", "latex")
+
+# Backbones known to build as dilated (output stride 8) timm feature extractors, with their role.
+BACKBONES = {
+    "resnet101": "paper configuration (ADVENT/MaxSquare/FADA DeepLab-V2); ImageNet weights via model.pretrained",
+    "resnet50": "lighter DeepLab-V2 for ablations",
+    "resnet18": "small; CPU experiments",
+    "resnet10t": "tiny; the embedded toy suite and the tests",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except UdabenchError as exc:
+        if args.debug:
+            raise
+        print("udabench: error: " + "\n".join(textwrap.wrap(str(exc), 100)), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("udabench: interrupted; finished runs and the last checkpoints are kept.", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+    common.add_argument("--methods-dir", action="append", default=[], metavar="DIR",
+                        help="extra folder of method plugin files (repeatable; also $UDABENCH_METHODS_DIR)")
+    parser = argparse.ArgumentParser(prog="udabench", parents=[common],
+                                     description="Benchmark suite for unsupervised domain adaptation in semantic segmentation.")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="train and evaluate the methods of a suite",
+                         description="Train and evaluate every (method, seed) of a suite. Finished runs are "
+                                     "skipped, unfinished ones resume from their last checkpoint.")
+    run.add_argument("suite", help="suite YAML file, e.g. suites/toy_sim2real.yaml")
+    run.add_argument("--methods", type=_csv, help="comma-separated methods (default: the suite's, plus the oracle)")
+    run.add_argument("--seeds", type=_csv_int, help="comma-separated seeds (default: the suite's)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a suite key, e.g. --set train.iterations=100 (repeatable; value parsed as YAML)")
+    run.add_argument("--results", default="results", help="results folder (default: results/)")
+    run.add_argument("--quick", action="store_true",
+                     help="smoke test: a few iterations, batch 2, at most 8 images per split, tiny inputs")
+    run.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", parents=[common], help="tables from finished runs",
+                         description="Read run directories and print per-class IoU and oracle-gap tables "
+                                     "(selection protocol: last checkpoint of each run; mean over seeds).")
+    rep.add_argument("--results", default="results", help="results folder (default: results/)")
+    rep.add_argument("--suite", help="only this suite (default: every suite found)")
+    rep.add_argument("--table", action="store_true", help="print the per-class IoU and oracle-gap tables")
+    rep.add_argument("--format", choices=FORMATS, default="text", help="table format (default: text)")
+    rep.add_argument("--out", help="write the report to this file instead of stdout")
+    rep.set_defaults(func=cmd_report)
+
+    lst = sub.add_parser("list", parents=[common], help="list methods, suites or backbones")
+    lst.add_argument("what", choices=("methods", "suites", "backbones"))
+    lst.set_defaults(func=cmd_list)
+    return parser
+
+
+def cmd_run(args) -> int:
+    from .config import load_suite
+    from .engine.runner import run_suite
+
+    suite = load_suite(args.suite, args.overrides, quick=args.quick)
+    outcomes = run_suite(suite, args.results, args.methods, args.seeds, args.methods_dir, args.debug)
+    failed = [o for o in outcomes if o.status == "failed"]
+    print(f"{len(outcomes) - len(failed)} of {len(outcomes)} runs finished; results in {Path(args.results) / suite.name}")
+    if failed:
+        print("failed: " + ", ".join(f"{o.spec.method.name} seed {o.spec.seed}" for o in failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .analysis.records import load_records, select_last
+    from .analysis.tables import oracle_gap_table, per_class_table, render
+
+    records = load_records(args.results, args.suite)
+    selected = select_last(records)
+    parts = []
+    for suite, group in selected.groupby("suite"):
+        if not args.table:
+            summary = group[["method_label", "seed", "step", "miou"]].rename(columns={"method_label": "method"})
+            parts.append(render(summary.set_index("method"), args.format, f"{suite}: finished runs (last evaluation)"))
+            continue
+        for class_set in group["class_sets"].iloc[0]:
+            title = f"{suite}: per-class IoU (%), {class_set}, selection: last, mean over seeds"
+            parts.append(render(per_class_table(group, class_set), args.format, title))
+            title = f"{suite}: oracle gap (mIoU, {class_set}), selection: last"
+            parts.append(render(oracle_gap_table(group, class_set), args.format, title))
+    text = "\n".join(parts)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"report written to {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_list(args) -> int:
+    if args.what == "methods":
+        from .registry import BROKEN, discover
+
+        methods = discover(args.methods_dir)
+        width = max(map(len, methods), default=10)
+        for name, cls in sorted(methods.items()):
+            print(f"{name:<{width}}  {cls.paper}\n{'':<{width}}  {cls.description}")
+        for file, error in BROKEN.items():
+            print(f"{file.stem:<{width}}  BROKEN plugin {file}: {error}")
+    elif args.what == "suites":
+        import yaml
+
+        for file in sorted({*ROOT.glob("suites/*.yaml"), *Path.cwd().glob("suites/*.yaml")}):
+            try:
+                description = (yaml.safe_load(file.read_text()) or {}).get("description", "")
+            except yaml.YAMLError:
+                description = "(not valid YAML)"
+            print(f"{str(file.relative_to(Path.cwd()) if file.is_relative_to(Path.cwd()) else file):<36}  {description}")
+    else:
+        for name, role in BACKBONES.items():
+            print(f"{name:<10}  {role}")
+        print("any timm model that builds with features_only=True, output_stride=8 also works")
+    return 0
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _csv_int(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds expects comma-separated integers, got {text!r}") from None

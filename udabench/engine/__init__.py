@@ -1,0 +1,1 @@
+"""Training engine: trainer loop, method context, evaluation, run directories, checkpoints, distribution."""

@@ -1,0 +1,128 @@
+"""What the harness hands a method (``ctx``): model, device, class set, losses, optimisation services."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..data.classes import IGNORE_INDEX, ClassSet
+from ..losses import segmentation_loss
+from .distributed import DistInfo, average_gradients
+
+
+@dataclass
+class Slot:
+    """A module the harness optimises: its optimizer and the base LR of each parameter group."""
+
+    name: str
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    base_lrs: list[float] = field(default_factory=list)
+
+
+class MethodContext:
+    def __init__(self, model: nn.Module, device: torch.device, class_set: ClassSet, train_cfg,
+                 dist_info: DistInfo, source_dataset=None):
+        self.model = model
+        self.device = device
+        self.class_set = class_set
+        self.num_classes = class_set.num_classes
+        self.iterations = train_cfg.iterations
+        self.seg_aux_weight = train_cfg.seg_aux_weight
+        self.dist = dist_info
+        self.slots: dict[str, Slot] = {}
+        self._train_cfg = train_cfg
+        self._source_dataset = source_dataset
+        self._class_histogram: torch.Tensor | None = None
+        amp = train_cfg.amp
+        self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler(device.type) if amp == "fp16" and device.type == "cuda" else None
+
+    # -- services for plugins ------------------------------------------------------------------
+    def autocast(self):
+        if self._amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._amp_dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def supervised_loss(self, out, label: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Cross-entropy of the main head plus ``seg_aux_weight`` × that of the auxiliary head."""
+        loss = segmentation_loss(out.main, label)
+        logs = {"loss_seg": loss.item()}
+        if out.aux is not None and self.seg_aux_weight > 0:
+            aux = segmentation_loss(out.aux, label)
+            logs["loss_seg_aux"] = aux.item()
+            loss = loss + self.seg_aux_weight * aux
+        return loss, logs
+
+    def source_class_histogram(self) -> torch.Tensor:
+        """Pixel frequency of each class over the source training labels (sums to 1), for priors."""
+        if self._class_histogram is None:
+            counts = torch.zeros(self.num_classes, dtype=torch.float64)
+            for i in range(len(self._source_dataset)):
+                label = self._source_dataset[i]["label"].reshape(-1)
+                label = label[label != IGNORE_INDEX]
+                counts += torch.bincount(label, minlength=self.num_classes).double()
+            self._class_histogram = (counts / counts.sum().clamp(min=1)).float().to(self.device)
+        return self._class_histogram
+
+    def register_module(self, name: str, module: nn.Module, optimizer: str = "adam", lr: float = 1e-4,
+                        **optim_kwargs) -> nn.Module:
+        if name in self.slots:
+            raise ValueError(f"a module named {name!r} is already registered")
+        module.to(self.device)
+        params = [p for p in module.parameters() if p.requires_grad]
+        if optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=lr, **optim_kwargs)
+        elif optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=lr, **optim_kwargs)
+        else:
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        self.slots[name] = Slot(name, module, opt, [lr])
+        return module
+
+    # -- used by the trainer ---------------------------------------------------------------------
+    def register_segmenter(self, backbone_params, head_params) -> None:
+        cfg = self._train_cfg
+        groups = [{"params": backbone_params, "lr": cfg.lr},
+                  {"params": head_params, "lr": cfg.lr * cfg.head_lr_mult}]
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.slots["model"] = Slot("model", self.model, opt, [g["lr"] for g in groups])
+
+    def start_step(self, step: int) -> float:
+        """Zero every gradient and apply the poly schedule; returns the segmenter's backbone LR."""
+        factor = (1 - step / self.iterations) ** self._train_cfg.poly_power
+        for slot in self.slots.values():
+            slot.optimizer.zero_grad(set_to_none=True)
+            for group, base in zip(slot.optimizer.param_groups, slot.base_lrs):
+                group["lr"] = base * factor
+        return self.slots["model"].base_lrs[0] * factor
+
+    def finish_step(self) -> None:
+        for slot in self.slots.values():
+            average_gradients(slot.module.parameters(), self.dist.world_size)
+            if self.scaler:
+                self.scaler.step(slot.optimizer)
+            else:
+                slot.optimizer.step()
+        if self.scaler:
+            self.scaler.update()
+
+    def state_dict(self) -> dict:
+        state = {name: {"module": s.module.state_dict(), "optimizer": s.optimizer.state_dict()}
+                 for name, s in self.slots.items()}
+        if self.scaler:
+            state["_scaler"] = self.scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, slot in self.slots.items():
+            slot.module.load_state_dict(state[name]["module"])
+            slot.optimizer.load_state_dict(state[name]["optimizer"])
+        if self.scaler and "_scaler" in state:
+            self.scaler.load_state_dict(state["_scaler"])

@@ -1,0 +1,53 @@
+"""Process-group helpers. One process per GPU under ``torchrun``; a single process otherwise.
+
+Gradients of every registered module are averaged across ranks just before the optimizer steps
+(``average_gradients``). Unlike a DDP wrapper this stays correct however many forward passes and
+``backward`` calls a method makes in one step (AdvEnt and FADA make several), so no plugin changes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_type: str) -> DistInfo:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def average_gradients(params, world_size: int) -> None:
+    grads = [p.grad for p in params if p.grad is not None]
+    if world_size <= 1 or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset: offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def all_reduce_sum(tensor: torch.Tensor, world_size: int) -> torch.Tensor:
+    if world_size > 1:
+        dist.all_reduce(tensor)
+    return tensor

@@ -1,0 +1,103 @@
+"""Plan and execute a suite: every (method, seed) pair becomes one run directory.
+
+All input is checked before the first step (methods exist, hyper-parameters are valid, datasets are
+readable), so bad input never costs training time. A run that fails is marked ``failed`` and the
+others go on; finished runs are skipped on a re-run.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..config import Suite, resolved_dict
+from ..data import get_dataset
+from ..errors import ConfigError, UdabenchError
+from ..registry import get_method
+from ..schema import from_dict, to_dict
+from .distributed import init_distributed
+from .rundir import RunDir
+from .trainer import RunSpec, SuiteData, Trainer
+
+
+@dataclass
+class Outcome:
+    spec: RunSpec
+    status: str          # "done" (trained now), "skipped" (already done), "failed"
+    message: str = ""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but CUDA is not available here; use train.device=auto or cpu.")
+    return device
+
+
+def plan_runs(suite: Suite, results: str | Path, methods: list[str] | None = None, seeds: list[int] | None = None,
+              methods_dirs=()) -> list[RunSpec]:
+    specs = []
+    base = resolved_dict(suite)
+    for key in ("methods", "seeds", "oracle", "description"):
+        base.pop(key)  # not part of a run's identity: adding a method must not orphan the others
+    for name in methods or suite.method_names():
+        cls = get_method(name, methods_dirs)
+        hparams = from_dict(cls.Hparams, suite.methods.get(name, {}), f"methods.{name}", suite.source_file)
+        for seed in seeds if seeds is not None else suite.seeds:
+            resolved = {**base, "method": name, "hparams": to_dict(hparams), "seed": seed}
+            specs.append(RunSpec(suite, cls, hparams, seed, RunDir(results, suite.name, name, resolved)))
+    return specs
+
+
+def build_data(suite: Suite, needs_target: bool = True) -> SuiteData:
+    d = suite.data
+
+    def make(ds, resize_label=True):
+        return get_dataset(ds.dataset, ds.root, ds.split, size=ds.size, class_set=suite.classes,
+                           resize_label=resize_label, limit=ds.limit, synthetic=suite.synthetic)
+
+    return SuiteData(make(d.source), make(d.target) if needs_target else None, make(d.eval, resize_label=False))
+
+
+def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] | None = None,
+              seeds: list[int] | None = None, methods_dirs=(), debug: bool = False) -> list[Outcome]:
+    specs = plan_runs(suite, results, methods, seeds, methods_dirs)
+    device = resolve_device(suite.train.device)
+    dist = init_distributed(device.type)
+    if device.type == "cuda" and dist.world_size > 1:
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    data = build_data(suite, needs_target=any(s.method.uses_target for s in specs))
+    outcomes = []
+    for spec in specs:
+        label = f"{spec.method.name} seed {spec.seed}"
+        if spec.rundir.status == "done":
+            tqdm.write(f"{label}: done already ({spec.rundir.path}), skipped")
+            outcomes.append(Outcome(spec, "skipped"))
+            continue
+        if spec.rundir.status == "partial":
+            tqdm.write(f"{label}: resuming from {spec.rundir.checkpoint}")
+        try:
+            rows = Trainer(spec, data, device, dist).run()
+        except KeyboardInterrupt:
+            tqdm.write(f"{label}: interrupted. Finished runs are kept; run the same command again to resume "
+                       f"from the last checkpoint in {spec.rundir.path}.")
+            raise
+        except Exception as exc:
+            if debug:
+                raise
+            detail = str(exc) if isinstance(exc, UdabenchError) else traceback.format_exc()
+            spec.rundir.mark_failed(detail)
+            tqdm.write(f"{label}: FAILED: {str(exc) or type(exc).__name__} (details in {spec.rundir.failed_marker})")
+            outcomes.append(Outcome(spec, "failed", str(exc)))
+            continue
+        miou = rows[-1]["miou"] if rows else float("nan")
+        tqdm.write(f"{label}: done, mIoU {miou:.2f} ({spec.rundir.path})")
+        outcomes.append(Outcome(spec, "done"))
+    return outcomes

@@ -1,0 +1,261 @@
+"""The training loop of one run: (suite, method, hyper-parameters, seed) -> run directory."""
+
+from __future__ import annotations
+
+import math
+import random
+import resource
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from ..config import Suite
+from ..data.classes import get_class_set
+from ..errors import UdabenchError
+from ..method import Method
+from ..metrics import mean_iou, per_class_iou
+from ..models import build_model
+from .context import MethodContext
+from .distributed import DistInfo
+from .environment import collect_env
+from .evaluate import evaluate
+from .rundir import RunDir
+from .sampling import ResumableSampler
+
+
+class NonFiniteLoss(UdabenchError):
+    pass
+
+
+@dataclass
+class SuiteData:
+    """The datasets of a suite, built (and checked) once before any run starts."""
+
+    source: object
+    target: object
+    eval: object
+
+
+@dataclass
+class RunSpec:
+    suite: Suite
+    method: type[Method]
+    hparams: object
+    seed: int
+    rundir: RunDir
+
+
+class Trainer:
+    def __init__(self, spec: RunSpec, data: SuiteData, device: torch.device, dist: DistInfo = DistInfo()):
+        self.spec, self.data, self.device, self.dist = spec, data, device, dist
+        self.cfg = spec.suite.train
+        self.class_set = get_class_set(spec.suite.classes)
+
+    # -- public ----------------------------------------------------------------------------------
+    def run(self) -> list[dict]:
+        spec, cfg, rundir = self.spec, self.cfg, self.spec.rundir
+        seed_everything(spec.seed, cfg.deterministic, self.device)
+        model = build_model(spec.suite.model, self.class_set.num_classes).to(self.device)
+        if spec.suite.model.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        ctx = MethodContext(model, self.device, self.class_set, cfg, self.dist, self.data.source)
+        ctx.register_segmenter(*model.param_groups())
+        method = spec.method(spec.hparams, ctx)
+        method.setup(model, ctx)
+
+        start = self._resume(ctx, rundir)
+        source_iter = self._batches(self.data.source, "source", start) if spec.method.uses_source else None
+        target_iter = self._batches(self.data.target, "target", start) if spec.method.uses_target else None
+        model.train()
+        running: dict[str, list[float]] = defaultdict(list)
+        step_times: list[float] = []
+        desc = f"{spec.method.name} seed {spec.seed}"
+        bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc=desc,
+                   disable=None if self.dist.is_main else True, dynamic_ncols=True, leave=False)
+        for step in bar:
+            t0 = time.perf_counter()
+            source = self._to_device(next(source_iter)) if source_iter else None
+            target = self._to_device(next(target_iter)) if target_iter else None
+            if target is not None and not spec.method.uses_target_labels:
+                target.pop("label", None)  # unsupervised: target labels never reach a method
+            lr = ctx.start_step(step)
+            logs = method.train_step(source, target, step)
+            self._check_finite(logs, step)
+            ctx.finish_step()
+            step_times.append(time.perf_counter() - t0)
+            for key, value in logs.items():
+                running[key].append(value)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.iterations:
+                self._log_row(done, lr, running, step_times)
+            if done % cfg.eval_every == 0 or done == cfg.iterations:
+                self._evaluate(model, ctx, done, lr, running, step_times)
+                running.clear()
+                step_times.clear()
+            if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
+                self._save(ctx, done)
+        bar.close()
+        if self.dist.is_main:
+            rundir.mark_done()
+        return rundir.read_metrics()
+
+    # -- internals -------------------------------------------------------------------------------
+    def _resume(self, ctx: MethodContext, rundir: RunDir) -> int:
+        if not rundir.checkpoint.exists():
+            if self.dist.is_main:
+                rundir.prepare(collect_env(self.device))
+            return 0
+        try:
+            state = torch.load(rundir.checkpoint, map_location=self.device, weights_only=False)
+            ctx.load_state_dict(state["slots"])
+        except Exception as exc:  # corrupt/incompatible file: name it and say how to recover
+            raise UdabenchError(f"cannot resume from checkpoint {rundir.checkpoint}: {exc}. Delete that file "
+                                f"to restart this run from scratch (its metrics rows are kept).") from None
+        restore_rng(state["rng"])
+        if self.dist.is_main:
+            rundir.truncate_metrics(state["step"])
+        return state["step"]
+
+    def _save(self, ctx: MethodContext, step: int) -> None:
+        if not self.dist.is_main:
+            return
+        path = self.spec.rundir.checkpoint
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"step": step, "slots": ctx.state_dict(), "rng": rng_state()}, tmp)
+        tmp.replace(path)
+
+    def _batches(self, dataset, stream: str, start_step: int):
+        sampler = ResumableSampler(len(dataset), stream_seed(self.spec.seed, stream), start_step * self.cfg.batch_size,
+                                   self.dist.rank, self.dist.world_size)
+        return iter(self._loader(dataset, self.cfg.batch_size, sampler=sampler, drop_last=True))
+
+    def _loader(self, dataset, batch_size: int, **kw) -> DataLoader:
+        workers = self.spec.suite.data.num_workers
+        return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=self.device.type == "cuda",
+                          persistent_workers=workers > 0, **kw)
+
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _check_finite(self, logs: dict[str, float], step: int) -> None:
+        bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
+        if bad:
+            raise NonFiniteLoss(
+                f"{self.spec.method.name} seed {self.spec.seed}: loss {', '.join(f'{k}={v}' for k, v in bad.items())} "
+                f"at step {step} in {self.spec.rundir.path}. The update was not applied; earlier checkpoints and "
+                f"metrics are kept. Lower train.lr or the method's loss weights (--set), or try train.amp=none.")
+
+    def _log_row(self, step: int, lr: float, running, step_times) -> None:
+        parts = [f"{self.spec.method.name:>12} s{self.spec.seed}", f"step {step:>7}/{self.cfg.iterations}",
+                 f"lr {lr:.2e}"]
+        parts += [f"{k} {np.mean(v[-self.cfg.log_every:]):.4f}" for k, v in running.items()]
+        parts.append(f"{np.mean(step_times[-self.cfg.log_every:]):.3f}s/it")
+        line = "  ".join(parts)
+        if self.dist.is_main:
+            tqdm.write(line)
+            with (self.spec.rundir.path / "log.txt").open("a") as f:
+                f.write(line + "\n")
+
+    def _evaluate(self, model, ctx: MethodContext, step: int, lr: float, running, step_times) -> None:
+        ds = self.data.eval
+        shard = Subset(ds, range(self.dist.rank, len(ds), self.dist.world_size))
+        loader = self._loader(shard, self.spec.suite.data.eval_batch_size)
+        cm, entropy = evaluate(model, loader, self.class_set.num_classes, self.device, ctx.autocast,
+                               self.dist.world_size)
+        if self.dist.is_main:
+            self.spec.rundir.append_metrics(self._row(cm, entropy, step, lr, running, step_times))
+
+    def _row(self, cm, entropy, step, lr, running, step_times) -> dict:
+        suite = self.spec.suite
+        iou = per_class_iou(cm).cpu()
+        class_sets = {}
+        for name in dict.fromkeys([suite.classes, *suite.eval_class_sets]):
+            subset = get_class_set(name)
+            idx = self.class_set.subset_indices(subset)
+            class_sets[name] = {
+                "iou": {n: _pct(iou[i]) for n, i in zip(subset.names, idx)},
+                "miou": _pct(mean_iou(cm, idx)),
+            }
+        return {
+            "suite": suite.name,
+            "method": self.spec.method.name,
+            "method_label": self.spec.method.row_label(),
+            "seed": self.spec.seed,
+            "run_id": self.spec.rundir.id,
+            "step": step,
+            "iterations": self.cfg.iterations,
+            "miou": class_sets[suite.classes]["miou"],
+            "class_sets": class_sets,
+            "confusion": cm.cpu().tolist(),
+            "target_entropy": entropy,
+            "losses": {k: float(np.mean(v)) for k, v in running.items()},
+            "lr": lr,
+            "step_time": float(np.mean(step_times)) if step_times else None,
+            "peak_mem_gb": peak_memory_gb(self.device),
+            "hparams": asdict(self.spec.hparams),
+            "protocol": protocol(suite, self.spec.seed),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+
+
+def protocol(suite: Suite, seed: int) -> dict:
+    m, d, t = suite.model, suite.data, suite.train
+    return {
+        "backbone": m.backbone, "pretrained": m.pretrained, "aspp_dilations": list(m.aspp_dilations),
+        "bn_mode": m.bn_mode, "multi_level": m.multi_level,
+        "source": f"{d.source.dataset}/{d.source.split}", "target": f"{d.target.dataset}/{d.target.split}",
+        "eval": f"{d.eval.dataset}/{d.eval.split}",
+        "source_size": _size(d.source.size), "target_size": _size(d.target.size), "eval_input_size": _size(d.eval.size),
+        "eval_label_size": "native", "inference": "single-scale, no flip, bilinear up-sampling of logits",
+        "classes": suite.classes, "iterations": t.iterations, "batch_size": t.batch_size, "amp": t.amp, "seed": seed,
+    }
+
+
+def _size(size) -> str:
+    return f"{size[0]}x{size[1]}" if size else "native"
+
+
+def _pct(value) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else round(100 * value, 4)
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB -> GiB (process RSS)
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    return seed * 1000 + {"source": 1, "target": 2}[stream]
+
+
+def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,13 @@
+"""The one exception type the CLI turns into a clean message (exit code 2, no traceback)."""
+
+
+class UdabenchError(Exception):
+    """A user-facing error: the message names the file or key, what was expected and how to fix it."""
+
+
+class ConfigError(UdabenchError):
+    """A suite file, override or hyper-parameter block that does not match the schema."""
+
+
+class DataError(UdabenchError):
+    """A dataset folder, file or label that is missing or not in the expected format."""

@@ -1,0 +1,71 @@
+"""The method plugin contract (DESIGN §4).
+
+A method is one class in one file under ``methods/``::
+
+    @register
+    class MinEnt(Method):
+        name = "minent"
+        paper = "Vu et al., ADVENT, CVPR'19"
+        description = "entropy minimisation on target predictions"
+
+        @dataclass
+        class Hparams:
+            lambda_ent: float = 1e-3
+
+        def train_step(self, source, target, step):
+            ...
+            self.ctx.backward(loss)
+            return {"loss_seg": ...}
+
+The harness owns everything else: before ``train_step`` it zeroes the gradients of every registered
+module and sets their learning rates; after it, it steps every optimizer. Gradients of several
+``ctx.backward`` calls therefore accumulate into one update, as in the official ADVENT/FADA loops.
+Batches are dicts ``{"image": N×3×H×W, "label": N×H×W, "name": [...]}`` already on the device;
+``target`` carries no "label" unless the method declares ``uses_target_labels``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from torch import nn
+
+
+class Method:
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""     # row label in tables (defaults to the name)
+    uses_source: ClassVar[bool] = True
+    uses_target: ClassVar[bool] = True   # False: target images never reach the model in training
+    uses_target_labels: ClassVar[bool] = False  # True only for the oracle: labels are withheld otherwise
+
+    @dataclass
+    class Hparams:
+        pass
+
+    def __init__(self, hparams, ctx):
+        self.hp = hparams
+        self.ctx = ctx
+
+    def setup(self, model: nn.Module, ctx) -> None:
+        """Build extra modules and register them with ``self.register_module``; default: none."""
+
+    def train_step(self, source: dict | None, target: dict | None, step: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def register_module(self, name: str, module: nn.Module, optimizer: str = "adam", lr: float = 1e-4,
+                        **optim_kwargs) -> nn.Module:
+        """Hand a module to the harness: it is moved to the device, optimised with the poly schedule,
+        checkpointed and resumed. Returns the module to use (DDP-wrapped when distributed)."""
+        return self.ctx.register_module(name, module, optimizer=optimizer, lr=lr, **optim_kwargs)
+
+    @staticmethod
+    def set_requires_grad(module: nn.Module, flag: bool) -> None:
+        for p in module.parameters():
+            p.requires_grad_(flag)
+
+    @classmethod
+    def row_label(cls) -> str:
+        return cls.display_name or cls.name
