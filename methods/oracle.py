@@ -17,8 +17,4 @@ class Oracle(Method):
     uses_target_labels = True
 
     def train_step(self, source, target, step):
-        with self.ctx.autocast():
-            out = self.ctx.model(target["image"])
-            loss, logs = self.ctx.supervised_loss(out, target["label"])
-        self.ctx.backward(loss)
-        return logs
+        return self.ctx.supervised_step(target)

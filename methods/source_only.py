@@ -1,9 +1,10 @@
 """Source-only: the lower bound every adaptation method is measured against.
 
 Cross-entropy on labelled source images only (main head, plus the auxiliary head at
-``train.seg_aux_weight`` when multi-level). ``uses_target = False``: target images never pass
-through the model in training, so BN statistics stay free of target data (AdaptSegNet#25, where a
-"source-only" run with adversarial weight 0 let target batches update BN and scored ~5 mIoU higher).
+``train.seg_aux_weight`` when multi-level).
+``uses_target = False``: target images never pass through the model in training, so BN statistics
+stay free of target data (AdaptSegNet#25, where a "source-only" run with adversarial weight 0 let
+target batches update BN and scored ~5 mIoU higher).
 """
 
 from udabench import Method, register
@@ -18,8 +19,4 @@ class SourceOnly(Method):
     uses_target = False
 
     def train_step(self, source, target, step):
-        with self.ctx.autocast():
-            out = self.ctx.model(source["image"])
-            loss, logs = self.ctx.supervised_loss(out, source["label"])
-        self.ctx.backward(loss)
-        return logs
+        return self.ctx.supervised_step(source)

@@ -43,7 +43,7 @@ def palette_png(label_ids: np.ndarray) -> Image.Image:
     return img
 
 
-def write_gta5(root: Path, n: int, h: int = 32, w: int = 64, seed: int = 0) -> Path:
+def write_gta5(root: Path, n: int, h: int = 40, w: int = 80, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True)
     (root / "labels").mkdir()
@@ -54,7 +54,7 @@ def write_gta5(root: Path, n: int, h: int = 32, w: int = 64, seed: int = 0) -> P
     return root
 
 
-def write_cityscapes(root: Path, splits: dict[str, int], h: int = 32, w: int = 64, seed: int = 1) -> Path:
+def write_cityscapes(root: Path, splits: dict[str, int], h: int = 40, w: int = 80, seed: int = 1) -> Path:
     rng = np.random.default_rng(seed)
     for split, n in splits.items():
         for i in range(n):
@@ -81,9 +81,9 @@ def tiny_suite_dict(data: dict[str, Path], **train) -> dict:
         "name": "tiny",
         "description": "test suite",
         "data": {
-            "source": {"dataset": "gta5", "root": str(data["gta5"]), "split": "all", "size": [48, 24]},
-            "target": {"dataset": "cityscapes", "root": str(data["cityscapes"]), "split": "train", "size": [48, 24]},
-            "eval": {"dataset": "cityscapes", "root": str(data["cityscapes"]), "split": "val", "size": [48, 24]},
+            "source": {"dataset": "gta5", "root": str(data["gta5"]), "split": "all", "size": [64, 32]},
+            "target": {"dataset": "cityscapes", "root": str(data["cityscapes"]), "split": "train", "size": [64, 32]},
+            "eval": {"dataset": "cityscapes", "root": str(data["cityscapes"]), "split": "val", "size": [64, 32]},
             "eval_batch_size": 2,
         },
         "model": {"backbone": "resnet10t", "pretrained": "none", "bn_mode": "train", "multi_level": True},

@@ -7,7 +7,7 @@ from udabench.errors import ConfigError
 
 def test_tiny_suite_loads_into_typed_dataclasses(write_suite):
     suite = load_suite(write_suite())
-    assert suite.data.source.size == (48, 24)
+    assert suite.data.source.size == (64, 32)
     assert suite.train.iterations == 4 and isinstance(suite.train.lr, float)
     assert suite.method_names() == ["source_only", "oracle"]
 

@@ -144,9 +144,9 @@ def test_nan_loss_marks_the_run_failed_and_other_runs_go_on(write_suite, tmp_pat
 def test_eval_labels_keep_native_resolution(write_suite):
     data = build_data(load_suite(write_suite()))
     item = data.eval[0]
-    assert item["image"].shape == (3, 24, 48) and item["label"].shape == (32, 64)
+    assert item["image"].shape == (3, 32, 64) and item["label"].shape == (40, 80)
     train_item = data.source[0]
-    assert train_item["label"].shape == (24, 48)
+    assert train_item["label"].shape == (32, 64)
 
 
 def test_metrics_rows_are_self_describing(write_suite, tmp_path):
@@ -156,3 +156,21 @@ def test_metrics_rows_are_self_describing(write_suite, tmp_path):
     assert row["protocol"]["aspp_dilations"] == [6, 12, 18, 24] and row["protocol"]["eval_label_size"] == "native"
     assert len(row["confusion"]) == 19 and row["step_time"] > 0 and row["peak_mem_gb"] > 0
     assert 0 <= row["target_entropy"] <= 1 and "loss_seg" in row["losses"]
+
+
+def test_two_process_distributed_run_on_cpu(write_suite, tmp_path):
+    """torchrun with 2 CPU ranks (gloo): gradients averaged, eval sharded and all-reduced, rank 0 writes."""
+    import subprocess
+    import sys
+
+    path = write_suite()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           "-m", "udabench", "run", str(path), "--methods", "source_only", "--results", str(tmp_path / "ddp")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("runs finished") == 1
+    single = run_suite(load_suite(path), tmp_path / "single", methods=["source_only"])[0].spec.rundir
+    ddp_rows = next((tmp_path / "ddp").glob("tiny/source_only/*/metrics.jsonl")).read_text().splitlines()
+    ddp_cm = json.loads(ddp_rows[-1])["confusion"]
+    single_cm = single.read_metrics()[-1]["confusion"]
+    assert len(ddp_rows) == 2 and sum(map(sum, ddp_cm)) == sum(map(sum, single_cm))  # every eval pixel once

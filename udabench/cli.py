@@ -7,6 +7,7 @@ a run that fails mid-way is marked ``failed``, the others go on, and the exit co
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -87,6 +88,8 @@ def cmd_run(args) -> int:
 
     suite = load_suite(args.suite, args.overrides, quick=args.quick)
     outcomes = run_suite(suite, args.results, args.methods, args.seeds, args.methods_dir, args.debug)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # rank 0 reports for all
     failed = [o for o in outcomes if o.status == "failed"]
     print(f"{len(outcomes) - len(failed)} of {len(outcomes)} runs finished; results in {Path(args.results) / suite.name}")
     if failed:

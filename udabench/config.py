@@ -59,6 +59,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     poly_power: float = 0.9
     seg_aux_weight: float = 0.1               # source CE on the auxiliary head
+    source_warmup: int = 0                    # first steps of UDA methods are plain source training
     eval_every: int = 2000
     checkpoint_every: int = 1000
     log_every: int = 50

@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -47,7 +48,7 @@ from PIL import Image, ImageFilter
 
 from udabench.data.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS
 
-GENERATOR_VERSION = 1  # part of the cache key: bump whenever the scenes change
+GENERATOR_VERSION = 2  # part of the cache key: bump whenever the scenes change
 _MARKER = "COMPLETE"
 _STALE_TEMP_S = 3600.0  # a temp folder this old belongs to an interrupted run (generation takes seconds)
 
@@ -64,6 +65,7 @@ _BASE_COLOURS = {
     BUS: (0.04, 0.58, 0.54), TRAIN: (0.56, 0.20, 0.62), MOTORCYCLE: (0.34, 0.02, 0.12),
     BICYCLE: (0.98, 0.46, 0.76),
 }
+_BASE = np.array([_BASE_COLOURS[i] for i in CITYSCAPES_LABEL_IDS])  # 19 x 3, in train-id order
 _SKIN = (0.86, 0.66, 0.52)
 _DARK = (0.05, 0.05, 0.06)
 _WHITE = (0.95, 0.95, 0.95)
@@ -76,7 +78,8 @@ _SIM_STREAM, _REAL_TRAIN_STREAM, _REAL_VAL_STREAM = 0, 1, 2
 class DomainStyle:
     """Appearance and layout knobs of one domain. All defaults = a neutral 'sim' look."""
 
-    palette_shift: float = 0.0  # 0..1: how far each class colour moves toward a domain-specific shifted palette (linear mix + per-class jitter)
+    # 0..1: how far each class colour moves toward a domain-specific shifted palette (linear mix + per-class jitter)
+    palette_shift: float = 0.0
     texture: float = 0.0  # amplitude of per-region texture (class-specific stripes + smooth blotches), 0..1
     blur: float = 0.0  # blur std in pixels at native resolution (one box-filter pass of that std)
     noise: float = 0.0  # std of additive pixel noise, on a 0..1 intensity scale
@@ -92,12 +95,12 @@ class SyntheticConfig:
     height: int = 128  # native resolution written to disk (labels are evaluated at this size)
     width: int = 256
     num_source: int = 400  # sim images (GTA5 format, split "all")
-    num_target_train: int = 400  # real train images (Cityscapes split "train", labels written too: the oracle trains on them)
+    num_target_train: int = 400  # real train images (Cityscapes "train"; labelled: the oracle trains on them)
     num_target_val: int = 100  # real val images (Cityscapes split "val")
     sim: DomainStyle = field(default_factory=DomainStyle)
     real: DomainStyle = field(
         default_factory=lambda: DomainStyle(
-            palette_shift=0.6, texture=0.35, blur=1.0, noise=0.04, lighting=0.5,
+            palette_shift=0.5, texture=0.35, blur=1.0, noise=0.04, lighting=0.5,
             horizon=0.52, object_frequency=1.0, vehicle_frequency=1.5,
         )
     )
@@ -124,12 +127,11 @@ def _shifted_palette(base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 @lru_cache(maxsize=None)
 def _shift_target(domain_key: int) -> np.ndarray:
     """The domain's shifted palette, drawn until every mix with the base palette keeps classes apart."""
-    base = np.array([_BASE_COLOURS[i] for i in CITYSCAPES_LABEL_IDS])
-    floor = 0.5 * _min_distance(base)
+    floor = 0.5 * _min_distance(_BASE)
     for attempt in range(1000):
-        target = _shifted_palette(base, np.random.default_rng([domain_key, attempt]))
+        target = _shifted_palette(_BASE, np.random.default_rng([domain_key, attempt]))
         # Checking the whole path keeps palette_shift monotone: one target for every knob value.
-        if all(_min_distance((1 - p) * base + p * target) >= floor for p in np.linspace(0.1, 1.0, 10)):
+        if all(_min_distance((1 - p) * _BASE + p * target) >= floor for p in np.linspace(0.1, 1.0, 10)):
             return target
     raise RuntimeError(f"no distinct shifted palette found for domain {domain_key}")
 
@@ -137,9 +139,8 @@ def _shift_target(domain_key: int) -> np.ndarray:
 @lru_cache(maxsize=None)
 def _palette(domain_key: int, palette_shift: float) -> np.ndarray:
     """3x256 float table (channel first, like the canvas): label id -> class colour of this domain."""
-    base = np.array([_BASE_COLOURS[i] for i in CITYSCAPES_LABEL_IDS])
     table = np.zeros((3, 256), dtype=np.float32)
-    table[:, list(CITYSCAPES_LABEL_IDS)] = ((1 - palette_shift) * base + palette_shift * _shift_target(domain_key)).T
+    table[:, list(CITYSCAPES_LABEL_IDS)] = ((1 - palette_shift) * _BASE + palette_shift * _shift_target(domain_key)).T
     return table
 
 
@@ -192,8 +193,8 @@ class _Canvas:
         self.height, self.width, self.palette = height, width, palette
         self.label = np.full((height, width), SKY, dtype=np.uint8)
         self.rgb = np.zeros((3, height, width), dtype=np.float32)  # channel first: fast masked writes
-        self._ys = np.arange(height, dtype=np.float32)[:, None] + 0.5  # pixel centres, sliced by every region
-        self._xs = np.arange(width, dtype=np.float32)[None, :] + 0.5
+        self.ys = np.arange(height, dtype=np.float32)[:, None] + 0.5  # pixel centres, sliced by every region
+        self.xs = np.arange(width, dtype=np.float32)[None, :] + 0.5
 
     def rect(self, x0: float, y0: float, x1: float, y1: float) -> _Region | None:
         """The pixels whose centres lie in [x0, x1) x [y0, y1)."""
@@ -201,7 +202,7 @@ class _Canvas:
         r0, r1 = max(0, math.ceil(y0 - 0.5)), min(self.height, math.ceil(y1 - 0.5))
         if c0 >= c1 or r0 >= r1:
             return None
-        return _Region(slice(r0, r1), slice(c0, c1), self._ys[r0:r1], self._xs[:, c0:c1], None)
+        return _Region(slice(r0, r1), slice(c0, c1), self.ys[r0:r1], self.xs[:, c0:c1], None)
 
     def ellipse(self, cx: float, cy: float, rx: float, ry: float) -> _Region | None:
         win = self.rect(cx - rx, cy - ry, cx + rx, cy + ry)
@@ -281,9 +282,6 @@ class _Street:
         """Depth at which the ground line ``lat`` crosses column xx (negative on the other side)."""
         return (xx - self.vx) / (lat * self.k)
 
-    def line_y(self, lat: float, xx):
-        return self.y(self.depth_at(lat, xx))
-
     def visible_depth(self, lat: float, lo: float, hi: float, rng: np.random.Generator) -> float:
         """A depth in [lo, hi] at which the foot point (lat, t) is still inside the frame."""
         edge = 0.0 if lat < 0 else float(self.width)
@@ -312,7 +310,7 @@ def _make_street(rng: np.random.Generator, style: DomainStyle, height: int, widt
 
 def _paint_sky_and_skyline(cv: _Canvas, st: _Street, rng: np.random.Generator, blocks: int = 30) -> None:
     """Sky paling toward the horizon; on the horizon a row of blocks: distant buildings, tree lines or gaps."""
-    haze = 0.45 * np.clip(cv._ys / st.yh, 0.0, 1.0)
+    haze = 0.45 * np.clip(cv.ys / st.yh, 0.0, 1.0)
     sky = (cv.palette[:, SKY] * _tint(rng, 0.05))[:, None, None]
     cv.rgb[:] = (1 - haze) * sky + haze * np.asarray(_WHITE, dtype=np.float32)[:, None, None]
     widths = rng.uniform(0.04, 0.14, blocks) * cv.width  # 30 blocks of >= 4% always span the width
@@ -349,7 +347,7 @@ def _paint_ground(cv: _Canvas, st: _Street, rng: np.random.Generator) -> None:
         (road_l + 0.3, ROAD, road),
         (road_l + 0.42, ROAD, line),
         (lane - 0.08, ROAD, road),
-        (lane + 0.08, ROAD, line),  # the dashed centre line
+        (lane + 0.08, ROAD, line),  # strip 7: the dashed centre line
         (road_r - 0.42, ROAD, road),
         (road_r - 0.3, ROAD, line),
         (road_r, ROAD, road),
@@ -375,7 +373,8 @@ def _paint_roadside(cv: _Canvas, st: _Street, side: int, rng: np.random.Generato
     is_park = rng.uniform() < 0.35
     if not is_park:
         _facades(cv, st, outer, rng)
-    for label, p, z in ((WALL, 0.4, (1.0, 2.2)), (FENCE, 0.4, (1.2, 2.5)), (VEGETATION, 0.3 + 0.3 * is_park, (1.0, 1.6))):
+    hedge_p = 0.3 + 0.3 * is_park
+    for label, p, z in ((WALL, 0.4, (1.0, 2.2)), (FENCE, 0.4, (1.2, 2.5)), (VEGETATION, hedge_p, (1.0, 1.6))):
         if rng.uniform() < p:
             t0 = rng.uniform(0.08, 0.5)
             _paint_edge_layer(cv, st, outer, [t0, t0 * rng.uniform(2.0, 5.0)], [label], [rng.uniform(*z)], rng)
@@ -496,12 +495,12 @@ def _draw_train(f: _Frame, tint, rng) -> None:
         f.cv.blend(f.rect(u - 1.2, u + 1.2, 0.0, 0.45), _DARK, 0.8)
 
 
-def _draw_person(f: _Frame, tint, rng, label: int = PERSON) -> None:
-    f.cv.paint(f.rect(-0.2, 0.2, 0.0, 0.85), label, tint)
+def _draw_person(f: _Frame, tint, rng) -> None:
+    f.cv.paint(f.rect(-0.2, 0.2, 0.0, 0.85), PERSON, tint)
     f.cv.shade(f.rect(-0.2, 0.2, 0.0, 0.85), 0.55)  # trousers
-    f.cv.paint(f.rect(-0.32, 0.32, 0.8, 1.5), label, tint)
+    f.cv.paint(f.rect(-0.32, 0.32, 0.8, 1.5), PERSON, tint)
     head = f.disc(0.0, 1.63, 0.16)
-    f.cv.paint(head, label, tint)
+    f.cv.paint(head, PERSON, tint)
     f.cv.blend(head, _SKIN, 0.7)
 
 
@@ -573,18 +572,20 @@ def _draw_tree(f: _Frame, tint, rng) -> None:
 class _Kind:
     draw: Callable
     mean: float  # objects per scene at frequency 1
-    vehicle: bool  # scaled by vehicle_frequency, and seen at an angle (its length foreshortened)
+    vehicle: bool  # also scaled by vehicle_frequency
     depth: tuple[float, float]  # range of depth t where it stands (far range for the long ones)
     where: str  # "road", "kerb", "walk" or "outer" (sidewalk by the facade, or the park)
+    squash: tuple[float, float] = (1.0, 1.0)  # range of foreshortening, from side view toward rear view
 
 
+_SEEN_AT_ANGLE, _TWO_WHEELS = (0.45, 1.0), (0.7, 1.0)  # two-wheelers keep their wheels apart
 _KINDS = (
-    _Kind(_draw_car, 2.2, True, (0.15, 1.0), "road"),
-    _Kind(_draw_truck, 0.6, True, (0.15, 0.65), "road"),
-    _Kind(_draw_bus, 0.55, True, (0.15, 0.6), "road"),
-    _Kind(_draw_train, 0.4, True, (0.12, 0.4), "road"),
-    _Kind(_draw_motorcycle, 0.8, True, (0.25, 1.0), "road"),
-    _Kind(_draw_bicycle, 1.0, True, (0.25, 1.0), "kerb"),
+    _Kind(_draw_car, 2.2, True, (0.15, 1.0), "road", _SEEN_AT_ANGLE),
+    _Kind(_draw_truck, 0.7, True, (0.15, 0.65), "road", _SEEN_AT_ANGLE),
+    _Kind(_draw_bus, 0.6, True, (0.15, 0.6), "road", _SEEN_AT_ANGLE),
+    _Kind(_draw_train, 0.5, True, (0.12, 0.4), "road", _SEEN_AT_ANGLE),
+    _Kind(_draw_motorcycle, 0.8, True, (0.25, 1.0), "road", _TWO_WHEELS),
+    _Kind(_draw_bicycle, 1.2, True, (0.25, 1.0), "kerb", _TWO_WHEELS),
     _Kind(_draw_person, 3.0, False, (0.3, 1.0), "walk"),
     _Kind(_draw_pole, 2.4, False, (0.25, 1.0), "kerb"),
     _Kind(_draw_tree, 1.5, False, (0.15, 0.9), "outer"),
@@ -613,9 +614,8 @@ def _place_objects(cv: _Canvas, st: _Street, style: DomainStyle, rng: np.random.
             lat = _foot_lateral(st, kind.where, rng, parks)
             t = st.visible_depth(lat, *kind.depth, rng)
             s = st.k * t
-            squash = rng.uniform(0.45, 1.0) if kind.vehicle else 1.0  # from side view to nearly rear view
             facing = 1.0 if rng.uniform() < 0.5 else -1.0
-            frame = _Frame(cv, st.x(lat, t), float(st.y(t)), facing * squash * s, s)
+            frame = _Frame(cv, st.x(lat, t), float(st.y(t)), facing * rng.uniform(*kind.squash) * s, s)
             placed.append((t, kind.draw, frame, _tint(rng)))
     for _, draw, frame, tint in sorted(placed, key=lambda p: p[0]):  # far to near
         draw(frame, tint, rng)
@@ -648,12 +648,13 @@ def _apply_style(rgb: np.ndarray, label: np.ndarray, style: DomainStyle, domain_
         stripes = np.sin(kx[label] * xx + ky[label] * yy + np.float32(phase))
         gain = gain * (1.0 + 0.5 * style.texture * (0.6 * stripes + 0.4 * blotches))
     rgb *= gain
-    image = Image.fromarray(np.ascontiguousarray((np.clip(rgb, 0.0, 1.0) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)))
+    planar = (np.clip(rgb, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    image = Image.fromarray(np.ascontiguousarray(planar.transpose(1, 2, 0)))
     if style.blur > 0:  # one box pass of the same std as a Gaussian of sigma `blur`: 3x faster than PIL's Gaussian
         image = image.filter(ImageFilter.BoxBlur((math.sqrt(12 * style.blur**2 + 1) - 1) / 2))
     if style.noise <= 0:
         return np.asarray(image)
-    grain = rng.standard_normal((height, width, 1), dtype=np.float32) * np.float32(255.0 * style.noise)  # luminance noise
+    grain = rng.standard_normal((height, width, 1), dtype=np.float32) * np.float32(255.0 * style.noise)  # luminance
     return np.clip(np.asarray(image, dtype=np.float32) + grain + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -663,7 +664,10 @@ def _apply_style(rgb: np.ndarray, label: np.ndarray, style: DomainStyle, domain_
 
 def render_scene(rng: np.random.Generator, style: DomainStyle, height: int, width: int,
                  domain_key: int) -> tuple[np.ndarray, np.ndarray]:
-    """-> (image uint8 H×W×3 RGB, label uint8 H×W of Cityscapes label ids). domain_key seeds the domain's palette (0 sim, 1 real)."""
+    """-> (image uint8 H×W×3 RGB, label uint8 H×W of Cityscapes label ids).
+
+    domain_key seeds the domain's palette and textures (0 sim, 1 real).
+    """
     layout_rng, look_rng = rng.spawn(2)  # separate streams: appearance knobs never move the layout
     cv = _Canvas(height, width, _palette(domain_key, float(style.palette_shift)))
     st = _make_street(layout_rng, style, height, width)
@@ -721,7 +725,7 @@ def write_cityscapes(root, num_train, num_val, style, seed, height, width,
             (root / "gtFine" / split / city).mkdir(parents=True, exist_ok=True)
         for i in range(num):
             city = split_cities[split][i % len(split_cities[split])]
-            stem = f"{city}_{i // len(split_cities[split]):06d}_{19:06d}"
+            stem = f"{city}_{i // len(split_cities[split]):06d}_000019"  # frame 19: Cityscapes' annotated frame
             image, label = render_scene(_image_rng(seed, stream, i), style, height, width, domain_key=1)
             _save_png(image, root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png")
             _save_png(label, root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png")
@@ -750,7 +754,7 @@ def _generate_atomically(cfg: SyntheticConfig, final: Path) -> None:
     for stale in final.parent.glob(f"{final.name}.tmp-*"):  # left by interrupted runs, never by live ones
         if time.time() - stale.stat().st_mtime > _STALE_TEMP_S:
             shutil.rmtree(stale, ignore_errors=True)
-    tmp = final.with_name(f"{final.name}.tmp-{time.time_ns()}")  # unique: concurrent runs do not collide
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}-{time.time_ns()}")  # concurrent runs do not collide
     write_gta5(tmp / "sim", cfg.num_source, cfg.sim, cfg.seed, cfg.height, cfg.width)
     write_cityscapes(tmp / "real", cfg.num_target_train, cfg.num_target_val, cfg.real, cfg.seed, cfg.height, cfg.width)
     (tmp / "config.json").write_text(json.dumps(asdict(cfg), indent=2, sort_keys=True))

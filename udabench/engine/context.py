@@ -60,6 +60,13 @@ class MethodContext:
             loss = loss + self.seg_aux_weight * aux
         return loss, logs
 
+    def supervised_step(self, batch: dict) -> dict[str, float]:
+        """Forward a labelled batch, back-propagate ``supervised_loss``; returns the logged losses."""
+        with self.autocast():
+            loss, logs = self.supervised_loss(self.model(batch["image"]), batch["label"])
+        self.backward(loss)
+        return logs
+
     def source_class_histogram(self) -> torch.Tensor:
         """Pixel frequency of each class over the source training labels (sums to 1), for priors."""
         if self._class_histogram is None:

@@ -74,30 +74,32 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
     data = build_data(suite, needs_target=any(s.method.uses_target for s in specs))
+    say = tqdm.write if dist.is_main else (lambda _: None)
     outcomes = []
     for spec in specs:
         label = f"{spec.method.name} seed {spec.seed}"
         if spec.rundir.status == "done":
-            tqdm.write(f"{label}: done already ({spec.rundir.path}), skipped")
+            say(f"{label}: done already ({spec.rundir.path}), skipped")
             outcomes.append(Outcome(spec, "skipped"))
             continue
         if spec.rundir.status == "partial":
-            tqdm.write(f"{label}: resuming from {spec.rundir.checkpoint}")
+            say(f"{label}: resuming from {spec.rundir.checkpoint}")
         try:
             rows = Trainer(spec, data, device, dist).run()
         except KeyboardInterrupt:
-            tqdm.write(f"{label}: interrupted. Finished runs are kept; run the same command again to resume "
+            say(f"{label}: interrupted. Finished runs are kept; run the same command again to resume "
                        f"from the last checkpoint in {spec.rundir.path}.")
             raise
         except Exception as exc:
             if debug:
                 raise
             detail = str(exc) if isinstance(exc, UdabenchError) else traceback.format_exc()
-            spec.rundir.mark_failed(detail)
-            tqdm.write(f"{label}: FAILED: {str(exc) or type(exc).__name__} (details in {spec.rundir.failed_marker})")
+            if dist.is_main:
+                spec.rundir.mark_failed(detail)
+            say(f"{label}: FAILED: {str(exc) or type(exc).__name__} (details in {spec.rundir.failed_marker})")
             outcomes.append(Outcome(spec, "failed", str(exc)))
             continue
         miou = rows[-1]["miou"] if rows else float("nan")
-        tqdm.write(f"{label}: done, mIoU {miou:.2f} ({spec.rundir.path})")
+        say(f"{label}: done, mIoU {miou:.2f} ({spec.rundir.path})")
         outcomes.append(Outcome(spec, "done"))
     return outcomes

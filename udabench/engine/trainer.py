@@ -84,7 +84,10 @@ class Trainer:
             if target is not None and not spec.method.uses_target_labels:
                 target.pop("label", None)  # unsupervised: target labels never reach a method
             lr = ctx.start_step(step)
-            logs = method.train_step(source, target, step)
+            if step < cfg.source_warmup and spec.method.uses_source:
+                logs = ctx.supervised_step(source)  # adaptation starts from a source-trained model
+            else:
+                logs = method.train_step(source, target, step)
             self._check_finite(logs, step)
             ctx.finish_step()
             step_times.append(time.perf_counter() - t0)
@@ -213,7 +216,7 @@ def protocol(suite: Suite, seed: int) -> dict:
         "eval": f"{d.eval.dataset}/{d.eval.split}",
         "source_size": _size(d.source.size), "target_size": _size(d.target.size), "eval_input_size": _size(d.eval.size),
         "eval_label_size": "native", "inference": "single-scale, no flip, bilinear up-sampling of logits",
-        "classes": suite.classes, "iterations": t.iterations, "batch_size": t.batch_size, "amp": t.amp, "seed": seed,
+        "classes": suite.classes, "iterations": t.iterations, "source_warmup": t.source_warmup, "batch_size": t.batch_size, "amp": t.amp, "seed": seed,
     }
 
 
