@@ -1,4 +1,4 @@
-"""``udabench run | report | list`` — the command line.
+"""``udabench run | report | list | data check | viz`` — the command line.
 
 Bad input ends with one clear paragraph on stderr and exit code 2 (``--debug`` shows the traceback);
 a run that fails mid-way is marked ``failed``, the others go on, and the exit code is 1.
@@ -79,6 +79,32 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", parents=[common], help="list methods, suites or backbones")
     lst.add_argument("what", choices=("methods", "suites", "backbones"))
     lst.set_defaults(func=cmd_list)
+
+    data = sub.add_parser("data", parents=[common], help="check dataset copies before training")
+    data.set_defaults(func=lambda args: data.print_help() or 2)
+    check = data.add_subparsers(metavar="ACTION").add_parser(
+        "check", parents=[common], help="check every dataset of a suite (exit 0 only when all are usable)",
+        description="For every dataset of the suite: folders (with the official archive names), image/label "
+                    "pairs, counts against the official splits, every label decoded and its ids checked, "
+                    "image checksums and sizes. Reports every problem; exit code 1 when a dataset is unusable.")
+    check.add_argument("suite", help="suite YAML file, e.g. suites/gta5_cityscapes.yaml")
+    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a suite key, as for `udabench run` (repeatable)")
+    check.add_argument("--workers", type=int, default=0, help="decode with N processes (default: in this one)")
+    check.add_argument("--limit", type=int, metavar="N",
+                       help="decode only the first N files of each split (folders, pairs and counts stay complete)")
+    check.set_defaults(func=cmd_data_check)
+
+    viz = sub.add_parser("viz", parents=[common], help="export a finished run's eval predictions",
+                         description="Write the predictions of a finished run on its eval split as Cityscapes "
+                                     "labelIds PNGs (benchmark-server format), overlays with entropy maps, and "
+                                     "scores.json (per-class IoU of the exported predictions).")
+    viz.add_argument("run", help="run directory, e.g. results/gta5_cityscapes/advent/seed0-<hash>")
+    viz.add_argument("--out", help="output folder (default: RUN/export)")
+    viz.add_argument("--limit", type=int, metavar="N", help="only the first N eval images")
+    viz.add_argument("--no-overlays", dest="overlays", action="store_false", help="write the label PNGs only")
+    viz.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    viz.set_defaults(func=cmd_viz)
     return parser
 
 
@@ -147,6 +173,34 @@ def cmd_list(args) -> int:
         for name, role in BACKBONES.items():
             print(f"{name:<10}  {role}")
         print("any timm model that builds with features_only=True, output_stride=8 also works")
+    return 0
+
+
+def cmd_data_check(args) -> int:
+    from .analysis.tables import render
+    from .config import load_suite
+    from .data.check import check_suite, summary_table
+
+    suite = load_suite(args.suite, args.overrides)
+    reports = check_suite(suite, args.workers, args.limit)
+    print(render(summary_table(reports), "text", f"{suite.name}: datasets"))
+    for report in reports:
+        for level, messages in (("error", report.errors), ("warning", report.warnings)):
+            for message in messages:
+                text = f"{level}: {report.dataset} {report.split}: {message}"
+                print(textwrap.fill(text, 100, subsequent_indent="    ", break_long_words=False,
+                                    break_on_hyphens=False))   # paths stay whole
+    unusable = [f"{r.dataset} {r.split}" for r in reports if not r.usable]
+    print(f"unusable: {', '.join(unusable)}" if unusable else "all datasets usable")
+    return 1 if unusable else 0
+
+
+def cmd_viz(args) -> int:
+    from .analysis.export import export_run
+    from .engine.runner import resolve_device
+
+    out = export_run(args.run, resolve_device(args.device), args.out, args.limit, args.overlays)
+    print(f"predictions written to {out} (labelIds/, {'overlays/, ' if args.overlays else ''}scores.json)")
     return 0
 
 

@@ -69,6 +69,17 @@ class TrainConfig:
 
 
 @dataclass
+class ReferenceRow:
+    """A published result, copied from a paper's table, shown beside the measured rows."""
+    source: str                               # paper, table and row the numbers come from
+    miou: dict[str, float]                    # class set -> published mIoU (%), e.g. {synthia16: 40.8, synthia13: 47.6}
+    iou: dict[str, float | None] = field(default_factory=dict)  # class name -> IoU (%); null where the table has "-"
+    method: str = ""                          # the udabench method or ensemble it is the paper's version of
+    backbone: str = "resnet101"
+    eval: str = ""                            # eval dataset, when a suite can be pointed at several (cross-city)
+
+
+@dataclass
 class Suite:
     name: str
     data: DataConfig
@@ -79,6 +90,8 @@ class Suite:
     train: TrainConfig = field(default_factory=TrainConfig)
     methods: dict[str, dict[str, Any]] = field(default_factory=lambda: {"source_only": {}})
     oracle: bool = True
+    ensembles: dict[str, list[str]] = field(default_factory=dict)  # row label -> methods averaged
+    references: dict[str, ReferenceRow] = field(default_factory=dict)  # row label -> published numbers
     seeds: list[int] = field(default_factory=lambda: [0])
     synthetic: SyntheticConfig | None = None
     source_file: str = ""                     # set by load_suite, not read from YAML
@@ -143,6 +156,12 @@ def validate(suite: Suite) -> None:
             raise ConfigError(f"{src}: train.{key} must be >= 1.")
     if not suite.model.aspp_dilations:
         raise ConfigError(f"{src}: model.aspp_dilations needs at least one dilation.")
+    names, sets = CLASS_SETS[suite.classes].names, [suite.classes, *suite.eval_class_sets]
+    for label, row in suite.references.items():
+        for key, known in (("iou", names), ("miou", sets)):
+            for bad in set(getattr(row, key)) - set(known):
+                raise ConfigError(f"{src}: references.{label}.{key} has {bad!r}, which is not one of "
+                                  f"{', '.join(known)}.{closest(bad, known)}")
 
 
 def apply_overrides(raw: Any, overrides: list[str], source: str) -> dict:
@@ -199,4 +218,5 @@ def _shrink_for_quick(suite: Suite) -> None:
 def resolved_dict(suite: Suite) -> dict:
     data = to_dict(suite)
     data.pop("source_file")
+    data.pop("references")   # published numbers: not part of any run's identity or config
     return data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,20 +26,33 @@ class Sample:
     label: Path | None        # None for unlabelled splits (e.g. NTHU train)
 
 
+def read_label_ids(path: Path) -> np.ndarray:
+    """The raw label ids of an 8-bit palette or grayscale PNG (GTA5, Cityscapes, NTHU) as uint8 H×W."""
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("P", "L"):
+                raise DataError(f"label {path}: expected an 8-bit palette or grayscale PNG of label ids, "
+                                f"got mode {img.mode!r}.")
+            return np.asarray(img)  # a palette PNG's pixel values are its indices, i.e. the ids
+    except OSError as exc:
+        raise DataError(f"cannot read label {path}: {exc}.") from None
+
+
 class SegmentationDataset(Dataset):
     """Items ``{"image": float32 3×H×W, "label": int64 H×W, "name": str}``.
 
     ``size`` = (width, height) of the network input (None keeps the native size). The label follows
     the image size when ``resize_label`` (training) and stays native otherwise (evaluation at full
-    label resolution). Label ids become train ids through ``lut``, a 256-entry table.
+    label resolution). ``read_label`` decodes a file to raw ids (uint8 H×W); ``lut``, a 256-entry
+    table, turns them into train ids.
     """
 
     def __init__(self, samples: list[Sample], lut: np.ndarray, size=None, resize_label: bool = True,
-                 description: str = "dataset"):
+                 description: str = "dataset", read_label: Callable[[Path], np.ndarray] = read_label_ids):
         if not samples:
             raise DataError(f"{description}: no images found. Check the dataset root and split.")
         self.samples, self.lut, self.size, self.resize_label = samples, lut, size, resize_label
-        self.description = description
+        self.description, self.read_label = description, read_label
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -48,26 +62,18 @@ class SegmentationDataset(Dataset):
         image = read_image(sample.image)
         item = {"name": sample.name}
         if sample.label is not None:
-            label = self.read_label_ids(sample.label)
-            if label.shape != (image.height, image.width):
+            ids = self.read_label(sample.label)
+            if ids.shape != (image.height, image.width):
                 # e.g. a few GTA5 frames: the label is resized (nearest) to the image it belongs to
-                label = np.asarray(Image.fromarray(label).resize(image.size, Image.NEAREST))
-            label = self.lut[label]
+                ids = resize_nearest(ids, image.size)
             if self.size is not None and self.resize_label:
-                label = np.asarray(Image.fromarray(label).resize(tuple(self.size), Image.NEAREST))
-            item["label"] = torch.from_numpy(label.astype(np.int64))
+                ids = resize_nearest(ids, self.size)
+            # nearest resizing commutes with the id -> train id table, so remap the smaller array
+            item["label"] = torch.from_numpy(self.lut[ids].astype(np.int64))
         if self.size is not None:
             image = image.resize(tuple(self.size), Image.BICUBIC)
         item["image"] = normalise(np.asarray(image))
         return item
-
-    def read_label_ids(self, path: Path) -> np.ndarray:
-        """The raw label ids of one file as uint8 H×W; datasets with other encodings override this."""
-        with Image.open(path) as img:
-            if img.mode not in ("P", "L"):
-                raise DataError(f"label {path}: expected an 8-bit palette or grayscale PNG of label ids, "
-                                f"got mode {img.mode!r}.")
-            return np.asarray(img)  # a palette PNG's pixel values are its indices, i.e. the ids
 
 
 def read_image(path: Path) -> Image.Image:
@@ -78,20 +84,13 @@ def read_image(path: Path) -> Image.Image:
         raise DataError(f"cannot read image {path}: {exc}.") from None
 
 
+def resize_nearest(ids: np.ndarray, size) -> np.ndarray:
+    """Resize a uint8 id map to ``size`` = (width, height) by nearest neighbour."""
+    return np.asarray(Image.fromarray(ids).resize(tuple(size), Image.NEAREST))
+
+
 def normalise(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(((rgb.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1).copy())
-
-
-def pair_by_stem(images: list[Path], label_for, description: str) -> list[Sample]:
-    """Pair each image with ``label_for(image)``; a missing label is an error naming the file."""
-    samples = []
-    for image in images:
-        label = label_for(image)
-        if not label.is_file():
-            raise DataError(f"{description}: image {image} has no label; expected {label}. "
-                            f"Restore the label file or remove the image.")
-        samples.append(Sample(image.stem, image, label))
-    return samples
 
 
 def ignore_lut() -> np.ndarray:

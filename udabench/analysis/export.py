@@ -1,0 +1,127 @@
+"""Predictions of a finished run on its eval split: Cityscapes-format label PNGs, overlays, entropy maps.
+
+``labelIds/<name>.png`` holds Cityscapes *label ids* (train id -> label id) at the native label
+resolution: the format of the Cityscapes benchmark server and of cityscapesscripts' evaluation.
+``overlays/<name>.png`` shows, left to right, the image, the prediction over it, the normalised
+prediction entropy (ADVENT Fig. 1 style) and the ground truth. ``scores.json`` holds the per-class
+IoU of the exported predictions, computed with the evaluation protocol of the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+from tqdm import tqdm
+
+from ..config import Suite
+from ..data import get_dataset
+from ..data.base import MEAN, STD
+from ..data.classes import CITYSCAPES_LABEL_IDS, ClassSet, get_class_set
+from ..errors import UdabenchError
+from ..losses import entropy_map, upsample
+from ..metrics import confusion_matrix
+from ..schema import from_dict
+
+
+def label_id_table(class_set: ClassSet) -> np.ndarray:
+    """Train id of ``class_set`` -> Cityscapes label id (the benchmark-server encoding)."""
+    return np.array([CITYSCAPES_LABEL_IDS[c] for c in class_set.cityscapes19_ids], dtype=np.uint8)
+
+
+def colour_table(class_set: ClassSet) -> np.ndarray:
+    """256×3 palette: class colours by train id, ignored pixels black."""
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[: class_set.num_classes] = class_set.colors
+    return table
+
+
+def load_run(run: str | Path, device: torch.device) -> tuple[Suite, torch.nn.Module]:
+    """The suite and the final segmentation model of a finished run directory."""
+    from ..models import build_model
+
+    run = Path(run)
+    config_file, checkpoint = run / "config.yaml", run / "checkpoints" / "last.pt"
+    if not config_file.is_file():
+        raise UdabenchError(f"{run} is not a run directory (no config.yaml); pass a folder like "
+                            f"results/<suite>/<method>/seed0-<hash>.")
+    config = yaml.safe_load(config_file.read_text())
+    if "ensemble" in config:
+        raise UdabenchError(f"{run} is an ensemble (no model of its own); export its member runs instead.")
+    if not (run / "done").exists() or not checkpoint.is_file():
+        raise UdabenchError(f"{run} has not finished (no 'done' marker or no {checkpoint}); finish it with "
+                            f"`udabench run` first.")
+    names = {f.name for f in dataclasses.fields(Suite)}
+    suite = from_dict(Suite, {k: v for k, v in config.items() if k in names}, "", str(config_file))
+    model = build_model(suite.model, get_class_set(suite.classes).num_classes)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["slots"]["model"]["module"])
+    return suite, model.to(device).eval()
+
+
+@torch.no_grad()
+def export_predictions(forward: Callable[[torch.Tensor], torch.Tensor], dataset, class_set: ClassSet, out: Path,
+                       device: torch.device, overlays: bool = True) -> torch.Tensor:
+    """Write one label-id PNG (and overlay) per item; return the confusion matrix of the predictions.
+
+    ``forward`` maps a 1×3×h×w image to class scores; they are up-sampled bilinearly to the label
+    (native resolution), as in the evaluation protocol.
+    """
+    to_label_id, colours = label_id_table(class_set), colour_table(class_set)
+    (out / "labelIds").mkdir(parents=True, exist_ok=True)
+    if overlays:
+        (out / "overlays").mkdir(exist_ok=True)
+    cm = torch.zeros(class_set.num_classes, class_set.num_classes, dtype=torch.int64)
+    for i in tqdm(range(len(dataset)), desc="export", unit="img", leave=False, disable=None):
+        item = dataset[i]
+        image = item["image"][None].to(device)
+        label = item.get("label")
+        prob = upsample(forward(image).float(), label.shape if label is not None else image.shape[-2:]).softmax(1)
+        pred = prob.argmax(1)[0].cpu()
+        Image.fromarray(to_label_id[pred.numpy()]).save(out / "labelIds" / f"{item['name']}.png")
+        if label is not None:
+            cm += confusion_matrix(pred, label, class_set.num_classes)
+        if overlays:
+            panels = overlay_panels(item["image"], pred.numpy(), entropy_map(prob)[0].cpu().numpy(),
+                                    None if label is None else label.numpy(), colours)
+            Image.fromarray(np.concatenate(panels, axis=1)).save(out / "overlays" / f"{item['name']}.png")
+    return cm
+
+
+def overlay_panels(image: torch.Tensor, pred: np.ndarray, entropy: np.ndarray, label: np.ndarray | None,
+                   colours: np.ndarray) -> list[np.ndarray]:
+    """Image, prediction blended over it, entropy map, ground truth: uint8 H×W×3 each, at the input size."""
+    from matplotlib import colormaps
+
+    rgb = np.clip(image.numpy().transpose(1, 2, 0) * STD + MEAN, 0, 255).astype(np.uint8)
+    size = (rgb.shape[1], rgb.shape[0])
+    shrink = lambda ids: np.asarray(Image.fromarray(ids.astype(np.uint8)).resize(size, Image.NEAREST))
+    heat = np.asarray(Image.fromarray(entropy.astype(np.float32)).resize(size, Image.BILINEAR))
+    viridis = (colormaps["viridis"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    panels = [rgb, (0.5 * rgb + 0.5 * colours[shrink(pred)]).astype(np.uint8),
+              viridis[np.clip(heat * 255, 0, 255).astype(np.uint8)]]
+    if label is not None:
+        panels.append(colours[shrink(label)])   # ignored pixels (255) are black
+    return panels
+
+
+def export_run(run: str | Path, device: torch.device, out: str | Path | None = None, limit: int | None = None,
+               overlays: bool = True) -> Path:
+    """Export a finished run's predictions on its eval split to ``out`` (default ``<run>/export``)."""
+    from ..engine.evaluate import scores
+
+    suite, model = load_run(run, device)
+    ds = suite.data.eval
+    dataset = get_dataset(ds.dataset, ds.root, ds.split, size=ds.size, class_set=suite.classes,
+                          resize_label=False, limit=limit or ds.limit, synthetic=suite.synthetic)
+    out = Path(out) if out else Path(run) / "export"
+    cm = export_predictions(lambda x: model(x).main, dataset, get_class_set(suite.classes), out, device, overlays)
+    result = {k: v for k, v in scores(suite, cm, float("nan")).items() if k != "target_entropy"}
+    (out / "scores.json").write_text(json.dumps(result, indent=1))
+    return out

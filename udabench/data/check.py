@@ -1,0 +1,163 @@
+"""``udabench data check SUITE``: is every dataset of a suite complete and decodable, before GPU time is spent?
+
+For each distinct (dataset, root, split) of the suite: the layout (folders, with the official archive
+they come from), image/label pairs, the number of images against the official split size, every label
+decoded and its raw ids checked against the dataset's id set, image integrity (PNG checksums) and sizes.
+Every problem is collected, none stops the check. Errors make a dataset unusable; warnings (a size or
+count that differs from the official release) do not.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from ..errors import DataError
+from . import resolve
+from .base import Sample
+from .layout import DatasetKind, many
+
+
+@dataclass
+class Finding:
+    """What decoding one sample showed."""
+    image_size: tuple[int, int] | None = None     # (width, height)
+    label_size: tuple[int, int] | None = None
+    label_ids: tuple[int, ...] = ()
+    error: str = ""
+
+
+@dataclass
+class Report:
+    dataset: str
+    split: str
+    root: str
+    images: int = 0
+    labelled: int = 0
+    expected: int | None = None
+    sizes: Counter = field(default_factory=Counter)
+    resized_labels: int = 0
+    stray_ids: dict[int, list[str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        return not self.errors
+
+
+def inspect(read_label, sample: Sample) -> Finding:
+    try:
+        with Image.open(sample.image) as img:
+            size = img.size
+            img.verify()   # checks the PNG chunk checksums: catches truncated downloads without decoding
+    except (OSError, SyntaxError) as exc:
+        return Finding(error=f"image {sample.image} is unreadable ({exc})")
+    if sample.label is None:
+        return Finding(size)
+    try:
+        ids = read_label(sample.label)
+    except DataError as exc:
+        return Finding(size, error=str(exc))
+    present = np.flatnonzero(np.bincount(ids.ravel(), minlength=256))
+    return Finding(size, (ids.shape[1], ids.shape[0]), tuple(present.tolist()))
+
+
+def check_dataset(name: str, kind: DatasetKind, root: Path, split: str, workers: int = 0,
+                  limit: int | None = None) -> Report:
+    """Scan, then decode every sample (the first ``limit`` only, if given) of one dataset split."""
+    report = Report(name, split, str(root), expected=kind.expected.get(split))
+    scan = kind.scan(root, split)
+    report.errors += scan.problems
+    report.images, report.labelled = scan.images, sum(s.label is not None for s in scan.samples)
+    samples = scan.samples[:limit] if limit else scan.samples
+    decode = partial(inspect, kind.read_label)
+    progress = dict(total=len(samples), desc=f"{kind.title} {split}", unit="img", leave=False, disable=None)
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            findings = list(tqdm(pool.map(decode, samples, chunksize=16), **progress))
+    else:
+        findings = list(tqdm(map(decode, samples), **progress))
+    summarise(report, kind, samples, findings)
+    return report
+
+
+def summarise(report: Report, kind: DatasetKind, samples: list[Sample], findings: list[Finding]) -> None:
+    unreadable, resized, stray = [], [], defaultdict(list)
+    for sample, found in zip(samples, findings):
+        if found.error:
+            unreadable.append(found.error)
+            continue
+        report.sizes[found.image_size] += 1
+        if found.label_size is None:
+            continue
+        if found.label_size != found.image_size:
+            resized.append(f"{sample.label} is {_size(found.label_size)}, its image {_size(found.image_size)}")
+        for i in set(found.label_ids) - kind.label_ids:
+            stray[i].append(str(sample.label))
+    report.resized_labels, report.stray_ids = len(resized), dict(sorted(stray.items()))
+    if unreadable:
+        report.errors.append(f"{len(unreadable)} file(s) cannot be decoded: {many(unreadable)}.")
+    if stray:
+        ids = "; ".join(f"id {i} in {len(files)} label(s), e.g. {files[0]}" for i, files in report.stray_ids.items())
+        report.errors.append(f"label values outside the {kind.title} label ids ({_ranges(kind.label_ids)}): {ids}. "
+                             f"Such pixels would be silently ignored; the files are probably not the original "
+                             f"{kind.title} labels (e.g. train-id or colour PNGs).")
+    if resized:
+        report.warnings.append(f"{len(resized)} label(s) differ in size from their image and are resized to it "
+                               f"(nearest): {many(resized)}.")
+    if not report.images and not report.errors:
+        report.errors.append(f"no images found under {report.root} for split {report.split!r}.")
+    if report.expected is not None and report.images != report.expected and report.images:
+        report.warnings.append(f"{report.images} images, the official {kind.title} {report.split} split has "
+                               f"{report.expected}: results are not comparable with the papers' numbers.")
+
+
+def check_suite(suite, workers: int = 0, limit: int | None = None) -> list[Report]:
+    reports, seen = [], set()
+    for ds in (suite.data.source, suite.data.target, suite.data.eval):
+        key = (ds.dataset, ds.root, ds.split)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            kind, root = resolve(ds.dataset, ds.root, suite.synthetic)
+        except DataError as exc:
+            reports.append(Report(ds.dataset, ds.split, ds.root or "-", errors=[str(exc)]))
+            continue
+        reports.append(check_dataset(ds.dataset, kind, root, ds.split, workers, limit))
+    return reports
+
+
+def summary_table(reports: list[Report]) -> pd.DataFrame:
+    rows = []
+    for r in reports:
+        size, n = r.sizes.most_common(1)[0] if r.sizes else (None, 0)
+        rows.append({"dataset": r.dataset, "split": r.split, "images": r.images, "labelled": r.labelled,
+                     "expected": r.expected if r.expected is not None else "-",
+                     "size": f"{_size(size)} ×{n}" if size else "-", "other sizes": sum(r.sizes.values()) - n,
+                     "resized labels": r.resized_labels, "stray ids": ",".join(map(str, r.stray_ids)) or "-",
+                     "status": "ok" if r.usable else "UNUSABLE", "root": r.root})
+    return pd.DataFrame(rows).set_index("dataset")
+
+
+def _size(size) -> str:
+    return f"{size[0]}x{size[1]}" if size else "-"
+
+
+def _ranges(ids) -> str:
+    ids, parts, start = sorted(ids), [], None
+    for i, v in enumerate(ids):
+        start = v if start is None else start
+        if i + 1 == len(ids) or ids[i + 1] != v + 1:
+            parts.append(f"{start}-{v}" if v > start else str(v))
+            start = None
+    return ", ".join(parts)
