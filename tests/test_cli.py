@@ -80,3 +80,20 @@ def test_toy_suite_quick_end_to_end(capsys, tmp_path, monkeypatch):
     assert (tmp_path / "cache").is_dir()
     code, out, _ = run_cli(capsys, "report", "--results", str(results), "--table", "--format", "md")
     assert code == 0 and "| Source-only |" in out and "| Oracle |" in out
+
+
+def test_a_method_file_in_a_methods_dir_is_discovered_and_runs(capsys, write_suite, tmp_path):
+    """docs/adding-a-method.md: the worked example, dropped into a folder, is the whole change."""
+    doc = (ROOT / "docs" / "adding-a-method.md").read_text()
+    example = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "entropy_weighted_ce.py").write_text(example)
+    code, out, _ = run_cli(capsys, "list", "methods", "--methods-dir", str(plugins))
+    assert code == 0 and "entropy_weighted_ce" in out
+    code, out, err = run_cli(capsys, "run", str(write_suite()), "--methods", "entropy_weighted_ce", "--methods-dir",
+                             str(plugins), "--results", str(tmp_path / "r"),
+                             "--set", "methods.entropy_weighted_ce.lambda_ent=0.01")
+    assert code == 0, err
+    rows = next((tmp_path / "r").glob("tiny/entropy_weighted_ce/*/metrics.jsonl")).read_text().splitlines()
+    assert '"loss_ent"' in rows[-1] and '"lambda_ent": 0.01' in rows[-1]

@@ -101,14 +101,16 @@ def ref_maxsquare(p, ignore=None):
 
 
 def ref_iw_weights(p_img, alpha):
-    """Per-class weights w_c = 1 / max((N^c)^α N^(1−α), 1) of one C×H×W image, and its argmax map."""
+    """Per-class weights w_c = 1 / (max(N^c, 1)^α N^(1−α)) of one C×H×W image, and its argmax map.
+
+    Eq. 13 is undefined at N^c = 0; the specification counts an unpredicted class as N^c = 1."""
     c_num, h, w = p_img.shape
     amax = p_img.argmax(0)
     n_pix = h * w
     weights = np.zeros(c_num)
     for c in range(c_num):
         n_c = int((amax == c).sum())
-        weights[c] = 1.0 / max(n_c ** alpha * n_pix ** (1 - alpha), 1.0)
+        weights[c] = 1.0 / (max(n_c, 1) ** alpha * n_pix ** (1 - alpha))
     return weights, amax
 
 
@@ -196,10 +198,10 @@ def test_golden_values_two_class_one_pixel():
 def test_golden_iw_maxsquare_two_pixels():
     # one image, C = 2, two pixels: p1 = (0.8, 0.2) (argmax 0), p2 = (0.6, 0.4) (argmax 0).
     # N = 2, N^0 = 2, N^1 = 0, alpha = 0.5:
-    #   w_0 = 1/max(2^0.5·2^0.5, 1) = 1/2;  w_1 = 1/max(0·√2, 1) = 1  (clamp)
+    #   w_0 = 1/(2^0.5·2^0.5) = 1/2;  w_1 = 1/(max(0, 1)^0.5·2^0.5) = 1/√2  (N^c counted as 1)
     p = torch.tensor([[0.8, 0.6], [0.2, 0.4]], dtype=torch.float64).view(1, 2, 1, 2)
-    # channel:      -(0.64·½ + 0.36·½ + 0.04·1 + 0.16·1)/2 = -(0.5 + 0.2)/2 = -0.35
-    assert_close(losses.iw_maxsquare_loss(p, alpha=0.5, weight_by="channel"), np.array(-0.35))
+    # channel:      -(0.64·½ + 0.36·½ + (0.04 + 0.16)/√2)/2 = -(0.5 + 0.1414213562)/2 = -0.3207106781
+    assert_close(losses.iw_maxsquare_loss(p, alpha=0.5, weight_by="channel"), np.array(-0.32071067811865476))
     # pixel_argmax: every channel gets w_0 = ½: -(0.64 + 0.36 + 0.04 + 0.16)·½/2 = -1.2/4 = -0.3
     assert_close(losses.iw_maxsquare_loss(p, alpha=0.5, weight_by="pixel_argmax"), np.array(-0.3))
 
@@ -379,13 +381,13 @@ def test_iw_maxsquare_weight_carries_no_gradient(weight_by):
 
 @pytest.mark.parametrize("weight_by", ["channel", "pixel_argmax"])
 def test_iw_maxsquare_unpredicted_class_clamped(weight_by):
-    # class 3 is never the argmax in either image (its logit is pushed far down): w_3 = 1/max(0, 1) = 1
+    # class 3 is never the argmax in either image (its logit is pushed far down): w_3 = 1/(1 · 9^0.8)
     logits = rand_logits(2, 4, 3, 3, seed=16)
     logits[:, 3] -= 10.0
     p = logits.softmax(1)
     assert (p.argmax(1) != 3).all()
     weights, _ = ref_iw_weights(np64(p)[0], 0.2)
-    assert weights[3] == 1.0
+    assert weights[3] == pytest.approx(1 / 9 ** 0.8)
     out = losses.iw_maxsquare_loss(p, alpha=0.2, weight_by=weight_by)
     assert torch.isfinite(out)
     assert_close(out, np.array(ref_iw_maxsquare(np64(p), 0.2, weight_by)))

@@ -125,7 +125,7 @@ def test_source_only_bn_statistics_do_not_depend_on_target_data(write_suite, tmp
     other = write_cityscapes(tmp_path / "other_cs", {"train": 6, "val": 4}, seed=99)
     states = []
     for i, root in enumerate([tiny_data["cityscapes"], other]):
-        path = write_suite(lambda s: s["data"]["target"].update(root=str(root)))
+        path = write_suite(lambda s, root=root: s["data"]["target"].update(root=str(root)))
         outcome = run_suite(load_suite(path), tmp_path / f"r{i}", methods=["source_only"])[0]
         states.append(torch.load(outcome.spec.rundir.checkpoint, weights_only=False)["slots"]["model"]["module"])
     bn_keys = [k for k in states[0] if "running_mean" in k or "running_var" in k]

@@ -83,8 +83,10 @@ def iw_maxsquare_loss(prob: torch.Tensor, alpha: float = 0.2, weight_by: str = "
     """Maximum squares with the image-wise class-balanced weight (MaxSquare eq. 13), mean over the batch.
 
     Per image: ``-sum_n sum_c p_{n,c}² / (2 (N^c)^α N^(1−α))`` with N^c the number of pixels whose
-    argmax is c and N the pixels of the image; the weight is detached and its denominator clamped
-    at 1 (as in the code) so an unpredicted class does not divide by zero.
+    argmax is c and N the pixels of the image; the weight is detached. Eq. 13 is undefined for a
+    class that no pixel predicts (N^c = 0): we count it as N^c = 1, the rarest possible class. (The
+    code clamps the whole denominator at 1 instead, which never triggers in its pixel-argmax form but
+    would give such a channel weight 1 — about N times the others — and collapses training.)
     ``weight_by="channel"`` (paper) indexes the weight by the channel c. ``"pixel_argmax"`` (official
     code) gives every channel of a pixel the weight of that pixel's argmax class; the code also drops
     the ½ and divides by C, i.e. its value is this one × 2/C. Both forms are right at any batch size.
@@ -95,7 +97,7 @@ def iw_maxsquare_loss(prob: torch.Tensor, alpha: float = 0.2, weight_by: str = "
     argmax = flat.detach().argmax(1)                                     # N×P
     counts = torch.zeros(n, c, device=prob.device, dtype=prob.dtype).scatter_add_(
         1, argmax, torch.ones_like(argmax, dtype=prob.dtype))            # N^c per image
-    weight = 1.0 / (counts.pow(alpha) * pixels ** (1 - alpha)).clamp(min=1)   # N×C
+    weight = 1.0 / (counts.clamp(min=1).pow(alpha) * pixels ** (1 - alpha))   # N×C
     if weight_by == "channel":
         weighted = flat.pow(2) * weight.unsqueeze(2)
     elif weight_by == "pixel_argmax":

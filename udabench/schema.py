@@ -63,7 +63,7 @@ def convert(tp, value: Any, where: str, source: str):
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise _type_error(where, source, f"a list", value)
+            raise _type_error(where, source, "a list", value)
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise _type_error(where, source, f"a list of {len(args)} values", value)

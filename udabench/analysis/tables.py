@@ -13,7 +13,7 @@ SOURCE_ONLY = "source_only"
 def per_class_table(selected: pd.DataFrame, class_set: str) -> pd.DataFrame:
     """Rows = methods (Source-only first, Oracle last), columns = class IoUs, mIoU and seed count."""
     rows = []
-    for method, group in _ordered_groups(selected):
+    for _, group in _ordered_groups(selected):
         ious = pd.DataFrame([r[class_set]["iou"] for r in group["class_sets"]], dtype=float)
         mious = pd.Series([r[class_set]["miou"] for r in group["class_sets"]], dtype=float)
         row = {"method": group["method_label"].iloc[0], **ious.mean().to_dict(), "mIoU": mious.mean(),

@@ -1,34 +1,78 @@
-"""Evaluation protocol: single scale, no flip, logits up-sampled to the native label resolution."""
+"""Evaluation protocol and the scores of a result row.
+
+Single scale, no flip; class scores up-sampled bilinearly to the native label resolution; one
+confusion matrix from which every class set of the suite is scored (e.g. SYNTHIA mIoU16 and mIoU13).
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import torch
 
+from ..config import Suite
+from ..data.classes import get_class_set
 from ..losses import entropy_map, upsample
-from ..metrics import confusion_matrix
+from ..metrics import confusion_matrix, mean_iou, per_class_iou
 from .distributed import all_reduce_sum
 
 
 @torch.no_grad()
-def evaluate(model, loader, num_classes: int, device: torch.device, autocast, world_size: int = 1):
+def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], loader, num_classes: int, device: torch.device,
+             autocast, world_size: int = 1):
     """Return (C×C confusion matrix on ``device``, mean normalised prediction entropy).
 
-    The entropy (label-free, at logit resolution) feeds the ``target-entropy`` selection protocol.
+    ``forward`` maps an image batch to N×C×h×w class scores (logits, or log-probabilities for an
+    ensemble). The entropy (label-free, at score resolution) feeds label-free checkpoint selection.
     """
-    was_training = model.training
-    model.eval()
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     entropy = torch.zeros(2, dtype=torch.float64, device=device)  # (sum, count)
     for batch in loader:
         image = batch["image"].to(device, non_blocking=True)
         label = batch["label"].to(device, non_blocking=True)
         with autocast():
-            logits = model(image).main
-        ent = entropy_map(logits.float().softmax(1))
+            logits = forward(image).float()
+        ent = entropy_map(logits.softmax(1))
         entropy += torch.stack([ent.sum().double(), torch.tensor(ent.numel(), dtype=torch.float64, device=device)])
-        pred = upsample(logits.float(), label.shape[-2:]).argmax(1)
-        cm += confusion_matrix(pred, label, num_classes)
+        cm += confusion_matrix(upsample(logits, label.shape[-2:]).argmax(1), label, num_classes)
     all_reduce_sum(cm, world_size)
     all_reduce_sum(entropy, world_size)
-    model.train(was_training)
     return cm, float(entropy[0] / entropy[1].clamp(min=1))
+
+
+def scores(suite: Suite, cm: torch.Tensor, entropy: float) -> dict:
+    """Per-class IoU and mIoU (in %) of every class set of the suite, from one confusion matrix."""
+    trained = get_class_set(suite.classes)
+    iou = per_class_iou(cm).cpu()
+    class_sets = {}
+    for name in dict.fromkeys([suite.classes, *suite.eval_class_sets]):
+        subset = get_class_set(name)
+        idx = trained.subset_indices(subset)
+        class_sets[name] = {"iou": {n: _pct(iou[i]) for n, i in zip(subset.names, idx)},
+                            "miou": _pct(mean_iou(cm, idx))}
+    return {"miou": class_sets[suite.classes]["miou"], "class_sets": class_sets,
+            "confusion": cm.cpu().tolist(), "target_entropy": entropy}
+
+
+def protocol(suite: Suite, seed: int) -> dict:
+    m, d, t = suite.model, suite.data, suite.train
+    return {
+        "backbone": m.backbone, "pretrained": m.pretrained, "aspp_dilations": list(m.aspp_dilations),
+        "bn_mode": m.bn_mode, "multi_level": m.multi_level,
+        "source": f"{d.source.dataset}/{d.source.split}", "target": f"{d.target.dataset}/{d.target.split}",
+        "eval": f"{d.eval.dataset}/{d.eval.split}",
+        "source_size": _size(d.source.size), "target_size": _size(d.target.size), "eval_input_size": _size(d.eval.size),
+        "eval_label_size": "native", "inference": "single-scale, no flip, bilinear up-sampling of logits",
+        "classes": suite.classes, "iterations": t.iterations, "source_warmup": t.source_warmup,
+        "batch_size": t.batch_size, "amp": t.amp, "seed": seed,
+    }
+
+
+def _size(size) -> str:
+    return f"{size[0]}x{size[1]}" if size else "native"
+
+
+def _pct(value) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else round(100 * value, 4)

@@ -20,6 +20,8 @@ from ..errors import ConfigError, UdabenchError
 from ..registry import get_method
 from ..schema import from_dict, to_dict
 from .distributed import init_distributed
+from .ensemble import ensemble_rundir, evaluate_ensemble
+from .environment import collect_env
 from .rundir import RunDir
 from .trainer import RunSpec, SuiteData, Trainer
 
@@ -44,7 +46,7 @@ def plan_runs(suite: Suite, results: str | Path, methods: list[str] | None = Non
               methods_dirs=()) -> list[RunSpec]:
     specs = []
     base = resolved_dict(suite)
-    for key in ("methods", "seeds", "oracle", "description"):
+    for key in ("methods", "seeds", "oracle", "ensembles", "description"):
         base.pop(key)  # not part of a run's identity: adding a method must not orphan the others
     for name in methods or suite.method_names():
         cls = get_method(name, methods_dirs)
@@ -68,6 +70,8 @@ def build_data(suite: Suite, needs_target: bool = True) -> SuiteData:
 def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] | None = None,
               seeds: list[int] | None = None, methods_dirs=(), debug: bool = False) -> list[Outcome]:
     specs = plan_runs(suite, results, methods, seeds, methods_dirs)
+    for members in suite.ensembles.values():
+        plan_runs(suite, results, members, [], methods_dirs)  # unknown member methods fail now, not later
     device = resolve_device(suite.train.device)
     dist = init_distributed(device.type)
     if device.type == "cuda" and dist.world_size > 1:
@@ -102,4 +106,18 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
         miou = rows[-1]["miou"] if rows else float("nan")
         say(f"{label}: done, mIoU {miou:.2f} ({spec.rundir.path})")
         outcomes.append(Outcome(spec, "done"))
+    if dist.is_main:
+        run_ensembles(suite, results, seeds if seeds is not None else suite.seeds, methods_dirs, data, device, say)
     return outcomes
+
+
+def run_ensembles(suite: Suite, results, seeds: list[int], methods_dirs, data: SuiteData, device, say) -> None:
+    """Score every ensemble of the suite whose member runs are finished (evaluation only)."""
+    for name, members in suite.ensembles.items():
+        for seed in seeds:
+            specs = plan_runs(suite, results, members, [seed], methods_dirs)
+            rundir = ensemble_rundir(suite, results, name, specs, seed)
+            if rundir.status == "done" or any(s.rundir.status != "done" for s in specs):
+                continue
+            row = evaluate_ensemble(suite, name, specs, rundir, data.eval, device, collect_env(device))
+            say(f"{name} seed {seed}: ensemble of {', '.join(members)}, mIoU {row['miou']:.2f} ({rundir.path})")

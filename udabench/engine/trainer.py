@@ -18,12 +18,11 @@ from ..config import Suite
 from ..data.classes import get_class_set
 from ..errors import UdabenchError
 from ..method import Method
-from ..metrics import mean_iou, per_class_iou
 from ..models import build_model
 from .context import MethodContext
 from .distributed import DistInfo
 from .environment import collect_env
-from .evaluate import evaluate
+from .evaluate import evaluate, protocol, scores
 from .rundir import RunDir
 from .sampling import ResumableSampler
 
@@ -169,64 +168,32 @@ class Trainer:
         ds = self.data.eval
         shard = Subset(ds, range(self.dist.rank, len(ds), self.dist.world_size))
         loader = self._loader(shard, self.spec.suite.data.eval_batch_size)
-        cm, entropy = evaluate(model, loader, self.class_set.num_classes, self.device, ctx.autocast,
-                               self.dist.world_size)
+        model.eval()
+        cm, entropy = evaluate(lambda x: model(x).main, loader, self.class_set.num_classes, self.device,
+                               ctx.autocast, self.dist.world_size)
+        model.train()
         if self.dist.is_main:
             self.spec.rundir.append_metrics(self._row(cm, entropy, step, lr, running, step_times))
 
     def _row(self, cm, entropy, step, lr, running, step_times) -> dict:
-        suite = self.spec.suite
-        iou = per_class_iou(cm).cpu()
-        class_sets = {}
-        for name in dict.fromkeys([suite.classes, *suite.eval_class_sets]):
-            subset = get_class_set(name)
-            idx = self.class_set.subset_indices(subset)
-            class_sets[name] = {
-                "iou": {n: _pct(iou[i]) for n, i in zip(subset.names, idx)},
-                "miou": _pct(mean_iou(cm, idx)),
-            }
+        spec = self.spec
         return {
-            "suite": suite.name,
-            "method": self.spec.method.name,
-            "method_label": self.spec.method.row_label(),
-            "seed": self.spec.seed,
-            "run_id": self.spec.rundir.id,
+            "suite": spec.suite.name,
+            "method": spec.method.name,
+            "method_label": spec.method.row_label(),
+            "seed": spec.seed,
+            "run_id": spec.rundir.id,
             "step": step,
             "iterations": self.cfg.iterations,
-            "miou": class_sets[suite.classes]["miou"],
-            "class_sets": class_sets,
-            "confusion": cm.cpu().tolist(),
-            "target_entropy": entropy,
+            **scores(spec.suite, cm, entropy),
             "losses": {k: float(np.mean(v)) for k, v in running.items()},
             "lr": lr,
             "step_time": float(np.mean(step_times)) if step_times else None,
             "peak_mem_gb": peak_memory_gb(self.device),
-            "hparams": asdict(self.spec.hparams),
-            "protocol": protocol(suite, self.spec.seed),
+            "hparams": asdict(spec.hparams),
+            "protocol": protocol(spec.suite, spec.seed),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-
-
-def protocol(suite: Suite, seed: int) -> dict:
-    m, d, t = suite.model, suite.data, suite.train
-    return {
-        "backbone": m.backbone, "pretrained": m.pretrained, "aspp_dilations": list(m.aspp_dilations),
-        "bn_mode": m.bn_mode, "multi_level": m.multi_level,
-        "source": f"{d.source.dataset}/{d.source.split}", "target": f"{d.target.dataset}/{d.target.split}",
-        "eval": f"{d.eval.dataset}/{d.eval.split}",
-        "source_size": _size(d.source.size), "target_size": _size(d.target.size), "eval_input_size": _size(d.eval.size),
-        "eval_label_size": "native", "inference": "single-scale, no flip, bilinear up-sampling of logits",
-        "classes": suite.classes, "iterations": t.iterations, "source_warmup": t.source_warmup, "batch_size": t.batch_size, "amp": t.amp, "seed": seed,
-    }
-
-
-def _size(size) -> str:
-    return f"{size[0]}x{size[1]}" if size else "native"
-
-
-def _pct(value) -> float | None:
-    value = float(value)
-    return None if math.isnan(value) else round(100 * value, 4)
 
 
 def peak_memory_gb(device: torch.device) -> float:

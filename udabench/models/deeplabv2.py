@@ -50,9 +50,9 @@ class DeepLabV2(nn.Module):
         try:
             self.backbone = timm.create_model(backbone, features_only=True, output_stride=8,
                                               out_indices=(-2, -1), pretrained=pretrained == "timm")
-        except (RuntimeError, ValueError, TypeError) as exc:
+        except (AssertionError, RuntimeError, ValueError, TypeError) as exc:  # timm asserts on unsupported strides
             raise ConfigError(f"model.backbone {backbone!r} cannot be built as a dilated timm feature "
-                              f"extractor (features_only, output_stride=8): {exc}. Pick one from "
+                              f"extractor (features_only, output_stride=8): {exc or 'not supported by timm'}. Pick one from "
                               f"`udabench list backbones`.") from None
         if pretrained not in ("none", "timm"):
             load_backbone_weights(self.backbone, pretrained)

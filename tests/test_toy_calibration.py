@@ -1,0 +1,33 @@
+"""Acceptance checks of the embedded suite, on the real default config (3 seeds; ~30 min on 2 cores).
+
+Run with `pytest -m slow`. These are the numbers the README and the issue closing notes quote.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from udabench.analysis.records import load_records, select_last
+from udabench.analysis.tables import per_class_table
+from udabench.cli import main
+
+pytestmark = pytest.mark.slow
+SUITE = str(Path(__file__).resolve().parent.parent / "suites" / "toy_sim2real.yaml")
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    results = tmp_path_factory.mktemp("toy_results")
+    assert main(["run", SUITE, "--seeds", "0,1,2", "--results", str(results)]) == 0
+    return per_class_table(select_last(load_records(results, "toy_sim2real")), "cityscapes19")["mIoU"]
+
+
+def test_the_shift_matters(table):
+    assert table["Oracle"] >= 50
+    assert table["Source-only"] <= table["Oracle"] - 15
+
+
+def test_the_methods_adapt(table):
+    assert table["MinEnt"] > table["Source-only"] and table["AdvEnt"] > table["Source-only"]
+    best = table.drop(["Oracle", "Source-only"]).max()
+    assert (best - table["Source-only"]) >= 0.25 * (table["Oracle"] - table["Source-only"])

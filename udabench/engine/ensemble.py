@@ -1,0 +1,66 @@
+"""Ensembles of trained runs, evaluated as their own table row.
+
+ADVENT's "AdvEnt+MinEnt" (Table 1) is not joint training but two separately trained models whose
+predictions are averaged (ADVENT issue #7). A suite declares ``ensembles: {"AdvEnt+MinEnt": [advent,
+minent]}``; for each seed whose member runs are finished, the final models' softmaxes are averaged
+with equal weights and scored with the usual protocol. The result is a run directory of its own
+(no training, no checkpoint), identified by a hash of its members' run ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import Suite
+from ..data.classes import get_class_set
+from ..errors import UdabenchError
+from ..models import build_model
+from .evaluate import evaluate, protocol, scores
+from .rundir import RunDir
+from .trainer import RunSpec
+
+
+def ensemble_rundir(suite: Suite, results, name: str, members: list[RunSpec], seed: int) -> RunDir:
+    resolved = {"suite": suite.name, "ensemble": name, "members": [m.rundir.id for m in members],
+                "member_methods": [m.method.name for m in members], "seed": seed}
+    return RunDir(results, suite.name, slug(name), resolved)
+
+
+def evaluate_ensemble(suite: Suite, name: str, members: list[RunSpec], rundir: RunDir, eval_set,
+                      device: torch.device, env: dict) -> dict:
+    missing = [m for m in members if m.rundir.status != "done"]
+    if missing:
+        raise UdabenchError(f"ensemble {name!r} needs finished runs of {', '.join(m.method.name for m in missing)} "
+                            f"(seed {members[0].seed}); run those methods first.")
+    num_classes = get_class_set(suite.classes).num_classes
+    models = []
+    for member in members:
+        state = torch.load(member.rundir.checkpoint, map_location=device, weights_only=False)
+        model = build_model(suite.model, num_classes).to(device)
+        model.load_state_dict(state["slots"]["model"]["module"])
+        models.append(model.eval())
+
+    def forward(image: torch.Tensor) -> torch.Tensor:
+        prob = torch.stack([m(image).main.float().softmax(1) for m in models]).mean(0)
+        return prob.clamp_min(1e-12).log()   # log of the mean softmax: argmax and entropy as for one model
+
+    loader = DataLoader(eval_set, batch_size=suite.data.eval_batch_size, num_workers=suite.data.num_workers)
+    cm, entropy = evaluate(forward, loader, num_classes, device, contextlib.nullcontext)
+    rundir.prepare(env)
+    row = {"suite": suite.name, "method": slug(name), "method_label": name, "seed": members[0].seed,
+           "run_id": rundir.id, "step": max(m.rundir.read_metrics()[-1]["step"] for m in members),
+           "iterations": suite.train.iterations, **scores(suite, cm, entropy),
+           "ensemble_of": [m.rundir.id for m in members], "protocol": protocol(suite, members[0].seed),
+           "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    rundir.append_metrics(row)
+    rundir.mark_done()
+    return row
+
+
+def slug(name: str) -> str:
+    return "ensemble-" + re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
