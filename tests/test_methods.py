@@ -12,7 +12,7 @@ from udabench.engine.runner import build_data, run_suite
 from udabench.models import build_model
 from udabench.registry import discover
 
-BUILTIN = ["source_only", "oracle", "minent", "advent", "maxsquare", "maxsquare_iw", "fada"]
+BUILTIN = ["source_only", "oracle", "minent", "advent", "maxsquare", "maxsquare_iw", "fada", "target_bn"]
 OPTIONS = {  # every documented option runs too
     "minent": {"entropy_ranking": True, "class_prior": True},
     "advent": {"class_prior": True},
@@ -112,3 +112,15 @@ def test_generator_and_discriminator_updates_are_separate(name, discriminators, 
     assert seg == {"model"}             # source CE reaches only the segmenter
     assert adv == {"model"}             # the generator step does not touch D
     assert disc == discriminators       # the D step does not touch the segmenter
+
+
+def test_target_bn_control_changes_only_bn_statistics(write_suite, tmp_path):
+    """The control differs from source-only exactly through target data in BN running statistics."""
+    states = {}
+    for name in ("source_only", "target_bn"):
+        outcome = run_suite(load_suite(write_suite(iterations=1)), tmp_path / name, methods=[name])[0]
+        states[name] = torch.load(outcome.spec.rundir.checkpoint, weights_only=False)["slots"]["model"]["module"]
+    stats = [k for k in states["source_only"] if k.endswith(("running_mean", "running_var"))]
+    weights = [k for k in states["source_only"] if k.endswith("weight") and "bn" not in k]
+    assert any(not torch.equal(states["source_only"][k], states["target_bn"][k]) for k in stats)
+    assert all(torch.equal(states["source_only"][k], states["target_bn"][k]) for k in weights)
