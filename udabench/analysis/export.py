@@ -44,7 +44,7 @@ def colour_table(class_set: ClassSet) -> np.ndarray:
 
 def load_run(run: str | Path, device: torch.device) -> tuple[Suite, torch.nn.Module]:
     """The suite and the final segmentation model of a finished run directory."""
-    from ..models import build_model
+    from ..engine.rundir import load_final_model
 
     run = Path(run)
     config_file, checkpoint = run / "config.yaml", run / "checkpoints" / "last.pt"
@@ -59,10 +59,7 @@ def load_run(run: str | Path, device: torch.device) -> tuple[Suite, torch.nn.Mod
                             f"`udabench run` first.")
     names = {f.name for f in dataclasses.fields(Suite)}
     suite = from_dict(Suite, {k: v for k, v in config.items() if k in names}, "", str(config_file))
-    model = build_model(suite.model, get_class_set(suite.classes).num_classes)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["slots"]["model"]["module"])
-    return suite, model.to(device).eval()
+    return suite, load_final_model(suite, checkpoint, device)
 
 
 @torch.no_grad()

@@ -19,9 +19,8 @@ from torch.utils.data import DataLoader
 from ..config import Suite
 from ..data.classes import get_class_set
 from ..errors import UdabenchError
-from ..models import build_model
 from .evaluate import evaluate, protocol, scores
-from .rundir import RunDir
+from .rundir import RunDir, load_final_model
 from .trainer import RunSpec
 
 
@@ -38,12 +37,7 @@ def evaluate_ensemble(suite: Suite, name: str, members: list[RunSpec], rundir: R
         raise UdabenchError(f"ensemble {name!r} needs finished runs of {', '.join(m.method.name for m in missing)} "
                             f"(seed {members[0].seed}); run those methods first.")
     num_classes = get_class_set(suite.classes).num_classes
-    models = []
-    for member in members:
-        state = torch.load(member.rundir.checkpoint, map_location=device, weights_only=False)
-        model = build_model(suite.model, num_classes).to(device)
-        model.load_state_dict(state["slots"]["model"]["module"])
-        models.append(model.eval())
+    models = [load_final_model(suite, member.rundir.checkpoint, device) for member in members]
 
     def forward(image: torch.Tensor) -> torch.Tensor:
         prob = torch.stack([m(image).main.float().softmax(1) for m in models]).mean(0)

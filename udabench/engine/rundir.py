@@ -68,6 +68,19 @@ class RunDir:
         self.failed_marker.write_text(message + "\n")
 
 
+def load_final_model(suite, checkpoint: Path, device):
+    """The segmentation model saved in a run's checkpoint, built from the suite, in eval mode."""
+    import torch
+
+    from ..data.classes import get_class_set
+    from ..models import build_model
+
+    model = build_model(suite.model, get_class_set(suite.classes).num_classes)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["slots"]["model"]["module"])
+    return model.to(device).eval()
+
+
 def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
