@@ -97,3 +97,24 @@ def test_a_method_file_in_a_methods_dir_is_discovered_and_runs(capsys, write_sui
     assert code == 0, err
     rows = next((tmp_path / "r").glob("tiny/entropy_weighted_ce/*/metrics.jsonl")).read_text().splitlines()
     assert '"loss_ent"' in rows[-1] and '"lambda_ent": 0.01' in rows[-1]
+
+
+def test_unreadable_checkpoint_exits_2_and_keeps_finished_runs(capsys, write_suite, tmp_path):
+    results, suite = tmp_path / "r", str(write_suite())
+    assert main(["run", suite, "--results", str(results)]) == 0           # source_only and oracle finish
+    run = next((results / "tiny" / "source_only").glob("seed0-*"))
+    (run / "done").unlink()                                                 # an unfinished run ...
+    (run / "checkpoints" / "last.pt").write_bytes(b"truncated")             # ... with a corrupt checkpoint
+    capsys.readouterr()
+    code, _, err = run_cli(capsys, "run", suite, "--results", str(results))
+    assert code == 2 and "cannot resume" in err and "last.pt" in err and "Traceback" not in err
+    assert next((results / "tiny" / "oracle").glob("seed0-*/done")).exists()
+    assert (run / "metrics.jsonl").read_text()                             # its metrics rows are kept
+
+
+def test_mixed_precision_switch_runs_on_cpu(write_suite, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "run", str(write_suite()), "--methods", "minent", "--results", str(tmp_path),
+                             "--set", "train.amp=bf16")
+    assert code == 0, err
+    row = next(tmp_path.glob("tiny/minent/*/metrics.jsonl")).read_text().splitlines()[-1]
+    assert '"amp": "bf16"' in row and '"loss_ent"' in row

@@ -11,3 +11,7 @@ class ConfigError(UdabenchError):
 
 class DataError(UdabenchError):
     """A dataset folder, file or label that is missing or not in the expected format."""
+
+
+class CheckpointError(UdabenchError):
+    """A checkpoint that cannot be read or does not fit the run; it stops the suite (bad input)."""

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..config import Suite, resolved_dict
 from ..data import get_dataset
-from ..errors import ConfigError, UdabenchError
+from ..errors import CheckpointError, ConfigError, UdabenchError
 from ..registry import get_method
 from ..schema import from_dict, to_dict
 from .distributed import init_distributed
@@ -90,6 +90,8 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
             say(f"{label}: resuming from {spec.rundir.checkpoint}")
         try:
             rows = Trainer(spec, data, device, dist).run()
+        except CheckpointError:
+            raise  # bad input: stop with exit code 2; finished runs and this run's files stay as they are
         except KeyboardInterrupt:
             say(f"{label}: interrupted. Finished runs are kept; run the same command again to resume "
                        f"from the last checkpoint in {spec.rundir.path}.")

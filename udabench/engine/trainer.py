@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..config import Suite
 from ..data.classes import get_class_set
-from ..errors import UdabenchError
+from ..errors import CheckpointError, UdabenchError
 from ..method import Method
 from ..models import build_model
 from .context import MethodContext
@@ -117,8 +117,8 @@ class Trainer:
             state = torch.load(rundir.checkpoint, map_location=self.device, weights_only=False)
             ctx.load_state_dict(state["slots"])
         except Exception as exc:  # corrupt/incompatible file: name it and say how to recover
-            raise UdabenchError(f"cannot resume from checkpoint {rundir.checkpoint}: {exc}. Delete that file "
-                                f"to restart this run from scratch (its metrics rows are kept).") from None
+            raise CheckpointError(f"cannot resume from checkpoint {rundir.checkpoint}: {exc}. Delete that file "
+                                  f"to restart this run from scratch (its metrics rows are kept).") from None
         restore_rng(state["rng"])
         if self.dist.is_main:
             rundir.truncate_metrics(state["step"])
