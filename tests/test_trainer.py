@@ -174,3 +174,22 @@ def test_two_process_distributed_run_on_cpu(write_suite, tmp_path):
     ddp_cm = json.loads(ddp_rows[-1])["confusion"]
     single_cm = single.read_metrics()[-1]["confusion"]
     assert len(ddp_rows) == 2 and sum(map(sum, ddp_cm)) == sum(map(sum, single_cm))  # every eval pixel once
+
+
+def test_source_warmup_then_same_target_batches_as_without_skipping(write_suite, tmp_path):
+    """Warm-up steps are plain source steps; afterwards step s sees the target batch at position s."""
+    Recorder.calls, Recorder.crash_at = [], None
+    run_suite(load_suite(write_suite(source_warmup=2)), tmp_path / "w", methods=["test_recorder"])
+    assert [s for s, _, _ in Recorder.calls] == [2, 3]  # the method's own step only after warm-up
+    Recorder.calls, Recorder.crash_at = [], 3  # interrupted after the checkpoint at step 2, then resumed
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(load_suite(write_suite(source_warmup=2)), tmp_path / "r", methods=["test_recorder"])
+    Recorder.crash_at = None
+    run_suite(load_suite(write_suite(source_warmup=2)), tmp_path / "r", methods=["test_recorder"])
+    straight = run_suite(load_suite(write_suite(source_warmup=2)), tmp_path / "w", methods=["test_recorder"])
+    assert straight[0].status == "skipped"
+    resumed_rows = next((tmp_path / "r").glob("tiny/test_recorder/*")).joinpath("metrics.jsonl").read_text()
+    straight_rows = straight[0].spec.rundir.metrics.read_text()
+    strip = lambda text: [{k: v for k, v in json.loads(l).items() if k not in ("time", "step_time", "peak_mem_gb")}
+                          for l in text.splitlines()]
+    assert strip(resumed_rows) == strip(straight_rows)

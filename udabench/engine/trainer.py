@@ -68,8 +68,11 @@ class Trainer:
         method.setup(model, ctx)
 
         start = self._resume(ctx, rundir)
+        warmup = cfg.source_warmup if spec.method.uses_source else 0
         source_iter = self._batches(self.data.source, "source", start) if spec.method.uses_source else None
-        target_iter = self._batches(self.data.target, "target", start) if spec.method.uses_target else None
+        # The target stream is position-based: starting it at the warm-up's end gives each later step the
+        # same batch as reading (and discarding) target batches during warm-up would.
+        target_iter = self._batches(self.data.target, "target", max(start, warmup)) if spec.method.uses_target else None
         model.train()
         running: dict[str, list[float]] = defaultdict(list)
         step_times: list[float] = []
@@ -79,13 +82,13 @@ class Trainer:
         for step in bar:
             t0 = time.perf_counter()
             source = self._to_device(next(source_iter)) if source_iter else None
-            target = self._to_device(next(target_iter)) if target_iter else None
-            if target is not None and not spec.method.uses_target_labels:
-                target.pop("label", None)  # unsupervised: target labels never reach a method
             lr = ctx.start_step(step)
-            if step < cfg.source_warmup and spec.method.uses_source:
+            if step < warmup:
                 logs = ctx.supervised_step(source)  # adaptation starts from a source-trained model
             else:
+                target = self._to_device(next(target_iter)) if target_iter else None
+                if target is not None and not spec.method.uses_target_labels:
+                    target.pop("label", None)  # unsupervised: target labels never reach a method
                 logs = method.train_step(source, target, step)
             self._check_finite(logs, step)
             ctx.finish_step()
