@@ -35,6 +35,7 @@ class DataConfig:
     source: DatasetConfig
     target: DatasetConfig
     eval: DatasetConfig                       # target eval split: labels kept at native resolution
+    source_val: DatasetConfig | None = None   # held-out labelled source split, scored at every evaluation
     eval_batch_size: int = 1
     num_workers: int = 0
 

@@ -55,10 +55,11 @@ class Method:
     def train_step(self, source: dict | None, target: dict | None, step: int) -> dict[str, float]:
         raise NotImplementedError
 
-    def register_module(self, name: str, module: nn.Module, optimizer: str = "adam", lr: float = 1e-4,
+    def register_module(self, name: str, module: nn.Module, optimizer: str | None = "adam", lr: float = 1e-4,
                         **optim_kwargs) -> nn.Module:
         """Hand a module to the harness: it is moved to the device, optimised with the poly schedule,
-        checkpointed and resumed. Returns the module to use (DDP-wrapped when distributed)."""
+        checkpointed and resumed; its gradients are averaged across ranks. ``optimizer=None`` registers a
+        frozen module (e.g. a teacher): checkpointed and resumed, never optimised. Returns the module."""
         return self.ctx.register_module(name, module, optimizer=optimizer, lr=lr, **optim_kwargs)
 
     @staticmethod

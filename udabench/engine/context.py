@@ -19,7 +19,7 @@ class Slot:
 
     name: str
     module: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | None      # None: a frozen module (e.g. a teacher), checkpointed only
     base_lrs: list[float] = field(default_factory=list)
 
 
@@ -78,18 +78,21 @@ class MethodContext:
             self._class_histogram = (counts / counts.sum().clamp(min=1)).float().to(self.device)
         return self._class_histogram
 
-    def register_module(self, name: str, module: nn.Module, optimizer: str = "adam", lr: float = 1e-4,
+    def register_module(self, name: str, module: nn.Module, optimizer: str | None = "adam", lr: float = 1e-4,
                         **optim_kwargs) -> nn.Module:
         if name in self.slots:
             raise ValueError(f"a module named {name!r} is already registered")
         module.to(self.device)
         params = [p for p in module.parameters() if p.requires_grad]
-        if optimizer == "adam":
+        if optimizer is None:
+            module.requires_grad_(False)
+            opt = None
+        elif optimizer == "adam":
             opt = torch.optim.Adam(params, lr=lr, **optim_kwargs)
         elif optimizer == "sgd":
             opt = torch.optim.SGD(params, lr=lr, **optim_kwargs)
         else:
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+            raise ValueError(f"optimizer must be 'adam', 'sgd' or None (frozen), got {optimizer!r}")
         self.slots[name] = Slot(name, module, opt, [lr])
         return module
 
@@ -104,14 +107,14 @@ class MethodContext:
     def start_step(self, step: int) -> float:
         """Zero every gradient and apply the poly schedule; returns the segmenter's backbone LR."""
         factor = (1 - step / self.iterations) ** self._train_cfg.poly_power
-        for slot in self.slots.values():
+        for slot in self._trained():
             slot.optimizer.zero_grad(set_to_none=True)
             for group, base in zip(slot.optimizer.param_groups, slot.base_lrs):
                 group["lr"] = base * factor
         return self.slots["model"].base_lrs[0] * factor
 
     def finish_step(self) -> None:
-        for slot in self.slots.values():
+        for slot in self._trained():
             average_gradients(slot.module.parameters(), self.dist.world_size)
             if self.scaler:
                 self.scaler.step(slot.optimizer)
@@ -120,16 +123,24 @@ class MethodContext:
         if self.scaler:
             self.scaler.update()
 
+    def _trained(self) -> list[Slot]:
+        return [s for s in self.slots.values() if s.optimizer is not None]
+
     def state_dict(self) -> dict:
-        state = {name: {"module": s.module.state_dict(), "optimizer": s.optimizer.state_dict()}
+        state = {name: {"module": s.module.state_dict(),
+                        "optimizer": s.optimizer.state_dict() if s.optimizer else None}
                  for name, s in self.slots.items()}
         if self.scaler:
             state["_scaler"] = self.scaler.state_dict()
         return state
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, only: tuple[str, ...] | None = None) -> None:
+        """Restore every slot (or just those named in ``only``) and the gradient scaler."""
         for name, slot in self.slots.items():
+            if only is not None and name not in only:
+                continue
             slot.module.load_state_dict(state[name]["module"])
-            slot.optimizer.load_state_dict(state[name]["optimizer"])
-        if self.scaler and "_scaler" in state:
+            if slot.optimizer is not None:
+                slot.optimizer.load_state_dict(state[name]["optimizer"])
+        if self.scaler and state.get("_scaler") is not None:
             self.scaler.load_state_dict(state["_scaler"])

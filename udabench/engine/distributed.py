@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -51,3 +52,14 @@ def all_reduce_sum(tensor: torch.Tensor, world_size: int) -> torch.Tensor:
     if world_size > 1:
         dist.all_reduce(tensor)
     return tensor
+
+
+def gather_to_main(array, names: list[str], world_size: int):
+    """Concatenate every rank's rows (and their names) on rank 0, in rank order; (None, []) elsewhere."""
+    if world_size <= 1:
+        return array, names
+    parts = [None] * world_size
+    dist.all_gather_object(parts, (array, names))
+    if dist.get_rank() != 0:
+        return None, []
+    return np.concatenate([p[0] for p in parts]), [n for p in parts for n in p[1]]

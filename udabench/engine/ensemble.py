@@ -44,11 +44,13 @@ def evaluate_ensemble(suite: Suite, name: str, members: list[RunSpec], rundir: R
         return prob.clamp_min(1e-12).log()   # log of the mean softmax: argmax and entropy as for one model
 
     loader = DataLoader(eval_set, batch_size=suite.data.eval_batch_size, num_workers=suite.data.num_workers)
-    cm, entropy = evaluate(forward, loader, num_classes, device, contextlib.nullcontext)
+    evaluation = evaluate(forward, loader, num_classes, device, contextlib.nullcontext)
     rundir.prepare(env)
+    step = max(m.rundir.read_metrics()[-1]["step"] for m in members)
+    evaluation.save(rundir.eval_file(step))
     row = {"suite": suite.name, "method": slug(name), "method_label": name, "seed": members[0].seed,
-           "run_id": rundir.id, "step": max(m.rundir.read_metrics()[-1]["step"] for m in members),
-           "iterations": suite.train.iterations, **scores(suite, cm, entropy),
+           "run_id": rundir.id, "step": step, "iterations": suite.train.iterations,
+           **scores(suite, evaluation.cm, evaluation.entropy), "eval_file": rundir.relative(rundir.eval_file(step)),
            "ensemble_of": [m.rundir.id for m in members], "protocol": protocol(suite, members[0].seed),
            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     rundir.append_metrics(row)

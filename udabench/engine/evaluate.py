@@ -8,25 +8,45 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..config import Suite
 from ..data.classes import get_class_set
 from ..losses import entropy_map, upsample
-from ..metrics import confusion_matrix, mean_iou, per_class_iou
-from .distributed import all_reduce_sum
+from ..metrics import mean_iou, per_class_iou
+from .distributed import all_reduce_sum, gather_to_main
+
+
+@dataclass
+class Evaluation:
+    """One pass over an eval split: the summed matrix (on the device) and one matrix per image."""
+
+    cm: torch.Tensor                     # C×C int64, rows = ground truth, all ranks summed
+    per_image: np.ndarray | None         # n_images×C×C int64 on the main rank (None elsewhere)
+    names: list[str]
+    entropy: float                       # mean normalised prediction entropy (label-free)
+
+    def save(self, path: Path) -> None:
+        """Per-image matrices for paired bootstrap comparisons over images (``udabench report --compare``)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez_compressed(tmp, cm=self.per_image, names=np.array(self.names))
+        tmp.replace(path)
 
 
 @torch.no_grad()
 def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], loader, num_classes: int, device: torch.device,
-             autocast, world_size: int = 1):
-    """Return (C×C confusion matrix on ``device``, mean normalised prediction entropy).
+             autocast, world_size: int = 1) -> Evaluation:
+    """Score ``forward`` (image batch -> N×C×h×w logits or log-probabilities) on every batch of ``loader``.
 
-    ``forward`` maps an image batch to N×C×h×w class scores (logits, or log-probabilities for an
-    ensemble). The entropy (label-free, at score resolution) feeds label-free checkpoint selection.
+    Per-image matrices come from one ``bincount`` per batch (image index folded into the bin), so
+    the summed matrix is their exact total. The entropy is computed at score resolution.
     """
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    per_image, names = [], []
     entropy = torch.zeros(2, dtype=torch.float64, device=device)  # (sum, count)
     for batch in loader:
         image = batch["image"].to(device, non_blocking=True)
@@ -35,10 +55,25 @@ def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], loader, num_classe
             logits = forward(image).float()
         ent = entropy_map(logits.softmax(1))
         entropy += torch.stack([ent.sum().double(), torch.tensor(ent.numel(), dtype=torch.float64, device=device)])
-        cm += confusion_matrix(upsample(logits, label.shape[-2:]).argmax(1), label, num_classes)
-    all_reduce_sum(cm, world_size)
+        per_image.append(per_image_confusion(upsample(logits, label.shape[-2:]).argmax(1), label, num_classes))
+        names += list(batch["name"])
+    local = torch.cat(per_image) if per_image else torch.zeros(0, num_classes, num_classes, dtype=torch.int64,
+                                                               device=device)
+    cm = all_reduce_sum(local.sum(0), world_size)
     all_reduce_sum(entropy, world_size)
-    return cm, float(entropy[0] / entropy[1].clamp(min=1))
+    gathered, names = gather_to_main(local.cpu().numpy(), names, world_size)
+    return Evaluation(cm, gathered, names, float(entropy[0] / entropy[1].clamp(min=1)))
+
+
+def per_image_confusion(pred: torch.Tensor, label: torch.Tensor, num_classes: int,
+                        ignore_index: int = 255) -> torch.Tensor:
+    """N×C×C int64 matrices of a batch (rows = ground truth); ignored pixels are not counted."""
+    n = pred.shape[0]
+    image = torch.arange(n, device=pred.device).view(n, *([1] * (pred.dim() - 1))).expand_as(pred)
+    label = label.to(torch.int64)
+    keep = (label != ignore_index) & (label >= 0) & (label < num_classes)
+    index = (image[keep] * num_classes + label[keep]) * num_classes + pred[keep].to(torch.int64)
+    return torch.bincount(index, minlength=n * num_classes ** 2).reshape(n, num_classes, num_classes)
 
 
 def scores(suite: Suite, cm: torch.Tensor, entropy: float) -> dict:

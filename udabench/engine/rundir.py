@@ -32,6 +32,13 @@ class RunDir:
     done_marker = property(lambda self: self.path / "done")
     failed_marker = property(lambda self: self.path / "failed")
 
+    def eval_file(self, step: int) -> Path:
+        """Per-image confusion matrices of the evaluation at ``step`` (see ``Evaluation.save``)."""
+        return self.path / "eval" / f"step{step:07d}.npz"
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.path).as_posix()
+
     @property
     def status(self) -> str:
         if self.done_marker.exists():

@@ -15,14 +15,16 @@ import torch
 from tqdm import tqdm
 
 from ..config import Suite, resolved_dict
-from ..data import get_dataset
+from ..data import get_dataset, suite_datasets
+from ..data.classes import get_class_set
 from ..errors import CheckpointError, ConfigError, UdabenchError
+from ..models import build_model
 from ..registry import get_method
 from ..schema import from_dict, to_dict
 from .distributed import init_distributed
 from .ensemble import ensemble_rundir, evaluate_ensemble
 from .environment import collect_env
-from .rundir import RunDir
+from .rundir import RunDir, run_id
 from .trainer import RunSpec, SuiteData, Trainer
 
 
@@ -53,18 +55,23 @@ def plan_runs(suite: Suite, results: str | Path, methods: list[str] | None = Non
         hparams = from_dict(cls.Hparams, suite.methods.get(name, {}), f"methods.{name}", suite.source_file)
         for seed in seeds if seeds is not None else suite.seeds:
             resolved = {**base, "method": name, "hparams": to_dict(hparams), "seed": seed}
-            specs.append(RunSpec(suite, cls, hparams, seed, RunDir(results, suite.name, name, resolved)))
+            specs.append(RunSpec(suite, cls, hparams, seed, RunDir(results, suite.name, name, resolved),
+                                 warmup_snapshot(results, suite, base, seed)))
     return specs
 
 
+def warmup_snapshot(results, suite: Suite, base: dict, seed: int) -> Path | None:
+    """Where the shared source warm-up of this (suite config, seed) lives; keyed by everything but the method."""
+    if not suite.train.source_warmup:
+        return None
+    return Path(results) / suite.name / "_warmup" / f"{run_id({**base, 'seed': seed})}.pt"
+
+
 def build_data(suite: Suite, needs_target: bool = True) -> SuiteData:
-    d = suite.data
-
-    def make(ds, resize_label=True):
-        return get_dataset(ds.dataset, ds.root, ds.split, size=ds.size, class_set=suite.classes,
-                           resize_label=resize_label, limit=ds.limit, synthetic=suite.synthetic)
-
-    return SuiteData(make(d.source), make(d.target) if needs_target else None, make(d.eval, resize_label=False))
+    made = {role: get_dataset(ds.dataset, ds.root, ds.split, size=ds.size, class_set=suite.classes,
+                              resize_label=resize_label, limit=ds.limit, synthetic=suite.synthetic)
+            for role, ds, resize_label in suite_datasets(suite) if needs_target or role != "target"}
+    return SuiteData(made["source"], made.get("target"), made["eval"], made.get("source_val"))
 
 
 def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] | None = None,
@@ -72,6 +79,7 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
     specs = plan_runs(suite, results, methods, seeds, methods_dirs)
     for members in suite.ensembles.values():
         plan_runs(suite, results, members, [], methods_dirs)  # unknown member methods fail now, not later
+    build_model(suite.model, get_class_set(suite.classes).num_classes)  # bad model settings or weights fail now
     device = resolve_device(suite.train.device)
     dist = init_distributed(device.type)
     if device.type == "cuda" and dist.world_size > 1:

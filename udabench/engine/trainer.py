@@ -8,6 +8,7 @@ import resource
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ class SuiteData:
     source: object
     target: object
     eval: object
+    source_val: object = None            # held-out labelled source split, for source-val model selection
 
 
 @dataclass
@@ -47,6 +49,7 @@ class RunSpec:
     hparams: object
     seed: int
     rundir: RunDir
+    warmup_snapshot: Path | None = None  # shared by every method of a (suite config, seed); see Trainer.run
 
 
 class Trainer:
@@ -69,6 +72,11 @@ class Trainer:
 
         start = self._resume(ctx, rundir)
         warmup = cfg.source_warmup if spec.method.uses_source else 0
+        # The warm-up is plain source training whatever the method, so every method of a seed starts
+        # adapting from the same weights: the first run to finish it saves them, the others load them.
+        shared = spec.warmup_snapshot if warmup else None
+        if start == 0 and shared is not None and shared.exists():
+            start = self._load_warmup(ctx, shared)
         source_iter = self._batches(self.data.source, "source", start) if spec.method.uses_source else None
         # The target stream is position-based: starting it at the warm-up's end gives each later step the
         # same batch as reading (and discarding) target batches during warm-up would.
@@ -83,6 +91,8 @@ class Trainer:
             t0 = time.perf_counter()
             source = self._to_device(next(source_iter)) if source_iter else None
             lr = ctx.start_step(step)
+            if step == warmup and warmup:
+                reseed(spec.seed)  # RNG after the warm-up must not depend on who ran it
             if step < warmup:
                 logs = ctx.supervised_step(source)  # adaptation starts from a source-trained model
             else:
@@ -103,6 +113,8 @@ class Trainer:
                 self._evaluate(model, ctx, done, lr, running, step_times)
                 running.clear()
                 step_times.clear()
+            if done == warmup and shared is not None and not shared.exists() and self.dist.is_main:
+                self._save_warmup(ctx, done, shared)
             if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
                 self._save(ctx, done)
         bar.close()
@@ -125,6 +137,32 @@ class Trainer:
         restore_rng(state["rng"])
         if self.dist.is_main:
             rundir.truncate_metrics(state["step"])
+        return state["step"]
+
+    def _save_warmup(self, ctx: MethodContext, step: int, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = ctx.state_dict()
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"step": step, "model": state["model"], "scaler": state.get("_scaler"),
+                    "rows": self.spec.rundir.read_metrics(), "written_by": self.spec.rundir.id}, tmp)
+        tmp.replace(path)
+
+    def _load_warmup(self, ctx: MethodContext, path: Path) -> int:
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+            ctx.load_state_dict({"model": state["model"], "_scaler": state["scaler"]}, only=("model",))
+        except Exception as exc:
+            raise CheckpointError(f"cannot load the shared warm-up snapshot {path}: {exc}. Delete that file; the "
+                                  f"next run redoes the warm-up and writes it again.") from None
+        spec = self.spec
+        if self.dist.is_main:
+            for row in state["rows"]:  # the warm-up's evaluations belong to this run's curve too
+                spec.rundir.append_metrics({**row, "method": spec.method.name, "method_label": spec.method.row_label(),
+                                            "run_id": spec.rundir.id, "hparams": asdict(spec.hparams),
+                                            "warmup_from": state["written_by"]})
+            with (spec.rundir.path / "log.txt").open("a") as f:
+                f.write(f"steps 0-{state['step']}: shared source warm-up loaded from {path} "
+                        f"(written by run {state['written_by']})\n")
         return state["step"]
 
     def _save(self, ctx: MethodContext, step: int) -> None:
@@ -168,17 +206,26 @@ class Trainer:
                 f.write(line + "\n")
 
     def _evaluate(self, model, ctx: MethodContext, step: int, lr: float, running, step_times) -> None:
-        ds = self.data.eval
-        shard = Subset(ds, range(self.dist.rank, len(ds), self.dist.world_size))
-        loader = self._loader(shard, self.spec.suite.data.eval_batch_size)
         model.eval()
-        cm, entropy = evaluate(lambda x: model(x).main, loader, self.class_set.num_classes, self.device,
-                               ctx.autocast, self.dist.world_size)
+        result = self._score(model, ctx, self.data.eval)
+        extra = {}
+        if self.data.source_val is not None:
+            source_val = self._score(model, ctx, self.data.source_val)
+            extra["source_val_miou"] = scores(self.spec.suite, source_val.cm, source_val.entropy)["miou"]
         model.train()
         if self.dist.is_main:
-            self.spec.rundir.append_metrics(self._row(cm, entropy, step, lr, running, step_times))
+            path = self.spec.rundir.eval_file(step)
+            result.save(path)
+            extra["eval_file"] = self.spec.rundir.relative(path)
+            self.spec.rundir.append_metrics(self._row(result, step, lr, running, step_times) | extra)
 
-    def _row(self, cm, entropy, step, lr, running, step_times) -> dict:
+    def _score(self, model, ctx: MethodContext, dataset):
+        shard = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world_size))
+        loader = self._loader(shard, self.spec.suite.data.eval_batch_size)
+        return evaluate(lambda x: model(x).main, loader, self.class_set.num_classes, self.device, ctx.autocast,
+                        self.dist.world_size)
+
+    def _row(self, result, step, lr, running, step_times) -> dict:
         spec = self.spec
         return {
             "suite": spec.suite.name,
@@ -188,7 +235,7 @@ class Trainer:
             "run_id": spec.rundir.id,
             "step": step,
             "iterations": self.cfg.iterations,
-            **scores(spec.suite, cm, entropy),
+            **scores(spec.suite, result.cm, result.entropy),
             "losses": {k: float(np.mean(v)) for k, v in running.items()},
             "lr": lr,
             "step_time": float(np.mean(step_times)) if step_times else None,
@@ -217,6 +264,13 @@ def seed_everything(seed: int, deterministic: bool, device: torch.device) -> Non
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cudnn.deterministic = deterministic
+
+
+def reseed(seed: int) -> None:
+    """Re-seed every generator from the run's seed alone (a second, fixed stream)."""
+    random.seed(seed + 7919)
+    np.random.seed(seed + 7919)
+    torch.manual_seed(seed + 7919)
 
 
 def rng_state() -> dict:
