@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import palette_png, write_cityscapes, write_gta5
@@ -92,3 +93,15 @@ def test_stray_synthia_id_above_255_is_reported(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "SYNTHIA" / "RGB" / "0000007.png")
     report = check_dataset("synthia", READERS["synthia"], tmp_path / "SYNTHIA", "all")
     assert not report.usable and list(report.stray_ids) == [255] and "(0-22)" in report.errors[0]
+
+
+def test_split_mat_splits_are_checked_against_the_official_sizes(tmp_path):
+    savemat = pytest.importorskip("scipy.io").savemat
+    gta5 = write_gta5(tmp_path / "GTA5", 4)
+    savemat(gta5 / "split.mat", {"trainIds": np.array([[1, 2, 3]]), "valIds": np.array([[4, 5]])})
+    train = check_dataset("gta5", READERS["gta5"], gta5, "train")
+    assert train.usable and (train.images, train.expected) == (3, 12403) and "official GTA5 train" in train.warnings[0]
+    val = check_dataset("gta5", READERS["gta5"], gta5, "val")
+    assert not val.usable and "00005 (listed in" in val.errors[0] and "split.mat valIds" in val.errors[0]
+    test = check_dataset("gta5", READERS["gta5"], gta5, "test")
+    assert not test.usable and "has no 'testIds' array" in test.errors[0]

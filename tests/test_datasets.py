@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import image_for, palette_png, random_label_ids, write_gta5
-from udabench.data import DATASETS, get_dataset
-from udabench.data.base import read_label_ids
+from udabench.data import DATASETS, get_dataset, open_original
+from udabench.data.base import MEAN, STD, normalise, read_label_ids
+from udabench.data.cache import PreparedDataset, prepare
 from udabench.data.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS, IGNORE_INDEX
 from udabench.errors import DataError
 
@@ -126,6 +128,24 @@ def test_gta5_split_lists_in_every_accepted_form(tmp_path):
         get_dataset("gta5", root, "test")
 
 
+def test_gta5_official_split_mat_gives_train_val_test(tmp_path):
+    savemat = pytest.importorskip("scipy.io").savemat
+    root = write_gta5(tmp_path / "GTA5", 6)
+    column = lambda *ids: np.array(ids, dtype=np.float64)[:, None]   # MATLAB's default: double column vectors
+    savemat(root / "split.mat", {"trainIds": column(1, 2, 4), "valIds": column(3, 6), "testIds": column(5, 24967)})
+    names = {s: [x.name for x in get_dataset("gta5", root, s).samples] for s in ("train", "val", "test")}
+    # 1-based frame numbers; 24967 is beyond the last frame of the release and names no file
+    assert names == {"train": ["00001", "00002", "00004"], "val": ["00003", "00006"], "test": ["00005"]}
+    (root / "splits").mkdir()
+    (root / "splits" / "val.txt").write_text("2\n")
+    assert [x.name for x in get_dataset("gta5", root, "val").samples] == ["00002"]    # a list file comes first
+    savemat(root / "split.mat", {"trainIds": column(1, 9)})
+    with pytest.raises(DataError, match=r"00009 \(listed in .*split\.mat trainIds\)"):
+        get_dataset("gta5", root, "train")                               # a frame of the release is missing
+    with pytest.raises(DataError, match=r"split\.mat has no 'testIds' array \(it holds trainIds\)\..*read_mapping"):
+        get_dataset("gta5", root, "test")
+
+
 def test_missing_label_and_wrong_folder_name_are_explained(tmp_path):
     root = write_gta5(tmp_path / "GTA5", 3)
     (root / "labels" / "00002.png").unlink()
@@ -212,12 +232,37 @@ def test_every_design_dataset_name_is_known():
 
 # ---- loader speed -------------------------------------------------------------------------------------
 
-def test_loader_speed_gta5_size_image(tmp_path, benchmark):
+@pytest.fixture
+def loader_worker():
+    """One torch thread, as in a DataLoader worker process."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_loader_speed_gta5_size_image(tmp_path, benchmark, loader_worker):
     """Decode + bicubic resize to 1280×720 + label remap of one GTA5-size (1914×1052) frame."""
     root = write_gta5(tmp_path / "GTA5", 1, h=1052, w=1914)
     ds = get_dataset("gta5", root, "all", size=(1280, 720))
     item = benchmark(ds.__getitem__, 0)
     assert item["image"].shape == (3, 720, 1280) and item["label"].shape == (720, 1280)
+
+
+def test_loader_speed_prepared_gta5_size_image(tmp_path, monkeypatch, benchmark, loader_worker):
+    """The same item as above, read from a prepared cache (`udabench data prepare`)."""
+    monkeypatch.setenv("UDABENCH_CACHE", str(tmp_path / "cache"))
+    root = write_gta5(tmp_path / "GTA5", 1, h=1052, w=1914)
+    prepare(*open_original("gta5", root, "all", (1280, 720)))
+    ds = get_dataset("gta5", root, "all", size=(1280, 720))
+    item = benchmark(ds.__getitem__, 0)
+    assert isinstance(ds, PreparedDataset) and item["image"].shape == (3, 720, 1280)
+
+
+def test_normalise_is_the_imagenet_formula_bit_for_bit():
+    rgb = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    expected = ((rgb.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1)
+    assert np.array_equal(normalise(rgb).numpy(), expected)
 
 
 # ---- paper suites: the published reference rows ---------------------------------------------------------

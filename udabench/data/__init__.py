@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from torch.utils.data import Subset
 
 from ..errors import DataError
 from ..schema import closest
+from .cache import CacheKey, default_cache_dir, open_prepared
 from .cityscapes import CITYSCAPES
 from .classes import CLASS_SETS, IGNORE_INDEX, ClassSet, get_class_set
 from .crosscity import KINDS as CROSSCITY
@@ -23,19 +23,35 @@ SYNTHETIC = {"synthetic-sim": ("gta5", 0), "synthetic-real": ("cityscapes", 1)}
 DATASETS = (*READERS, *SYNTHETIC)
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("UDABENCH_CACHE", Path.home() / ".cache" / "udabench"))
-
-
 def get_dataset(name: str, root: str | Path | None, split: str, size=None, class_set: str = "cityscapes19",
                 resize_label: bool = True, limit: int | None = None,
-                synthetic: SyntheticConfig | None = None):
-    """A dataset of ``{"image", "label", "name"}`` items; see DESIGN §5."""
-    kind, root = resolve(name, root, synthetic)
-    dataset = kind.open(root, split, get_class_set(class_set), size=size, resize_label=resize_label)
+                synthetic: SyntheticConfig | None = None, prepared: bool = True):
+    """A dataset of ``{"image", "label", "name"}`` items; see DESIGN §5.
+
+    With ``prepared``, items come from the split's prepared cache (``udabench data prepare``) when one
+    is current: the same items, without decoding and resizing the original files.
+    """
+    dataset, key = open_original(name, root, split, size, class_set, resize_label, synthetic)
+    if prepared:
+        dataset = open_prepared(dataset, key)
     if limit is not None and limit < len(dataset):
         return Subset(dataset, range(limit))
     return dataset
+
+
+def open_original(name: str, root: str | Path | None, split: str, size=None, class_set: str = "cityscapes19",
+                  resize_label: bool = True, synthetic: SyntheticConfig | None = None):
+    """The split decoded from its original files, and the key of its prepared cache."""
+    kind, root = resolve(name, root, synthetic)
+    dataset = kind.open(root, split, get_class_set(class_set), size=size, resize_label=resize_label)
+    return dataset, CacheKey(name, str(root.resolve()), split, class_set, dataset.decoder.size, resize_label)
+
+
+def suite_datasets(suite) -> list[tuple[str, object, bool]]:
+    """(role, DatasetConfig, labels resized to the input size) of every dataset entry a suite trains with."""
+    d = suite.data
+    entries = [("source", d.source, True), ("target", d.target, True), ("eval", d.eval, False)]
+    return entries + ([("source_val", d.source_val, False)] if d.source_val else [])
 
 
 def resolve(name: str, root: str | Path | None, synthetic: SyntheticConfig | None = None) -> tuple[DatasetKind, Path]:
@@ -52,5 +68,5 @@ def resolve(name: str, root: str | Path | None, synthetic: SyntheticConfig | Non
     return READERS[name], Path(root)   # its scan reports a missing root with the layout it expects
 
 
-__all__ = ["CLASS_SETS", "IGNORE_INDEX", "ClassSet", "DATASETS", "DatasetKind", "SyntheticConfig", "get_class_set",
-           "get_dataset", "resolve"]
+__all__ = ["CLASS_SETS", "DATASETS", "IGNORE_INDEX", "ClassSet", "DatasetKind", "SyntheticConfig",
+           "default_cache_dir", "get_class_set", "get_dataset", "open_original", "resolve", "suite_datasets"]

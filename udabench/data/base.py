@@ -17,6 +17,7 @@ from .classes import IGNORE_INDEX
 # ImageNet statistics: every timm backbone expects them (recorded in the protocol).
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
+_MEAN, _STD = torch.from_numpy(MEAN).view(3, 1, 1), torch.from_numpy(STD).view(3, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -38,29 +39,24 @@ def read_label_ids(path: Path) -> np.ndarray:
         raise DataError(f"cannot read label {path}: {exc}.") from None
 
 
-class SegmentationDataset(Dataset):
-    """Items ``{"image": float32 3×H×W, "label": int64 H×W, "name": str}``.
+@dataclass(frozen=True)
+class Decoder:
+    """Turns one sample's files into arrays: the RGB image (uint8 H×W×3) at ``size`` and its train ids.
 
     ``size`` = (width, height) of the network input (None keeps the native size). The label follows
     the image size when ``resize_label`` (training) and stays native otherwise (evaluation at full
     label resolution). ``read_label`` decodes a file to raw ids (uint8 H×W); ``lut``, a 256-entry
-    table, turns them into train ids.
+    table, turns them into train ids (uint8, 255 = ignore).
     """
 
-    def __init__(self, samples: list[Sample], lut: np.ndarray, size=None, resize_label: bool = True,
-                 description: str = "dataset", read_label: Callable[[Path], np.ndarray] = read_label_ids):
-        if not samples:
-            raise DataError(f"{description}: no images found. Check the dataset root and split.")
-        self.samples, self.lut, self.size, self.resize_label = samples, lut, size, resize_label
-        self.description, self.read_label = description, read_label
+    lut: np.ndarray
+    size: tuple[int, int] | None = None
+    resize_label: bool = True
+    read_label: Callable[[Path], np.ndarray] = read_label_ids
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> dict:
-        sample = self.samples[index]
+    def __call__(self, sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:
         image = read_image(sample.image)
-        item = {"name": sample.name}
+        label = None
         if sample.label is not None:
             ids = self.read_label(sample.label)
             if ids.shape != (image.height, image.width):
@@ -69,11 +65,34 @@ class SegmentationDataset(Dataset):
             if self.size is not None and self.resize_label:
                 ids = resize_nearest(ids, self.size)
             # nearest resizing commutes with the id -> train id table, so remap the smaller array
-            item["label"] = torch.from_numpy(self.lut[ids].astype(np.int64))
+            label = self.lut[ids]
         if self.size is not None:
             image = image.resize(tuple(self.size), Image.BICUBIC)
-        item["image"] = normalise(np.asarray(image))
-        return item
+        return np.asarray(image), label
+
+
+class SegmentationDataset(Dataset):
+    """Items ``{"image": float32 3×H×W, "label": int64 H×W, "name": str}`` decoded from the original files."""
+
+    def __init__(self, samples: list[Sample], decoder: Decoder, description: str = "dataset"):
+        if not samples:
+            raise DataError(f"{description}: no images found. Check the dataset root and split.")
+        self.samples, self.decoder, self.description = samples, decoder, description
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.samples[index]
+        return make_item(sample.name, *self.decoder(sample))
+
+
+def make_item(name: str, rgb: np.ndarray, label: np.ndarray | None) -> dict:
+    """The dataset item of decoded arrays (the same for original files and a prepared cache)."""
+    item = {"name": name, "image": normalise(rgb)}
+    if label is not None:
+        item["label"] = torch.from_numpy(label.astype(np.int64))
+    return item
 
 
 def read_image(path: Path) -> Image.Image:
@@ -90,7 +109,9 @@ def resize_nearest(ids: np.ndarray, size) -> np.ndarray:
 
 
 def normalise(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(((rgb.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1).copy())
+    """uint8 H×W×3 -> float32 3×H×W, ImageNet-normalised; in torch, in place: ~4× faster than in numpy,
+    bit-identical (the same float32 subtraction and division)."""
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().sub_(_MEAN).div_(_STD)
 
 
 def ignore_lut() -> np.ndarray:

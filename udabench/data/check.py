@@ -10,7 +10,6 @@ count that differs from the official release) do not.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -18,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm import tqdm
 
 from ..errors import DataError
-from . import resolve
+from . import resolve, suite_datasets
 from .base import Sample
 from .layout import DatasetKind, many
+from .parallel import map_files
 
 
 @dataclass
@@ -79,13 +78,7 @@ def check_dataset(name: str, kind: DatasetKind, root: Path, split: str, workers:
     report.errors += scan.problems
     report.images, report.labelled = scan.images, sum(s.label is not None for s in scan.samples)
     samples = scan.samples[:limit] if limit else scan.samples
-    decode = partial(inspect, kind.read_label)
-    progress = dict(total=len(samples), desc=f"{kind.title} {split}", unit="img", leave=False, disable=None)
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            findings = list(tqdm(pool.map(decode, samples, chunksize=16), **progress))
-    else:
-        findings = list(tqdm(map(decode, samples), **progress))
+    findings = map_files(partial(inspect, kind.read_label), samples, workers, f"{kind.title} {split}")
     summarise(report, kind, samples, findings)
     return report
 
@@ -123,7 +116,7 @@ def summarise(report: Report, kind: DatasetKind, samples: list[Sample], findings
 
 def check_suite(suite, workers: int = 0, limit: int | None = None) -> list[Report]:
     reports, seen = [], set()
-    for ds in (suite.data.source, suite.data.target, suite.data.eval):
+    for _, ds, _ in suite_datasets(suite):
         key = (ds.dataset, ds.root, ds.split)
         if key in seen:
             continue

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .base import Sample, SegmentationDataset, read_label_ids
+from .base import Decoder, Sample, SegmentationDataset, read_label_ids
 from .classes import ClassSet
 
 EXAMPLES = 3   # problems about many files name this many of them
@@ -39,14 +39,15 @@ class DatasetKind:
     lut: Callable[[ClassSet], np.ndarray] = ClassSet.cityscapes_lut   # raw id -> train id of a class set
     read_label: Callable[[Path], np.ndarray] = read_label_ids         # file -> raw ids, uint8 H×W
 
-    def open(self, root: str | Path, split: str, class_set: ClassSet, **kw) -> SegmentationDataset:
+    def open(self, root: str | Path, split: str, class_set: ClassSet, size=None,
+             resize_label: bool = True) -> SegmentationDataset:
         description = f"{self.title} {split} at {root}"
         scan = self.scan(Path(root), split)
         if scan.problems:
             raise DataError(f"{description}: " + " ".join(scan.problems)
                             + " Run `udabench data check SUITE` for a full report.")
-        return SegmentationDataset(scan.samples, self.lut(class_set), description=description,
-                                   read_label=self.read_label, **kw)
+        decoder = Decoder(self.lut(class_set), tuple(size) if size else None, resize_label, self.read_label)
+        return SegmentationDataset(scan.samples, decoder, description)
 
 
 def expect_folders(root: Path, folders: Mapping[str, str]) -> list[str]:
@@ -96,13 +97,13 @@ def pair(images: list[Path], label_for: Callable[[Path], Path], archive: str, pr
 
 
 def select(images: list[Path], root: Path, split: str, builtin: Mapping[str, Callable[[str], bool]],
-           width: int, title: str) -> tuple[list[Path], list[str]]:
+           width: int, title: str, hint: str = "") -> tuple[list[Path], list[str]]:
     """The images of a split and the problems met: a built-in rule on file stems, or a list file of ids.
 
     ``split`` is a built-in name, a list-file name under ``<root>/splits/`` (``train`` reads
     ``splits/train.txt``) or the path of a ``.txt`` list (relative to the root unless absolute). A list
     holds one id per line (``42``, ``00042``, ``00042.png`` or ``images/00042.png``); ``width`` is the
-    zero-padding of the dataset's file names.
+    zero-padding of the dataset's file names; ``hint`` is another way to get the split, for the error.
     """
     if split in builtin:
         return [p for p in images if builtin[split](p.stem)], []
@@ -111,10 +112,15 @@ def select(images: list[Path], root: Path, split: str, builtin: Mapping[str, Cal
         known = ", ".join(builtin)
         return [], [f"split {split!r} is neither built in ({known}) nor a list file: expected {list_file}. "
                     f"{title}'s official split lists are not shipped with udabench; write one id per line "
-                    f"to {root / 'splits' / (split + '.txt')} (see docs/datasets.md) or use one of {known}."]
+                    f"to {root / 'splits' / (split + '.txt')} (see docs/datasets.md){hint} or use one of {known}."]
+    return pick(images, list_file.read_text().split(), width, str(list_file))
+
+
+def pick(images: list[Path], ids: list[str], width: int, origin: str) -> tuple[list[Path], list[str]]:
+    """The images of the listed ids, in list order, and a problem naming the ids without an image."""
     by_stem = {p.stem: p for p in images}
-    wanted = [_stem(entry, width) for entry in list_file.read_text().split()]
-    absent = [f"{s} (listed in {list_file})" for s in wanted if s not in by_stem]
+    wanted = [_stem(entry, width) for entry in ids]
+    absent = [f"{s} (listed in {origin})" for s in wanted if s not in by_stem]
     problems = [f"{len(absent)} listed id(s) have no image: {many(absent)}."] if absent else []
     return [by_stem[s] for s in wanted if s in by_stem], problems
 

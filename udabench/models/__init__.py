@@ -1,5 +1,6 @@
-"""Segmentation models: DeepLab-V2 over timm backbones."""
+"""Segmentation models: DeepLab-V2 over timm backbones or udabench's own DeepLab-V2 VGG-16."""
 
-from .deeplabv2 import ASPPClassifier, DeepLabV2, SegOutput, build_model
+from .deeplabv2 import OWN_BACKBONES, ASPPClassifier, DeepLabV2, SegOutput, build_model
+from .vgg import VGG16DeepLab
 
-__all__ = ["ASPPClassifier", "DeepLabV2", "SegOutput", "build_model"]
+__all__ = ["OWN_BACKBONES", "ASPPClassifier", "DeepLabV2", "SegOutput", "VGG16DeepLab", "build_model"]
