@@ -1,29 +1,51 @@
-"""Report tables from crafted run records (DomainBed collect_results style golden tests)."""
+"""Report tables from crafted run records (DomainBed collect_results style golden tests).
+
+``write_run`` crafts a run directory (metrics.jsonl rows, ``done`` marker); tests/test_selection.py and
+tests/test_compare.py use it too.
+"""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from udabench.analysis.records import load_records, select_last
-from udabench.analysis.tables import oracle_gap_table, per_class_table, render
+from udabench.analysis.report import build_report
+from udabench.analysis.tables import miou_table, oracle_gap_table, per_class_table, render
 from udabench.cli import main
+from udabench.data.classes import get_class_set
 from udabench.errors import UdabenchError
 
 CLASSES = ["road", "car"]
 
 
-def write_run(results, method, label, seed, rows, done=True):
-    run = results / "toy" / method / f"seed{seed}-abc{method}"
+def write_run(results, method, label, seed, rows, done=True, suite="toy", classes=CLASSES, protocol=None,
+              subsets=None, class_set="cityscapes19"):
+    """rows: (step, ious) or (step, ious, extra fields); a None IoU is a class absent from the eval set.
+
+    ``subsets`` maps extra class-set names to their classes, scored from the same IoUs as the suite's.
+    """
+    tag = "-".join(str(v).replace("/", "_") for v in (protocol or {}).values())
+    run = Path(results) / suite / method / f"seed{seed}-{method}{tag}"
     run.mkdir(parents=True)
     with (run / "metrics.jsonl").open("w") as f:
-        for step, ious in rows:
-            iou = dict(zip(CLASSES, ious))
-            miou = sum(ious) / len(ious)
-            f.write(json.dumps({"suite": "toy", "method": method, "method_label": label, "seed": seed,
-                                "run_id": run.name, "step": step, "miou": miou,
-                                "class_sets": {"cityscapes19": {"iou": iou, "miou": miou}}}) + "\n")
+        for step, ious, *extra in rows:
+            iou = dict(zip(classes, ious))
+            sets = {class_set: classes, **(subsets or {})}
+            class_sets = {name: {"iou": {c: iou[c] for c in names}, "miou": _nanmean([iou[c] for c in names])}
+                          for name, names in sets.items()}
+            row = {"suite": suite, "method": method, "method_label": label, "seed": seed, "run_id": run.name,
+                   "step": step, "miou": class_sets[class_set]["miou"], "class_sets": class_sets,
+                   **({"protocol": protocol} if protocol else {}), **(extra[0] if extra else {})}
+            f.write(json.dumps(row) + "\n")
     if done:
         (run / "done").write_text("")
+    return run
+
+
+def _nanmean(values):
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known)
 
 
 @pytest.fixture
@@ -42,32 +64,39 @@ def test_last_selection_and_seed_means(results):
     assert list(table.index) == ["Source-only", "MinEnt", "Oracle"]
     assert table.loc["MinEnt", "road"] == 65.0 and table.loc["MinEnt", "car"] == 45.0
     assert table.loc["MinEnt", "mIoU"] == 55.0 and table.loc["MinEnt", "seeds"] == 2
+    assert table.loc["MinEnt", "mIoU std"] == pytest.approx(50 ** 0.5)   # sample std of 50 and 60
+    assert table.loc["MinEnt", "gain"] == 15.0
     assert table.loc["Source-only", "seeds"] == 1  # the unfinished run is not counted
 
 
 def test_oracle_gap(results):
     gap = oracle_gap_table(select_last(load_records(results)), "cityscapes19")
     assert list(gap.index) == ["Source-only", "MinEnt"]
-    assert gap.loc["Source-only"].tolist() == [40.0, 80.0, 40.0]
-    assert gap.loc["MinEnt"].tolist() == [55.0, 80.0, 25.0]
+    assert gap.loc["Source-only", ["mIoU", "oracle mIoU", "gap"]].tolist() == [40.0, 80.0, 40.0]
+    assert gap.loc["MinEnt", ["mIoU", "oracle mIoU", "gap"]].tolist() == [55.0, 80.0, 25.0]
 
 
 def test_markdown_golden(results):
     table = per_class_table(select_last(load_records(results)), "cityscapes19")
-    assert render(table, "md") == (
-        "| method | road | car | mIoU | seeds |\n"
-        "|---|---:|---:|---:|---:|\n"
-        "| Source-only | 50.0 | 30.0 | 40.0 | 1 |\n"
-        "| MinEnt | 65.0 | 45.0 | 55.0 | 2 |\n"
-        "| Oracle | 90.0 | 70.0 | 80.0 | 1 |\n")
+    assert render(table, "md", bold=True) == (
+        "| method | source | road | car | mIoU | gain | seeds |\n"
+        "|---|---|---:|---:|---:|---:|---:|\n"
+        "| Source-only | measured | 50.0 | 30.0 | 40.0 | - | 1 |\n"
+        "| MinEnt | measured | **65.0 ± 7.1** | **45.0 ± 7.1** | **55.0 ± 7.1** | +15.0 | 2 |\n"
+        "| Oracle | measured, target labels | 90.0 | 70.0 | 80.0 | +40.0 | 1 |\n"
+        "\n"
+        "- Bold: best measured value of each column (published rows are not ranked).\n")
 
 
 def test_latex_and_csv(results):
     table = oracle_gap_table(select_last(load_records(results)), "cityscapes19")
     latex = render(table, "latex", "toy_suite gap")
-    assert r"\toprule" in latex and r"toy\_suite" in latex and r"MinEnt & 55.0 & 80.0 & 25.0 \\" in latex
+    assert r"\toprule" in latex and r"toy\_suite" in latex
+    assert r"MinEnt & measured & 55.0 $\pm$ 7.1 & 80.0 [n=1] & 25.0 & 2 \\" in latex
     csv = render(table, "csv")
-    assert csv.splitlines()[0] == "method,mIoU,oracle mIoU,gap" and "MinEnt,55.00,80.00,25.00" in csv
+    assert csv.splitlines()[0] == ("method,source,mIoU,mIoU std,mIoU n,oracle mIoU,oracle mIoU std,oracle mIoU n,"
+                                   "gap,seeds")
+    assert "MinEnt,measured,55.00,7.07,2,80.00,,1,25.00,2" in csv
 
 
 def test_report_cli_prints_both_tables(results, capsys):
@@ -85,7 +114,8 @@ def test_report_cli_writes_file(results, tmp_path):
 def test_oracle_only_gives_an_empty_gap_table(tmp_path):
     write_run(tmp_path, "oracle", "Oracle", 0, [(10, [90.0, 70.0])])
     gap = oracle_gap_table(select_last(load_records(tmp_path)), "cityscapes19")
-    assert gap.empty and render(gap, "text").splitlines()[0].split() == ["method", "mIoU", "oracle", "mIoU", "gap"]
+    assert gap.empty
+    assert render(gap, "text").splitlines()[0].split() == ["method", "source", "mIoU", "oracle", "mIoU", "gap", "seeds"]
 
 
 def test_no_results_is_a_clear_error(tmp_path):
@@ -94,3 +124,244 @@ def test_no_results_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UdabenchError, match="no finished runs"):
         load_records(tmp_path / "empty")
+
+
+# --- golden report: seeds, a class absent in one seed, a published row, best in column -------------
+
+SUITE_YAML = """\
+name: toy
+data:
+  source: {dataset: gta5, root: "${NOT_SET_ANYWHERE}/GTA5"}
+  target: {dataset: cityscapes}
+  eval: {dataset: cityscapes, split: val}
+references:
+  "MinEnt (paper)":
+    method: minent
+    source: "Doe et al., Table 1, 'MinEnt'"
+    miou: {cityscapes19: 42.3}
+    iou: {road: 84.4, car: 78.5}
+"""
+
+
+@pytest.fixture
+def golden(tmp_path):
+    """Means by hand: Source-only 45/25/35, AdvEnt 70/20 (one seed: car absent in seed 0)/60,
+    MinEnt 65/45/55, Oracle 90/70/80; the paper row beats every measured road and car IoU."""
+    results = tmp_path / "results"
+    write_run(results, "source_only", "Source-only", 0, [(10, [50.0, 30.0])])
+    write_run(results, "source_only", "Source-only", 1, [(10, [40.0, 20.0])])
+    write_run(results, "minent", "MinEnt", 0, [(5, [10.0, 10.0]), (10, [60.0, 40.0])])
+    write_run(results, "minent", "MinEnt", 1, [(10, [70.0, 50.0])])
+    write_run(results, "advent", "AdvEnt", 0, [(10, [80.0, None])])
+    write_run(results, "advent", "AdvEnt", 1, [(10, [60.0, 20.0])])
+    write_run(results, "oracle", "Oracle", 0, [(10, [90.0, 70.0])])
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    (suites / "toy.yaml").write_text(SUITE_YAML)   # ${...} unset: a report needs no dataset path
+    return results, suites
+
+
+def report(golden, fmt):
+    results, suites = golden
+    return build_report(load_records(results), fmt, suites_dir=suites)
+
+
+TITLE = "toy: per-class IoU (%), cityscapes19; selection: last; mean ± std over seeds"
+
+
+def test_golden_markdown(golden):
+    assert report(golden, "md") == (
+        f"**{TITLE}**\n"
+        "\n"
+        "| method | source | road | car | mIoU | gain | seeds |\n"
+        "|---|---|---:|---:|---:|---:|---:|\n"
+        "| Source-only | measured | 45.0 ± 7.1 | 25.0 ± 7.1 | 35.0 ± 7.1 | - | 2 |\n"
+        "| AdvEnt | measured | **70.0 ± 14.1** | 20.0 [n=1] | **60.0 ± 28.3** | **+25.0** | 2 |\n"
+        "| MinEnt | measured | 65.0 ± 7.1 | **45.0 ± 7.1** | 55.0 ± 7.1 | +20.0 | 2 |\n"
+        "| Oracle | measured, target labels | 90.0 | 70.0 | 80.0 | +45.0 | 1 |\n"
+        "| MinEnt (paper) | paper [1] | 84.4 | 78.5 | 42.3 | - | - |\n"
+        "\n"
+        "- [1] Doe et al., Table 1, 'MinEnt'\n"
+        "- Bold: best measured value of each column (published rows are not ranked).\n"
+        "\n"
+        "**toy: oracle gap (mIoU, cityscapes19); selection: last**\n"
+        "\n"
+        "| method | source | mIoU | oracle mIoU | gap | seeds |\n"
+        "|---|---|---:|---:|---:|---:|\n"
+        "| Source-only | measured | 35.0 ± 7.1 | 80.0 [n=1] | 45.0 | 2 |\n"
+        "| AdvEnt | measured | **60.0 ± 28.3** | 80.0 [n=1] | **20.0** | 2 |\n"
+        "| MinEnt | measured | 55.0 ± 7.1 | 80.0 [n=1] | 25.0 | 2 |\n"
+        "\n"
+        "- Bold: best measured value of each column (published rows are not ranked).\n")
+
+
+def test_golden_csv(golden):
+    results, suites = golden
+    csv = build_report(load_records(results), "csv", suites_dir=suites)
+    assert csv == (
+        f"# {TITLE}\n"
+        "# [1] Doe et al., Table 1, 'MinEnt'\n"
+        "method,source,road,road std,road n,car,car std,car n,mIoU,mIoU std,mIoU n,gain,seeds\n"
+        "Source-only,measured,45.00,7.07,2,25.00,7.07,2,35.00,7.07,2,,2\n"
+        "AdvEnt,measured,70.00,14.14,2,20.00,,1,60.00,28.28,2,25.00,2\n"
+        "MinEnt,measured,65.00,7.07,2,45.00,7.07,2,55.00,7.07,2,20.00,2\n"
+        "Oracle,\"measured, target labels\",90.00,,1,70.00,,1,80.00,,1,45.00,1\n"
+        "MinEnt (paper),paper [1],84.40,,,78.50,,,42.30,,,,\n"
+        "\n"
+        "# toy: oracle gap (mIoU, cityscapes19); selection: last\n"
+        "method,source,mIoU,mIoU std,mIoU n,oracle mIoU,oracle mIoU std,oracle mIoU n,gap,seeds\n"
+        "Source-only,measured,35.00,7.07,2,80.00,,1,45.00,2\n"
+        "AdvEnt,measured,60.00,28.28,2,80.00,,1,20.00,2\n"
+        "MinEnt,measured,55.00,7.07,2,80.00,,1,25.00,2\n")
+
+
+def test_golden_latex(golden):
+    assert report(golden, "latex").startswith(
+        "\\begin{table}[t]\n"
+        "\\centering\n"
+        "\\caption{toy: per-class IoU (\\%), cityscapes19; selection: last; mean $\\pm$ std over seeds}\n"
+        "\\begin{tabular}{llrrrrr}\n"
+        "\\toprule\n"
+        "method & source & road & car & mIoU & gain & seeds \\\\\n"
+        "\\midrule\n"
+        "Source-only & measured & 45.0 $\\pm$ 7.1 & 25.0 $\\pm$ 7.1 & 35.0 $\\pm$ 7.1 & - & 2 \\\\\n"
+        "AdvEnt & measured & \\textbf{70.0 $\\pm$ 14.1} & 20.0 [n=1] & \\textbf{60.0 $\\pm$ 28.3} & "
+        "\\textbf{+25.0} & 2 \\\\\n"
+        "MinEnt & measured & 65.0 $\\pm$ 7.1 & \\textbf{45.0 $\\pm$ 7.1} & 55.0 $\\pm$ 7.1 & +20.0 & 2 \\\\\n"
+        "Oracle & measured, target labels & 90.0 & 70.0 & 80.0 & +45.0 & 1 \\\\\n"
+        "\\midrule\n"
+        "MinEnt (paper) & paper [1] & 84.4 & 78.5 & 42.3 & - & - \\\\\n"
+        "\\bottomrule\n"
+        "\\end{tabular}\n"
+        "\\par{\\footnotesize [1] Doe et al., Table 1, 'MinEnt'}\n"
+        "\\par{\\footnotesize Bold: best measured value of each column (published rows are not ranked).}\n"
+        "\\end{table}\n\n")
+
+
+def test_golden_text(golden):
+    assert report(golden, "text").startswith(
+        f"{TITLE}\n"
+        "method          source                           road          car          mIoU    gain  seeds\n"
+        "--------------  -----------------------  ------------  -----------  ------------  ------  -----\n"
+        "Source-only     measured                   45.0 ± 7.1   25.0 ± 7.1    35.0 ± 7.1       -      2\n"
+        "AdvEnt          measured                 70.0 ± 14.1*   20.0 [n=1]  60.0 ± 28.3*  +25.0*      2\n"
+        "MinEnt          measured                   65.0 ± 7.1  45.0 ± 7.1*    55.0 ± 7.1   +20.0      2\n"
+        "Oracle          measured, target labels          90.0         70.0          80.0   +45.0      1\n"
+        "--------------  -----------------------  ------------  -----------  ------------  ------  -----\n"
+        "MinEnt (paper)  paper [1]                        84.4         78.5          42.3       -      -\n"
+        "[1] Doe et al., Table 1, 'MinEnt'\n"
+        "*: best measured value of each column (published rows are not ranked).\n\n")
+
+
+def test_without_a_suite_file_measured_rows_only_and_one_line_says_so(golden, tmp_path):
+    results, _ = golden
+    out = build_report(load_records(results), "text", suites_dir=tmp_path / "nowhere")
+    assert "(paper)" not in out and "paper [" not in out
+    assert "Published rows not shown: no suite file named 'toy' in" in out
+
+
+def test_suite_file_found_by_its_name_key(golden):
+    results, suites = golden
+    (suites / "toy.yaml").rename(suites / "another_file_name.yaml")
+    assert "MinEnt (paper)" in build_report(load_records(results), "text", suites_dir=suites)
+
+
+def test_published_rows_of_another_backbone_are_left_out_and_counted(tmp_path):
+    protocol = {"backbone": "resnet101", "eval": "cityscapes/val"}
+    write_run(tmp_path / "r", "minent", "MinEnt", 0, [(10, [60.0, 40.0])], protocol=protocol)
+    write_run(tmp_path / "r", "advent", "AdvEnt", 0, [(10, [50.0, 40.0])], protocol=protocol)
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "toy.yaml").write_text(SUITE_YAML + """\
+  "MinEnt VGG (paper)":
+    method: minent
+    backbone: vgg16
+    source: "Doe et al., Table 1, VGG"
+    miou: {cityscapes19: 30.0}
+""")
+    out = build_report(load_records(tmp_path / "r"), "md", suites_dir=tmp_path / "s")
+    assert "| MinEnt (paper) | paper [1] |" in out and "MinEnt VGG" not in out
+    assert "1 published rows of other backbones (vgg16) not shown." in out
+    assert "cityscapes19 on cityscapes;" in out          # the eval target is named in the title
+
+
+# --- class subsets and cities ---------------------------------------------------------------------
+
+def test_synthia_subset_columns_and_their_published_values(tmp_path):
+    """mIoU16 and mIoU13 (mIoU*) of one row side by side, from the same IoUs, with the paper's two values."""
+    classes, sub = get_class_set("synthia16").names, {"synthia13": get_class_set("synthia13").names}
+    for seed, (common, extra) in enumerate([(50.0, 0.0), (60.0, 20.0)]):   # extra: wall, fence, pole
+        ious = [extra if c in ("wall", "fence", "pole") else common for c in classes]
+        write_run(tmp_path / "r", "advent", "AdvEnt", seed, [(10, ious)], suite="syn", classes=classes, subsets=sub,
+                  class_set="synthia16")
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "syn.yaml").write_text("""\
+name: syn
+classes: synthia16
+eval_class_sets: [synthia13]
+data: {source: {dataset: synthia}, target: {dataset: cityscapes}, eval: {dataset: cityscapes}}
+references:
+  "AdvEnt (paper)": {method: advent, source: "Vu et al.", miou: {synthia16: 40.8, synthia13: 47.6}}
+""")
+    out = build_report(load_records(tmp_path / "r"), "md", suites_dir=tmp_path / "s")
+    summary = out.split("**syn: mIoU (%) per class set; selection: last**\n\n")[1]
+    assert summary.splitlines()[:4] == [
+        "| method | source | mIoU16 | mIoU13 | seeds |",
+        "|---|---|---:|---:|---:|",
+        "| AdvEnt | measured | 46.6 ± 8.4 | 55.0 ± 7.1 | 2 |",     # mIoU16 650/16 and 840/16; mIoU13 50 and 60
+        "| AdvEnt (paper) | paper [1] | 40.8 | 47.6 | - |"]
+    assert "mIoU13 is the papers' mIoU*" in summary
+    assert "**syn: per-class IoU (%), synthia13; selection: last; mean ± std over seeds**" in out
+    thirteen = out.split("synthia13; selection: last; mean ± std over seeds**")[1]
+    assert "| AdvEnt (paper) | paper [1] |" + " - |" * 13 + " 47.6 | - |" in thirteen   # mIoU* only
+
+
+def test_cross_city_gives_one_column_per_city_and_each_city_its_papers(tmp_path):
+    results = tmp_path / "r"
+    for city, ious in {"crosscity-rome": [50.0, 30.0], "crosscity-rio": [40.0, 20.0]}.items():
+        for seed in (0, 1):
+            bump = 10.0 * seed
+            write_run(results, "maxsquare", "MaxSquare", seed, [(10, [ious[0] + bump, ious[1] + bump])],
+                      suite="cc", protocol={"eval": f"{city}/test", "backbone": "resnet101"})
+    write_run(results, "source_only", "Source-only", 0, [(10, [10.0, 10.0])], suite="cc",
+              protocol={"eval": "crosscity-rome/test", "backbone": "resnet101"})
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "cc.yaml").write_text("""\
+name: cc
+data: {source: {dataset: cityscapes}, target: {dataset: crosscity-rome}, eval: {dataset: crosscity-rome}}
+references:
+  "MaxSquare Rio (paper)": {method: maxsquare, eval: crosscity-rio, source: "Chen et al.", miou: {cityscapes19: 52.0}}
+""")
+    records = load_records(results)
+    table = miou_table(select_last(records), {"Rome": ("crosscity-rome", "cityscapes19"),
+                                              "Rio": ("crosscity-rio", "cityscapes19")})
+    assert table.loc["MaxSquare", ["Rome", "Rio"]].tolist() == [45.0, 35.0]
+    assert table.loc["Source-only", "Rome"] == 10.0 and table.loc["Source-only", "Rio n"] == 0
+    out = build_report(records, "text", suites_dir=tmp_path / "s")
+    tables, summary = out.split("cc: mIoU (%) per eval target; selection: last")
+    rio, rome = tables.split("cc: per-class IoU (%), cityscapes19 on crosscity-r")[1:]
+    assert "MaxSquare Rio (paper)" in rio and "MaxSquare Rio (paper)" not in rome   # each city its own papers
+    header, _, *rows = summary.strip().splitlines()
+    assert header.split() == ["method", "source", "crosscity-rio", "crosscity-rome", "seeds"]
+    assert rows[0].split() == ["Source-only", "measured", "-", "10.0", "1"]
+    assert rows[1].split() == ["MaxSquare", "measured", "35.0", "±", "7.1", "45.0", "±", "7.1*", "2"]  # Rio: alone
+
+
+def test_oracle_target_val_is_flagged_in_every_format(golden, capsys):
+    results, suites = golden
+    for fmt, mark in (("text", "‡"), ("md", "‡"), ("csv", "‡"), ("latex", r"$^\ddagger$")):
+        for table in ([], ["--table"]):
+            assert main(["report", "--results", str(results), "--suites-dir", str(suites), "--format", fmt,
+                         "--selection", "oracle-target-val", *table]) == 0
+            out = capsys.readouterr().out
+            assert out.count(f"selection: oracle-target-val {mark} (LEAKS TARGET LABELS)") == (2 if table else 1)
+            assert "leaks target labels" in out
+            if table:
+                assert f"measured {mark}" in out and f"measured, target labels {mark}" in out
+                assert "paper [1]" in out and f"paper [1] {mark}" not in out   # published rows keep their label
+
+
+def test_best_is_ranked_as_printed_and_ties_are_all_marked(tmp_path):
+    write_run(tmp_path, "a", "A", 0, [(10, [60.04, 10.0])])
+    write_run(tmp_path, "b", "B", 0, [(10, [59.96, 20.0])])     # road prints 60.0 for both
+    md = render(per_class_table(select_last(load_records(tmp_path)), "cityscapes19"), "md", bold=True)
+    assert "| A | measured | **60.0** | 10.0 | 35.0 | 1 |" in md and "| B | measured | **60.0** | **20.0** |" in md

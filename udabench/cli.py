@@ -1,4 +1,4 @@
-"""``udabench run | report | list | data check | viz`` — the command line.
+"""``udabench run | report | list | data check | data prepare | viz`` — the command line.
 
 Bad input ends with one clear paragraph on stderr and exit code 2 (``--debug`` shows the traceback);
 a run that fails mid-way is marked ``failed``, the others go on, and the exit code is 1.
@@ -17,12 +17,13 @@ from .errors import UdabenchError
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("text", "md", "csv", "latex")
 
-# Backbones known to build as dilated (output stride 8) timm feature extractors, with their role.
+# Backbones known to build as dilated (output stride 8) feature extractors (timm's, or udabench's own), with their role.
 BACKBONES = {
     "resnet101": "paper configuration (ADVENT/MaxSquare/FADA DeepLab-V2); ImageNet weights via model.pretrained",
     "resnet50": "lighter DeepLab-V2 for ablations",
     "resnet18": "small; CPU experiments",
     "resnet10t": "tiny; the embedded toy suite and the tests",
+    "vgg16": "udabench's DeepLab-V2 VGG-16 (papers' VGG rows): single level, torchvision vgg16 weights",
 }
 
 
@@ -67,33 +68,65 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", parents=[common], help="tables from finished runs",
-                         description="Read run directories and print per-class IoU and oracle-gap tables "
-                                     "(selection protocol: last checkpoint of each run; mean over seeds).")
+                         description="Read run directories (metrics.jsonl rows and saved artefacts, never logs) and "
+                                     "print per-class IoU, oracle-gap and class-subset tables: mean ± std over "
+                                     "seeds, gain over Source-only, the papers' published rows beside the measured "
+                                     "ones; or a paired comparison of two methods. See docs/reporting.md.")
     rep.add_argument("--results", default="results", help="results folder (default: results/)")
     rep.add_argument("--suite", help="only this suite (default: every suite found)")
     rep.add_argument("--table", action="store_true", help="print the per-class IoU and oracle-gap tables")
     rep.add_argument("--format", choices=FORMATS, default="text", help="table format (default: text)")
     rep.add_argument("--out", help="write the report to this file instead of stdout")
+    rep.add_argument("--selection", default="last", metavar="NAME",
+                     help="checkpoint selection protocol: last (default), source-val, target-entropy, or "
+                          "oracle-target-val (uses target labels; flagged in every output)")
+    rep.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                     help="paired comparison of two methods (names as in `udabench list methods`): per-class "
+                          "delta A - B over paired seeds with a bootstrap CI over eval images")
+    rep.add_argument("--suites-dir", default="suites", metavar="DIR",
+                     help="where suite files with published rows (references:) are looked up by suite name "
+                          "(default: ./suites)")
+    rep.add_argument("--ccd", action="store_true",
+                     help="class-center distance (FADA eq. 9) of every run's final layer4 features, as a table "
+                          "(and a figure with --figures); cached in each run directory")
+    rep.add_argument("--ccd-samples", type=int, default=2000, metavar="N",
+                     help="CCD feature budget: at most N feature cells per class and domain (default: 2000)")
+    rep.add_argument("--figures", action="store_true",
+                     help="write seaborn figures (PNG + PDF) to RESULTS/<suite>/figures/")
+    rep.add_argument("--html", action="store_true",
+                     help="write RESULTS/<suite>/report.html: tables and figures on one offline page "
+                          "(implies --figures)")
+    rep.add_argument("--device", default="cpu", help="device for CCD features and prediction panels (default: cpu)")
     rep.set_defaults(func=cmd_report)
 
     lst = sub.add_parser("list", parents=[common], help="list methods, suites or backbones")
     lst.add_argument("what", choices=("methods", "suites", "backbones"))
     lst.set_defaults(func=cmd_list)
 
-    data = sub.add_parser("data", parents=[common], help="check dataset copies before training")
+    data = sub.add_parser("data", parents=[common], help="check dataset copies, or prepare a cache of them")
     data.set_defaults(func=lambda args: data.print_help() or 2)
-    check = data.add_subparsers(metavar="ACTION").add_parser(
-        "check", parents=[common], help="check every dataset of a suite (exit 0 only when all are usable)",
+    actions = data.add_subparsers(metavar="ACTION")
+    suite_data = argparse.ArgumentParser(add_help=False)   # what both actions take
+    suite_data.add_argument("suite", help="suite YAML file, e.g. suites/gta5_cityscapes.yaml")
+    suite_data.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                            help="override a suite key, as for `udabench run` (repeatable)")
+    suite_data.add_argument("--workers", type=int, default=0, help="decode with N processes (default: in this one)")
+    check = actions.add_parser(
+        "check", parents=[common, suite_data], help="check every dataset of a suite (exit 0 only when all are usable)",
         description="For every dataset of the suite: folders (with the official archive names), image/label "
                     "pairs, counts against the official splits, every label decoded and its ids checked, "
                     "image checksums and sizes. Reports every problem; exit code 1 when a dataset is unusable.")
-    check.add_argument("suite", help="suite YAML file, e.g. suites/gta5_cityscapes.yaml")
-    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a suite key, as for `udabench run` (repeatable)")
-    check.add_argument("--workers", type=int, default=0, help="decode with N processes (default: in this one)")
     check.add_argument("--limit", type=int, metavar="N",
                        help="decode only the first N files of each split (folders, pairs and counts stay complete)")
     check.set_defaults(func=cmd_data_check)
+    prepare = actions.add_parser(
+        "prepare", parents=[common, suite_data],
+        help="cache a suite's datasets resized, with train-id labels (optional, one-off)",
+        description="Decode every dataset split of the suite once, at the suite's sizes and class set, and store "
+                    "the images and train-id labels under $UDABENCH_CACHE/prepared/. Training then reads these "
+                    "instead of decoding and resizing the originals; a cache whose source files changed is "
+                    "ignored with a warning. Current caches are kept.")
+    prepare.set_defaults(func=cmd_data_prepare)
 
     viz = sub.add_parser("viz", parents=[common], help="export a finished run's eval predictions",
                          description="Write the predictions of a finished run on its eval split as Cityscapes "
@@ -125,23 +158,22 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .analysis.records import load_records, select_last
-    from .analysis.tables import oracle_gap_table, per_class_table, render
+    from .analysis.records import load_records
+    from .analysis.report import build_report
 
     records = load_records(args.results, args.suite)
-    selected = select_last(records)
-    parts = []
-    for suite, group in selected.groupby("suite"):
-        if not args.table:
-            summary = group[["method_label", "seed", "step", "miou"]].rename(columns={"method_label": "method"})
-            parts.append(render(summary.set_index("method"), args.format, f"{suite}: finished runs (last evaluation)"))
-            continue
-        for class_set in group["class_sets"].iloc[0]:
-            title = f"{suite}: per-class IoU (%), {class_set}, selection: last, mean over seeds"
-            parts.append(render(per_class_table(group, class_set), args.format, title))
-            title = f"{suite}: oracle gap (mIoU, {class_set}), selection: last"
-            parts.append(render(oracle_gap_table(group, class_set), args.format, title))
-    text = "\n".join(parts)
+    text = build_report(records, args.format, args.selection, args.table, args.compare, args.suites_dir)
+    if args.ccd:
+        from .analysis.publish import ccd_tables
+
+        text += "\n" + "\n".join(ccd_tables(args.results, records, args.format, args.ccd_samples, args.device))
+    if args.figures or args.html:
+        from .analysis.publish import publish
+
+        written = publish(args.results, records, args.selection, args.suites_dir, html=args.html, ccd=args.ccd,
+                          samples_per_class=args.ccd_samples, device=args.device)
+        folders = sorted({str(p.parent) for p in written})
+        print(f"{len(written)} files written to {', '.join(folders)}", file=sys.stderr)
     if args.out:
         Path(args.out).write_text(text)
         print(f"report written to {args.out}")
@@ -193,6 +225,16 @@ def cmd_data_check(args) -> int:
     unusable = [f"{r.dataset} {r.split}" for r in reports if not r.usable]
     print(f"unusable: {', '.join(unusable)}" if unusable else "all datasets usable")
     return 1 if unusable else 0
+
+
+def cmd_data_prepare(args) -> int:
+    from .analysis.tables import render
+    from .config import load_suite
+    from .data.prepare import prepare_suite
+
+    suite = load_suite(args.suite, args.overrides)
+    print(render(prepare_suite(suite, args.workers), "text", f"{suite.name}: prepared datasets"))
+    return 0
 
 
 def cmd_viz(args) -> int:

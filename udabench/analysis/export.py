@@ -20,7 +20,7 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
-from ..config import Suite
+from ..config import DatasetConfig, Suite
 from ..data import get_dataset
 from ..data.base import MEAN, STD
 from ..data.classes import CITYSCAPES_LABEL_IDS, ClassSet, get_class_set
@@ -62,6 +62,12 @@ def load_run(run: str | Path, device: torch.device) -> tuple[Suite, torch.nn.Mod
     return suite, load_final_model(suite, checkpoint, device)
 
 
+def native_split(suite: Suite, ds: DatasetConfig, limit: int | None = None):
+    """One of the suite's datasets at its network input size with labels at native resolution (as evaluated)."""
+    return get_dataset(ds.dataset, ds.root, ds.split, size=ds.size, class_set=suite.classes, resize_label=False,
+                       limit=limit or ds.limit, synthetic=suite.synthetic)
+
+
 @torch.no_grad()
 def export_predictions(forward: Callable[[torch.Tensor], torch.Tensor], dataset, class_set: ClassSet, out: Path,
                        device: torch.device, overlays: bool = True) -> torch.Tensor:
@@ -77,23 +83,31 @@ def export_predictions(forward: Callable[[torch.Tensor], torch.Tensor], dataset,
     cm = torch.zeros(class_set.num_classes, class_set.num_classes, dtype=torch.int64)
     for i in tqdm(range(len(dataset)), desc="export", unit="img", leave=False, disable=None):
         item = dataset[i]
-        image = item["image"][None].to(device)
         label = item.get("label")
-        prob = upsample(forward(image).float(), label.shape if label is not None else image.shape[-2:]).softmax(1)
-        pred = prob.argmax(1)[0].cpu()
+        size = label.shape if label is not None else item["image"].shape[-2:]
+        pred, entropy = predict(forward, item["image"], size, device)
         Image.fromarray(to_label_id[pred.numpy()]).save(out / "labelIds" / f"{item['name']}.png")
         if label is not None:
             cm += confusion_matrix(pred, label, class_set.num_classes)
         if overlays:
-            panels = overlay_panels(item["image"], pred.numpy(), entropy_map(prob)[0].cpu().numpy(),
+            panels = overlay_panels(item["image"], pred.numpy(), entropy.numpy(),
                                     None if label is None else label.numpy(), colours)
             Image.fromarray(np.concatenate(panels, axis=1)).save(out / "overlays" / f"{item['name']}.png")
     return cm
 
 
+def predict(forward: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, size,
+            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prediction and normalised entropy (H×W, on the CPU) of one 3×h×w image; the class scores are
+    up-sampled bilinearly to ``size`` first, as in the evaluation protocol."""
+    prob = upsample(forward(image[None].to(device)).float(), size).softmax(1)
+    return prob.argmax(1)[0].cpu(), entropy_map(prob)[0].cpu()
+
+
 def overlay_panels(image: torch.Tensor, pred: np.ndarray, entropy: np.ndarray, label: np.ndarray | None,
-                   colours: np.ndarray) -> list[np.ndarray]:
-    """Image, prediction blended over it, entropy map, ground truth: uint8 H×W×3 each, at the input size."""
+                   colours: np.ndarray, alpha: float = 0.5) -> list[np.ndarray]:
+    """Image, prediction blended over it (``alpha`` = 1: plain class colours), entropy map, ground truth:
+    uint8 H×W×3 each, at the input size."""
     from matplotlib import colormaps
 
     rgb = np.clip(image.numpy().transpose(1, 2, 0) * STD + MEAN, 0, 255).astype(np.uint8)
@@ -101,7 +115,7 @@ def overlay_panels(image: torch.Tensor, pred: np.ndarray, entropy: np.ndarray, l
     shrink = lambda ids: np.asarray(Image.fromarray(ids.astype(np.uint8)).resize(size, Image.NEAREST))
     heat = np.asarray(Image.fromarray(entropy.astype(np.float32)).resize(size, Image.BILINEAR))
     viridis = (colormaps["viridis"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
-    panels = [rgb, (0.5 * rgb + 0.5 * colours[shrink(pred)]).astype(np.uint8),
+    panels = [rgb, ((1 - alpha) * rgb + alpha * colours[shrink(pred)]).astype(np.uint8),
               viridis[np.clip(heat * 255, 0, 255).astype(np.uint8)]]
     if label is not None:
         panels.append(colours[shrink(label)])   # ignored pixels (255) are black
@@ -114,9 +128,7 @@ def export_run(run: str | Path, device: torch.device, out: str | Path | None = N
     from ..engine.evaluate import scores
 
     suite, model = load_run(run, device)
-    ds = suite.data.eval
-    dataset = get_dataset(ds.dataset, ds.root, ds.split, size=ds.size, class_set=suite.classes,
-                          resize_label=False, limit=limit or ds.limit, synthetic=suite.synthetic)
+    dataset = native_split(suite, suite.data.eval, limit)
     out = Path(out) if out else Path(run) / "export"
     cm = export_predictions(lambda x: model(x).main, dataset, get_class_set(suite.classes), out, device, overlays)
     result = {k: v for k, v in scores(suite, cm, float("nan")).items() if k != "target_entropy"}

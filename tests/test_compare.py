@@ -1,0 +1,144 @@
+"""Paired bootstrap over images: checked against a plain loop over resamples, pairing by image name, errors."""
+
+import warnings
+
+import numpy as np
+import pytest
+from test_report import write_run
+
+from udabench.analysis.compare import paired_bootstrap
+from udabench.analysis.records import load_records
+from udabench.analysis.selection import select
+from udabench.cli import main
+from udabench.errors import UdabenchError
+
+CLASSES = ["road", "sidewalk", "car"]
+SUBSETS = {"sub2": ["road", "car"]}
+IMAGES = [f"img{i:02d}" for i in range(12)]
+
+
+def confusions(rng, accuracy):
+    """One 3×3 matrix per image; car appears in two images only, so some resamples miss it."""
+    cms = np.zeros((len(IMAGES), 3, 3), dtype=np.int64)
+    for i in range(len(IMAGES)):
+        for c, pixels in enumerate([400, 200, 50 if i in (3, 7) else 0]):
+            right = rng.binomial(pixels, accuracy)
+            cms[i, c, c] = right
+            cms[i, c, (c + 1) % 3] = pixels - right
+    return cms
+
+
+def iou(cm):
+    """Per-class IoU (%) of one C×C matrix, written out class by class."""
+    out = []
+    for c in range(len(cm)):
+        union = cm[c, :].sum() + cm[:, c].sum() - cm[c, c]
+        out.append(100 * cm[c, c] / union if union else np.nan)
+    return np.array(out)
+
+
+def write_eval_run(results, method, label, seed, cms, order, step=10, eval_file=True):
+    """A run whose one evaluation saved ``cms`` (images in ``order``) and whose row agrees with them."""
+    ious = iou(cms.sum(0))
+    extra = {"eval_file": f"eval/step{step:07d}.npz"} if eval_file else {}
+    run = write_run(results, method, label, seed, [(step, [None if np.isnan(v) else float(v) for v in ious], extra)],
+                    classes=CLASSES, subsets=SUBSETS)
+    (run / "eval").mkdir()
+    np.savez_compressed(run / "eval" / f"step{step:07d}.npz", cm=cms[order], names=np.array(IMAGES)[order])
+    return run
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """MinEnt (better) and Source-only, seeds 0 and 1 paired, seed 2 MinEnt only; every file its own image order."""
+    rng = np.random.default_rng(42)
+    cms = {}
+    for seed in (0, 1, 2):
+        for method, label, accuracy in (("minent", "MinEnt", 0.8), ("source_only", "Source-only", 0.6)):
+            if method == "source_only" and seed == 2:
+                continue
+            cms[method, seed] = confusions(rng, accuracy)
+            write_eval_run(tmp_path, method, label, seed, cms[method, seed], rng.permutation(len(IMAGES)))
+    return tmp_path, cms
+
+
+def reference(cms, seeds, resamples, level=0.95, rng_seed=0):
+    """The documented procedure as a loop: one image resample per replicate, shared by both methods and seeds."""
+    draws = np.random.default_rng(rng_seed).integers(0, len(IMAGES), size=(resamples, len(IMAGES)))
+
+    def scores(cm):
+        per_class = iou(cm)
+        return np.append(per_class, [np.nanmean(per_class), np.nanmean(per_class[[0, 2]])])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)        # nan-means of resamples without a car pixel
+        point = [scores(cms["minent", s].sum(0)) - scores(cms["source_only", s].sum(0)) for s in seeds]
+        replicates = [np.nanmean([scores(cms["minent", s][d].sum(0)) - scores(cms["source_only", s][d].sum(0))
+                                  for s in seeds], axis=0) for d in draws]
+        tail = 100 * (1 - level) / 2
+        low, high = np.nanpercentile(replicates, [tail, 100 - tail], axis=0)
+        return np.nanmean(point, axis=0), low, high
+
+
+def test_bootstrap_matches_a_plain_loop_and_pairs_images_by_name(runs):
+    results, cms = runs
+    comparison = paired_bootstrap(select(load_records(results)), "minent", "source_only", resamples=300)
+    delta, low, high = reference(cms, [0, 1], 300)
+    table = comparison.table
+    assert list(table.index) == [*CLASSES, "mIoU3", "mIoU2"]
+    np.testing.assert_allclose(table["delta"], delta)
+    np.testing.assert_allclose(table["CI low"], low)
+    np.testing.assert_allclose(table["CI high"], high)
+    minent = np.mean([iou(cms["minent", s].sum(0)) for s in (0, 1)], axis=0)   # seed 2 has no partner
+    np.testing.assert_allclose(table.loc[CLASSES, "MinEnt"], minent)
+    assert comparison.seeds == [0, 1] and comparison.images == len(IMAGES)
+    assert (table["CI low"] <= table["delta"]).all() and (table["delta"] <= table["CI high"]).all()
+    assert table.loc["mIoU3", "CI low"] > 0                  # 80 % vs 60 % pixel accuracy: clearly better
+    assert any("Seeds of MinEnt without a partner (left out): 2." in n for n in comparison.notes)
+
+
+def test_a_method_against_itself_gives_zero_with_a_zero_width_ci(tmp_path):
+    rng = np.random.default_rng(0)
+    cm = confusions(rng, 0.7)
+    for method in ("a", "b"):
+        write_eval_run(tmp_path, method, method.upper(), 0, cm, rng.permutation(len(IMAGES)))
+    table = paired_bootstrap(select(load_records(tmp_path)), "a", "b").table
+    assert (table[["delta", "CI low", "CI high"]].fillna(0) == 0).all().all()
+
+
+def test_cli_comparison_in_markdown_with_the_leak_flag(runs, capsys):
+    results, _ = runs
+    assert main(["report", "--results", str(results), "--compare", "minent", "source_only", "--format", "md",
+                 "--selection", "oracle-target-val"]) == 0
+    out = capsys.readouterr().out
+    assert "paired comparison MinEnt vs Source-only" in out and "seed pairs 0, 1" in out
+    assert "selection: oracle-target-val ‡ (LEAKS TARGET LABELS)" in out
+    assert "| class | MinEnt | Source-only | delta | CI low | CI high |" in out and "| mIoU3 |" in out
+    assert "95% CI: percentile bootstrap over the 12 eval images (1000 resamples, RNG seed 0)" in out
+
+
+def test_unknown_method_lists_the_methods_with_runs(runs, capsys):
+    results, _ = runs
+    assert main(["report", "--results", str(results), "--compare", "minent", "advnet"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown method 'advnet'" in err and "minent, source_only" in err
+
+
+def test_runs_without_per_image_matrices_or_on_other_images_are_clear_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    write_eval_run(tmp_path / "old", "a", "A", 0, confusions(rng, 0.7), np.arange(12), eval_file=False)
+    write_eval_run(tmp_path / "old", "b", "B", 0, confusions(rng, 0.7), np.arange(12))
+    with pytest.raises(UdabenchError, match="has no per-image confusion matrices"):
+        paired_bootstrap(select(load_records(tmp_path / "old")), "a", "b")
+    write_eval_run(tmp_path / "other", "a", "A", 0, confusions(rng, 0.7), np.arange(12))
+    write_eval_run(tmp_path / "other", "b", "B", 0, confusions(rng, 0.7), np.arange(11))     # one image short
+    with pytest.raises(UdabenchError, match="evaluated on other images"):
+        paired_bootstrap(select(load_records(tmp_path / "other")), "a", "b")
+
+
+def test_no_common_seed_is_a_clear_error(tmp_path):
+    rng = np.random.default_rng(0)
+    write_eval_run(tmp_path, "a", "A", 0, confusions(rng, 0.7), np.arange(12))
+    write_eval_run(tmp_path, "b", "B", 1, confusions(rng, 0.7), np.arange(12))
+    with pytest.raises(UdabenchError, match="no seed was run by both methods"):
+        paired_bootstrap(select(load_records(tmp_path)), "a", "b")

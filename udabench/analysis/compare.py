@@ -1,0 +1,133 @@
+"""Is A really better than B? A paired bootstrap over eval images, seeds paired by number.
+
+For every seed run by both methods, the selected evaluation of each run has an ``eval_file`` with one
+confusion matrix per eval image. One set of resampled image indices per bootstrap replicate is used
+for both methods and every seed pair (runs are paired by image name), per-class IoUs are recomputed
+from the re-summed matrices, and the statistic of a replicate is the mean over seed pairs of
+IoU_A − IoU_B. The point estimate uses every image once; the CI is the percentile interval of the
+replicates. docs/reporting.md states the procedure.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UdabenchError
+
+
+@dataclass
+class Comparison:
+    table: pd.DataFrame      # rows = classes then one mIoU per class set; A, B, delta, CI low, CI high
+    seeds: list[int]         # the paired seeds
+    images: int
+    notes: list[str]         # the procedure, and seeds left out
+
+
+def paired_bootstrap(selected: pd.DataFrame, a: str, b: str, resamples: int = 1000, level: float = 0.95,
+                     seed: int = 0) -> Comparison:
+    """Compare methods ``a`` and ``b`` (method names) on the selected rows of one suite and eval target."""
+    rows = {m: _one_run_per_seed(selected, m) for m in (a, b)}
+    seeds = sorted(set(rows[a].index) & set(rows[b].index))
+    if not seeds:
+        raise UdabenchError(f"--compare {a} {b}: no seed was run by both methods (seeds of {a}: "
+                            f"{sorted(rows[a].index)}, of {b}: {sorted(rows[b].index)}); pairs need equal seeds.")
+    first = rows[a].loc[seeds[0]]
+    cms = _load_aligned([rows[m].loc[s] for s in seeds for m in (a, b)])
+    cms = cms.reshape(len(seeds), 2, *cms.shape[1:])                     # seed pair × method × image × C × C
+    class_names = list(first["class_sets"][_training_set(first)]["iou"])
+    if cms.shape[-1] != len(class_names):
+        raise UdabenchError(f"{first['run_dir']}: the per-image matrices are {cms.shape[-1]}×{cms.shape[-1]} but the "
+                            f"run scores {len(class_names)} classes ({_training_set(first)}).")
+    subsets = {f"mIoU{len(r['iou'])}": [class_names.index(c) for c in r["iou"]] for r in first["class_sets"].values()}
+    label = {m: rows[m].loc[seeds[0], "method_label"] for m in (a, b)}
+    stats = bootstrap_delta(cms, list(subsets.values()), resamples, level, seed)
+    table = pd.DataFrame(dict(zip([label[a], label[b], "delta", "CI low", "CI high"], stats)),
+                         index=pd.Index([*class_names, *subsets], name="class"))
+    unpaired = {m: sorted(set(rows[m].index) - set(seeds)) for m in (a, b)}
+    notes = [f"{100 * level:g}% CI: percentile bootstrap over the {cms.shape[2]} eval images ({resamples} resamples, "
+             f"RNG seed {seed}); each resample is used for both methods and every seed pair."]
+    notes += [f"Seeds of {label[m]} without a partner (left out): {', '.join(map(str, s))}."
+              for m, s in unpaired.items() if s]
+    return Comparison(table, seeds, cms.shape[2], notes)
+
+
+def bootstrap_delta(cms: np.ndarray, subsets: list[list[int]], resamples: int, level: float, seed: int):
+    """Mean IoU of A and of B over seed pairs, their mean delta and its percentile CI.
+
+    ``cms`` is seed pair × (A, B) × image × C × C. Returns five arrays over the C classes followed by
+    one mIoU (nan-mean over the class indices) per entry of ``subsets``.
+    """
+    pairs, _, n_images, c, _ = cms.shape
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_images, size=(resamples, n_images))
+    weights = np.zeros((resamples, n_images))
+    np.add.at(weights, (np.arange(resamples)[:, None], draws), 1)        # an image drawn k times counts k times
+    flat = cms.reshape(pairs, 2, n_images, c * c).astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)                  # all-NaN slices (absent classes) stay NaN
+        point = _with_mious(_iou(flat.sum(2).reshape(pairs, 2, c, c)), subsets)           # pair × method × K
+        resampled = (weights @ flat).reshape(pairs, 2, resamples, c, c)
+        boot = _with_mious(_iou(resampled), subsets)                                        # pair × method × R × K
+        tail = 100 * (1 - level) / 2
+        low, high = np.nanpercentile(np.nanmean(boot[:, 0] - boot[:, 1], 0), [tail, 100 - tail], axis=0)
+        return (np.nanmean(point[:, 0], 0), np.nanmean(point[:, 1], 0), np.nanmean(point[:, 0] - point[:, 1], 0),
+                low, high)
+
+
+def _with_mious(iou: np.ndarray, subsets: list[list[int]]) -> np.ndarray:
+    return np.concatenate([iou, *(np.nanmean(iou[..., idx], -1, keepdims=True) for idx in subsets)], -1)
+
+
+def _one_run_per_seed(selected: pd.DataFrame, method: str) -> pd.DataFrame:
+    runs = selected[selected["method"] == method]
+    twice = runs["seed"][runs["seed"].duplicated()].tolist()
+    if twice:
+        raise UdabenchError(f"--compare: method {method!r} has several runs with seed {twice[0]} "
+                            f"({', '.join(runs.loc[runs['seed'] == twice[0], 'run_dir'])}); keep one per seed "
+                            f"(e.g. with --results pointing at one set of runs).")
+    return runs.set_index("seed")
+
+
+def _load_aligned(rows: list[pd.Series]) -> np.ndarray:
+    """Every run's per-image matrices, images in one order (sorted names); all runs must share the images."""
+    names, stacked = None, []
+    for row in rows:
+        file = row.get("eval_file")
+        if not isinstance(file, str):
+            raise UdabenchError(f"run {row['run_dir']} (step {row['step']}) has no per-image confusion matrices "
+                                f"('eval_file' is missing from its metrics row); --compare needs runs evaluated "
+                                f"by a udabench version that saves them. Re-run it.")
+        path = Path(row["run_dir"]) / file
+        try:
+            with np.load(path) as data:
+                cm, image_names = data["cm"], data["names"].astype(str)
+        except (OSError, KeyError, ValueError) as exc:
+            raise UdabenchError(f"{path}: cannot read the per-image confusion matrices ({exc}); it should be an "
+                                f"npz with 'cm' (images × C × C) and 'names'.") from None
+        order = np.argsort(image_names)
+        if names is None:
+            names = image_names[order]
+        elif len(image_names) != len(names) or (image_names[order] != names).any():
+            raise UdabenchError(f"{path}: evaluated on other images than {rows[0]['run_dir']}; a paired "
+                                f"comparison needs both methods scored on the same eval images.")
+        stacked.append(cm[order])
+    return np.stack(stacked)
+
+
+def _iou(cm: np.ndarray) -> np.ndarray:
+    """Per-class IoU (%) of ``...×C×C`` matrices; NaN for a class absent from prediction and label."""
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    union = cm.sum(-1) + cm.sum(-2) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, 100 * tp / union, np.nan)
+
+
+def _training_set(row: pd.Series) -> str:
+    """The class set the confusion matrix is over: the first of ``class_sets`` (evaluate.scores)."""
+    return next(iter(row["class_sets"]))
+

@@ -1,0 +1,174 @@
+"""Report figures, drawn with seaborn and saved as PNG and PDF (``results/<suite>/figures/``).
+
+Figures are ``matplotlib.figure.Figure`` objects rendered straight to files (Agg for PNG), never
+through pyplot: no display is needed and the caller's matplotlib backend and state are left alone.
+Methods are ordered as in the tables: Source-only first, Oracle last.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from ..data.classes import get_class_set
+from .features import PredictionPanels
+from .tables import SOURCE_ONLY, ordered_groups, per_class_table
+
+STYLE = "whitegrid"
+
+
+def write_figures(selected: pd.DataFrame, records: pd.DataFrame, class_set: str, out_dir: str | Path, *,
+                  ccd: pd.DataFrame | None = None, panels: PredictionPanels | None = None,
+                  selection: str = "last") -> list[Path]:
+    """Draw every report figure of one suite into ``out_dir``; return the files (PNG and PDF of each).
+
+    ``selected``: one evaluation row per run (chosen by the ``selection`` protocol, named in titles);
+    ``records``: every evaluation row (for the learning curves); ``ccd``: ``features.suite_ccd``
+    output; ``panels``: ``features.prediction_panels`` output. Figures whose data are missing (no
+    Source-only run, no CCD, no panels) are skipped. File names: iou_heatmap, gain_over_source_only,
+    ccd_per_class, miou_vs_iteration, predictions.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suite = selected["suite"].iloc[0]
+    with sns.axes_style(STYLE):   # applies to the axes created inside
+        drawn = _draw(selected, records, class_set, suite, selection, ccd, panels)
+    paths = []
+    for name, fig in drawn.items():
+        if fig is not None:
+            paths += save(fig, out_dir / name)
+    return paths
+
+
+def _draw(selected, records, class_set, suite, selection, ccd, panels) -> dict[str, Figure | None]:
+    where = f"{class_set}, selection: {selection}"
+    labels = method_order(records)
+    palette = dict(zip(labels, sns.color_palette(n_colors=len(labels))))   # one colour per method in every figure
+    drawn = {
+        "iou_heatmap": iou_heatmap(selected, class_set, f"{suite}: per-class IoU (%), {where}, mean over seeds"),
+        "gain_over_source_only": gain_over_source_only(selected, class_set,
+                                                       f"{suite}: IoU gain over Source-only (points), {where}"),
+        "miou_vs_iteration": miou_vs_iteration(records, class_set,
+                                               f"{suite}: mIoU ({class_set}) during training, mean ± std over seeds",
+                                               palette),
+    }
+    if ccd is not None:
+        drawn["ccd_per_class"] = ccd_per_class(ccd, f"{suite}: class-center distance (FADA eq. 9), lower is better",
+                                               palette)
+    if panels is not None:
+        drawn["predictions"] = predictions(panels, f"{suite}: predictions and entropy maps on target eval images")
+    return drawn
+
+
+def save(fig: Figure, stem: Path) -> list[Path]:
+    """``stem``.png and ``stem``.pdf (no creation date in the PDF, so it depends on the data only)."""
+    png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
+    fig.savefig(png, dpi=150, bbox_inches="tight")
+    fig.savefig(pdf, bbox_inches="tight", metadata={"CreationDate": None})
+    return [png, pdf]
+
+
+def method_order(frame: pd.DataFrame) -> list[str]:
+    """Method labels of ``frame`` (columns method, method_label) in table order."""
+    return [group["method_label"].iloc[0] for _, group in ordered_groups(frame)]
+
+
+def iou_means(selected: pd.DataFrame, class_set: str) -> pd.DataFrame:
+    """Methods × (class IoUs, mIoU): the means over seeds of the report's per-class table."""
+    classes = list(selected["class_sets"].iloc[0][class_set]["iou"])
+    return per_class_table(selected, class_set)[[*classes, "mIoU"]].astype(float)
+
+
+def iou_heatmap(selected: pd.DataFrame, class_set: str, title: str) -> Figure:
+    return _heatmap(iou_means(selected, class_set), title, cmap="viridis", vmin=0, vmax=100)
+
+
+def gain_over_source_only(selected: pd.DataFrame, class_set: str, title: str) -> Figure | None:
+    """Per-class IoU of each method minus Source-only's (means over seeds); None without Source-only."""
+    baseline = selected.loc[selected["method"] == SOURCE_ONLY, "method_label"]
+    if baseline.empty:
+        return None
+    table = iou_means(selected, class_set)
+    gain = (table - table.loc[baseline.iloc[0]]).drop(index=baseline.iloc[0])
+    if gain.empty:
+        return None
+    limit = max(float(np.nanmax(np.abs(gain.to_numpy()))), 1.0)
+    return _heatmap(gain, title, cmap="vlag_r", vmin=-limit, vmax=limit, fmt="+.1f")
+
+
+def _heatmap(table: pd.DataFrame, title: str, fmt: str = ".1f", **kw) -> Figure:
+    fig = Figure(figsize=(1.5 + 0.5 * table.shape[1], 1.2 + 0.4 * table.shape[0]))
+    ax = fig.add_subplot()
+    sns.heatmap(table.astype(float), annot=True, fmt=fmt, annot_kws={"size": 7}, linewidths=0.5, ax=ax,
+                cbar_kws={"pad": 0.01}, **kw)
+    ax.set(title=title, xlabel="", ylabel="")
+    ax.tick_params(axis="x", rotation=60)
+    ax.tick_params(axis="y", rotation=0)
+    return fig
+
+
+def miou_vs_iteration(records: pd.DataFrame, class_set: str, title: str, palette=None) -> Figure:
+    """mIoU of every evaluation against the training step; line = mean over seeds, band = ± std."""
+    data = records.assign(mIoU=[row[class_set]["miou"] for row in records["class_sets"]])
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    sns.lineplot(data=data, x="step", y="mIoU", hue="method_label", hue_order=method_order(records),
+                 palette=palette, errorbar="sd", marker="o", ax=ax)
+    ax.set(title=title, xlabel="iteration", ylabel="mIoU (%)")
+    ax.legend(title="", fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def ccd_per_class(ccd: pd.DataFrame, title: str, palette=None) -> Figure:
+    """Bars: CCD per class and method (mean over seeds; whiskers ± std), the per-run class mean last.
+
+    Uses the ``joint`` scope (source and target together, as in FADA Fig. 4) when present.
+    """
+    scope = "joint" if "joint" in set(ccd["scope"]) else ccd["scope"].iloc[0]
+    data = ccd[ccd["scope"] == scope]
+    means = data.groupby(["run_id", "method", "method_label"], as_index=False, sort=False)["ccd"].mean()
+    data = pd.concat([data, means.assign(**{"class": "mean"})], ignore_index=True)
+    fig = Figure(figsize=(2 + 0.55 * data["class"].nunique(), 4))
+    ax = fig.add_subplot()
+    sns.barplot(data=data, x="class", y="ccd", hue="method_label", hue_order=method_order(ccd), palette=palette,
+                errorbar="sd", err_kws={"linewidth": 0.8}, ax=ax)
+    ax.set(title=f"{title} ({scope} features)", xlabel="", ylabel="CCD (mean ± std over seeds)")
+    ax.tick_params(axis="x", rotation=60)
+    ax.legend(title="", fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def predictions(panels: PredictionPanels, title: str) -> Figure:
+    """ADVENT Fig. 1 layout: per image a column pair, (image | ground truth) on top, then one row per
+    method (prediction | entropy map); entropy colour bar on the right, class legend below."""
+    methods, n = list(panels.predictions), len(panels.images)
+    rows, aspect, cell = 1 + len(methods), panels.images[0].shape[0] / panels.images[0].shape[1], 2.0
+    fig = Figure(figsize=(cell * 2 * n + 1.2, cell * (aspect * rows + 0.4) * 1.15 + 0.8))
+    grid = fig.add_gridspec(rows + 1, 2 * n + 1, width_ratios=[1] * 2 * n + [0.05],
+                            height_ratios=[aspect] * rows + [0.4], wspace=0.04, hspace=0.25)
+    content = [("", ("image", "ground truth"), list(zip(panels.images, panels.labels)))]
+    content += [(m, ("prediction", "entropy"), list(zip(panels.predictions[m], panels.entropies[m]))) for m in methods]
+    for r, (label, titles, pairs) in enumerate(content):
+        for i, pair in enumerate(pairs):
+            for j, picture in enumerate(pair):
+                ax = fig.add_subplot(grid[r, 2 * i + j])
+                ax.imshow(picture)
+                ax.set(xticks=[], yticks=[], ylabel=label if i == j == 0 else "")
+                if r <= 1:
+                    ax.set_title(titles[j], fontsize=8)
+    fig.colorbar(ScalarMappable(Normalize(0, 1), "viridis"), cax=fig.add_subplot(grid[1:rows, -1]),
+                 label="normalised entropy")
+    classes = get_class_set(panels.classes)
+    legend = fig.add_subplot(grid[rows, :-1])
+    legend.axis("off")
+    legend.legend(handles=[Patch(color=np.array(c) / 255, label=name) for name, c in zip(classes.names, classes.colors)],
+                  loc="center", ncol=min(10, classes.num_classes), fontsize=7, frameon=False)
+    fig.suptitle(f"{title}\n{', '.join(panels.names)}", fontsize=9)
+    return fig

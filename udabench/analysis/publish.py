@@ -1,0 +1,55 @@
+"""Per-suite artefacts beside the tables: CCD, seaborn figures and a self-contained HTML page.
+
+``udabench report --ccd/--figures/--html`` lands here. Everything is derived from the run
+directories under ``results`` (metrics rows, per-image matrices, final checkpoints), never from logs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .ccd import ccd_table
+from .features import prediction_panels, suite_ccd
+from .figures import write_figures
+from .html import write_html
+from .report import build_report
+from .selection import get_selection, select
+from .tables import render
+
+
+def ccd_tables(results, records: pd.DataFrame, fmt: str, samples_per_class: int, device: str) -> list[str]:
+    """The CCD table of every suite in ``records`` (joint source+target features, mean over seeds)."""
+    parts = []
+    for suite in sorted(records["suite"].unique()):
+        ccd = suite_ccd(results, suite, samples_per_class=samples_per_class, device=device)
+        if len(ccd):
+            title = (f"{suite}: class-center distance (FADA eq. 9) on layer4 features, source+target eval images, "
+                     f"≤ {samples_per_class} per class and domain; lower = more compact classes")
+            parts.append(render(ccd_table(ccd), fmt, title))
+    return parts
+
+
+def publish(results, records: pd.DataFrame, selection: str, suites_dir, *, html: bool, ccd: bool,
+            samples_per_class: int, device: str) -> list[Path]:
+    """Write figures (PNG + PDF) to ``results/<suite>/figures/`` and, with ``html``, ``results/<suite>/report.html``."""
+    sel = get_selection(selection)
+    selected = select(records, selection)
+    written = []
+    for suite, group in selected.groupby("suite", sort=True):
+        suite_dir = Path(results) / suite
+        ccd_rows = suite_ccd(results, suite, samples_per_class=samples_per_class, device=device) if ccd else None
+        panels = prediction_panels(results, suite, device=device)
+        class_set = next(iter(group["class_sets"].iloc[0]))
+        figures = write_figures(group, records[records["suite"] == suite], class_set, suite_dir / "figures",
+                                ccd=ccd_rows, panels=panels, selection=sel.title)
+        written += figures
+        if html:
+            sections = [("Tables", build_report(records[records["suite"] == suite], "md", selection, True,
+                                                suites_dir=suites_dir))]
+            if ccd_rows is not None and len(ccd_rows):
+                sections.append(("Class-center distance", render(ccd_table(ccd_rows), "md")))
+            pngs = [p for p in figures if p.suffix == ".png"]
+            written.append(write_html(suite, sections, pngs, suite_dir / "report.html"))
+    return written

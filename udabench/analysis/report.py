@@ -1,0 +1,160 @@
+"""``udabench report``: selected evaluation rows -> the tables of a paper, per suite, eval target and class set.
+
+Published rows come from the suite file (``references:``), found by suite name in a suites folder;
+they are shown beside the measured rows, marked "paper [k]", and never averaged or ranked with them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ..config import ReferenceRow, Suite, validate
+from ..errors import UdabenchError
+from ..schema import from_dict
+from .compare import paired_bootstrap
+from .records import protocol_field
+from .selection import Selection, get_selection, select
+from .tables import ORACLE, miou_table, oracle_gap_table, paper_notes, per_class_table, render
+
+# Names the papers use for a class subset's mIoU.
+SUBSET_NOTES = {"synthia13": "mIoU13 is the papers' mIoU* (SYNTHIA's 16 classes without wall, fence and pole)."}
+
+
+def build_report(records: pd.DataFrame, fmt: str = "text", selection: str = "last", tables: bool = True,
+                 compare: tuple[str, str] | None = None, suites_dir: str | Path = "suites") -> str:
+    """The report text: tables (or a list of the selected runs) and the paired comparison, per suite."""
+    sel = get_selection(selection)
+    if compare:
+        _check_compare(records, *compare)
+    selected = select(records, selection)
+    parts, compared = [], 0
+    for suite, group in selected.groupby("suite", sort=True):
+        if tables:
+            parts += _suite_tables(suite, group, sel, fmt, Path(suites_dir))
+        elif not compare:
+            runs = group[["method_label", "seed", "step", "miou"]]
+            runs = runs.rename(columns={"method_label": "method", "miou": "mIoU"})
+            parts.append(render(runs.set_index("method"), fmt, f"{suite}: finished runs, selection: {sel.title}",
+                                notes=sel.notes()))
+        if compare:
+            comparisons = _comparisons(suite, group, compare, sel, fmt)
+            parts += comparisons
+            compared += len(comparisons)
+    if compare and not compared:
+        raise UdabenchError(f"--compare {compare[0]} {compare[1]}: no suite has finished runs of both methods; "
+                            f"pass --suite, or run the missing method.")
+    return "\n".join(parts)
+
+
+def _suite_tables(suite: str, group: pd.DataFrame, sel: Selection, fmt: str, suites_dir: Path) -> list[str]:
+    references, ref_notes = _references(suites_dir, suite, group)
+    notes = sel.notes() + _ensemble_notes(group, sel) + ref_notes
+    targets = sorted(group["eval_target"].unique())
+    class_sets = list(group["class_sets"].iloc[0])
+    parts = []
+    for target in targets:
+        runs = group[group["eval_target"] == target]
+        where = f" on {target}" if target else ""
+        for class_set in class_sets:
+            refs = [(label, r) for label, r in references if class_set in r.miou and r.eval in ("", target)]
+            title = f"{suite}: per-class IoU (%), {class_set}{where}; selection: {sel.title}; mean ± std over seeds"
+            parts.append(render(per_class_table(runs, class_set, refs, sel.marker), fmt, title,
+                                notes=notes + paper_notes(refs), bold=True))
+            if (runs["method"] == ORACLE).any():
+                title = f"{suite}: oracle gap (mIoU, {class_set}){where}; selection: {sel.title}"
+                parts.append(render(oracle_gap_table(runs, class_set, sel.marker), fmt, title, notes=notes,
+                                    bold=True))
+    if len(targets) * len(class_sets) > 1:
+        columns = _miou_columns(group, targets, class_sets)
+        refs = [(label, r) for label, r in references
+                if set(r.miou) & set(class_sets) and r.eval in ("", *targets)]
+        title = f"{suite}: mIoU (%) per {'eval target' if len(targets) > 1 else 'class set'}; selection: {sel.title}"
+        subset_notes = [SUBSET_NOTES[c] for c in class_sets if c in SUBSET_NOTES]
+        parts.append(render(miou_table(group, columns, refs, sel.marker), fmt, title,
+                            notes=notes + subset_notes + paper_notes(refs), bold=True))
+    return parts
+
+
+def _miou_columns(group: pd.DataFrame, targets: list[str], class_sets: list[str]) -> dict[str, tuple[str, str]]:
+    sizes = {c: len(group["class_sets"].iloc[0][c]["iou"]) for c in class_sets}
+    columns = {}
+    for target in targets:
+        for class_set in class_sets:
+            words = [target] * (len(targets) > 1) + [f"mIoU{sizes[class_set]}"] * (len(class_sets) > 1)
+            columns[" ".join(words)] = (target, class_set)
+    return columns
+
+
+def _comparisons(suite: str, group: pd.DataFrame, compare: tuple[str, str], sel: Selection, fmt: str) -> list[str]:
+    parts = []
+    for target, runs in group.groupby("eval_target", sort=True):
+        if not set(compare) <= set(runs["method"]):
+            continue
+        result = paired_bootstrap(runs, *compare)
+        a, b = result.table.columns[:2]
+        where = f" on {target}" if target else ""
+        title = (f"{suite}: paired comparison {a} vs {b}{where} (IoU %, delta = A - B, mean over seed pairs "
+                 f"{', '.join(map(str, result.seeds))}); selection: {sel.title}")
+        parts.append(render(result.table, fmt, title, notes=[*sel.notes(), *result.notes]))
+    return parts
+
+
+def _check_compare(records: pd.DataFrame, a: str, b: str) -> None:
+    known = sorted(records["method"].unique())
+    for name in (a, b):
+        if name not in known:
+            raise UdabenchError(f"--compare: unknown method {name!r}; methods with finished runs: "
+                                f"{', '.join(known)}.")
+    if a == b:
+        raise UdabenchError(f"--compare needs two different methods, got {a!r} twice.")
+
+
+def _ensemble_notes(group: pd.DataFrame, sel: Selection) -> list[str]:
+    if sel.name == "last" or "ensemble_of" not in group or not group["ensemble_of"].notna().any():
+        return []
+    return [f"Ensemble rows average their members' final models: selection {sel.name!r} does not apply to them."]
+
+
+def _references(suites_dir: Path, suite: str, group: pd.DataFrame) -> tuple[list[tuple[str, ReferenceRow]], list[str]]:
+    """The suite's published rows for the backbone(s) of its runs, and notes on what is not shown."""
+    path = find_suite_file(suites_dir, suite)
+    if path is None:
+        return [], [f"Published rows not shown: no suite file named {suite!r} in {suites_dir}/ (--suites-dir)."]
+    references = list(read_references(path).items())
+    backbones = set(protocol_field(group, "backbone")) - {""}
+    shown = [(label, r) for label, r in references if not backbones or r.backbone in backbones]
+    other = sorted({r.backbone for _, r in references} - backbones) if len(shown) < len(references) else []
+    hidden = [f"{len(references) - len(shown)} published rows of other backbones ({', '.join(other)}) "
+              f"not shown."] if other else []
+    return shown, hidden
+
+
+def find_suite_file(suites_dir: Path, suite: str) -> Path | None:
+    """``<suite>.yaml`` in ``suites_dir``, else the YAML file there whose ``name:`` is ``suite``."""
+    named = suites_dir / f"{suite}.yaml"
+    if named.is_file():
+        return named
+    for path in sorted(suites_dir.glob("*.yaml")):
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError:
+            continue      # another suite's syntax error is not this report's problem
+        if isinstance(raw, dict) and raw.get("name") == suite:
+            return path
+    return None
+
+
+def read_references(path: Path) -> dict[str, ReferenceRow]:
+    """A suite file's ``references``, validated like ``load_suite`` but without expanding ``${ENV}`` paths:
+    a report needs no dataset, so ``$UDABENCH_DATA`` need not be set."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UdabenchError(f"{path}: not valid YAML: {exc}. Fix it or pass another --suites-dir.") from None
+    suite = from_dict(Suite, raw, "", str(path))
+    suite.source_file = str(path)
+    validate(suite)
+    return suite.references

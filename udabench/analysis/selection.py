@@ -1,0 +1,117 @@
+"""Checkpoint selection protocols: which evaluation row of a run is reported (DomainBed's model_selection).
+
+A protocol is a named reducer from the rows of one run to the chosen row. Papers differ mostly here
+(the UDA anchors picked the best snapshot on target labels), so the name travels into every title,
+and a protocol that reads target labels is flagged wherever its numbers are shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..errors import UdabenchError
+from ..schema import closest
+
+LEAK_MARK = "‡"   # not †: the papers' own tables use it (e.g. MaxSquare's "reproduced")
+
+
+@dataclass(frozen=True)
+class Selection:
+    name: str
+    reduce: Callable[[pd.DataFrame], pd.Series]   # one run's rows, latest step first -> the chosen row
+    description: str
+    requires: str = "step"                        # the row field the reducer reads
+    missing: str = ""                             # how to get that field when rows lack it
+    leaks_target_labels: bool = False
+
+    @property
+    def title(self) -> str:
+        return f"{self.name} {LEAK_MARK} (LEAKS TARGET LABELS)" if self.leaks_target_labels else self.name
+
+    @property
+    def marker(self) -> str:
+        """Appended to every measured row's source cell."""
+        return f" {LEAK_MARK}" if self.leaks_target_labels else ""
+
+    def notes(self) -> list[str]:
+        if not self.leaks_target_labels:
+            return []
+        return [f"{LEAK_MARK} {self.name}: each run's checkpoint is the one with the best mIoU on the target eval "
+                f"labels. This leaks target labels (the papers' common practice); it is not an unsupervised result."]
+
+
+SELECTIONS: dict[str, Selection] = {}
+
+
+def register(name: str, description: str, **kw):
+    """Decorator: register ``fn(run_rows) -> row`` as the selection protocol ``name``."""
+    def wrap(fn):
+        SELECTIONS[name] = Selection(name, fn, description, **kw)
+        return fn
+    return wrap
+
+
+@register("last", "the final evaluation of each run (no label used; the default)")
+def _last(run: pd.DataFrame) -> pd.Series:
+    return run.iloc[0]
+
+
+@register("source-val", "best mIoU on the held-out labelled source split (no target label used)",
+          requires="source_val_miou",
+          missing="Selection 'source-val' needs the mIoU on a held-out labelled source split, which runs record "
+                  "only when their suite sets data.source_val (a dataset entry like data.eval, naming labelled source "
+                  "images kept out of training). Add it to the suite and re-run, or pick another protocol "
+                  "(--selection last).")
+def _source_val(run: pd.DataFrame) -> pd.Series:
+    return run.loc[run["source_val_miou"].idxmax()]
+
+
+@register("target-entropy", "label-free: lowest mean prediction entropy on the target eval images",
+          requires="target_entropy",
+          missing="Selection 'target-entropy' needs the mean target prediction entropy of each evaluation "
+                  "(target_entropy), which these rows lack; re-run them with this udabench version.")
+def _target_entropy(run: pd.DataFrame) -> pd.Series:
+    return run.loc[run["target_entropy"].idxmin()]
+
+
+@register("oracle-target-val", "best mIoU on the target eval labels (leaks target labels)",
+          requires="miou", leaks_target_labels=True)
+def _oracle_target_val(run: pd.DataFrame) -> pd.Series:
+    return run.loc[run["miou"].idxmax()]
+
+
+def get_selection(name: str) -> Selection:
+    try:
+        return SELECTIONS[name]
+    except KeyError:
+        known = "; ".join(f"{s.name}: {s.description}" for s in SELECTIONS.values())
+        raise UdabenchError(f"unknown selection protocol {name!r}.{closest(name, SELECTIONS)} "
+                            f"Known: {known}.") from None
+
+
+def select(records: pd.DataFrame, name: str = "last") -> pd.DataFrame:
+    """One row per run (``run_dir`` of ``load_records``): the row protocol ``name`` chooses among its evaluations.
+
+    The reducer sees the run's rows latest step first, so ties go to the later checkpoint. A run with a
+    single evaluation (e.g. an ensemble) has nothing to choose from and keeps it whatever the protocol.
+    Rows keep the order of ``records``.
+    """
+    selection = get_selection(name)
+    chosen = []
+    for run_dir, run in records.sort_values("step", ascending=False, kind="stable").groupby("run_dir"):
+        if len(run) == 1:
+            chosen.append(run.index[0])
+            continue
+        _check_field(run, run_dir, selection)
+        chosen.append(selection.reduce(run).name)
+    return records.loc[sorted(chosen)].reset_index(drop=True)
+
+
+def _check_field(run: pd.DataFrame, run_dir: str, selection: Selection) -> None:
+    field = selection.requires
+    if field not in run or run[field].isna().any():
+        raise UdabenchError(f"{selection.missing or f'Selection {selection.name!r} reads {field!r}.'} "
+                            f"(Rows of {run_dir} lack it.)")
