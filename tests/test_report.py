@@ -365,3 +365,15 @@ def test_best_is_ranked_as_printed_and_ties_are_all_marked(tmp_path):
     write_run(tmp_path, "b", "B", 0, [(10, [59.96, 20.0])])     # road prints 60.0 for both
     md = render(per_class_table(select_last(load_records(tmp_path)), "cityscapes19"), "md", bold=True)
     assert "| A | measured | **60.0** | 10.0 | 35.0 | 1 |" in md and "| B | measured | **60.0** | **20.0** |" in md
+
+
+def test_runs_of_one_method_with_different_settings_are_kept_apart(tmp_path):
+    """Two λ values of MinEnt must not be averaged as if they were seeds of one row."""
+    for seed in (0, 1):
+        write_run(tmp_path, "minent", "MinEnt", seed, [(10, [60.0 + seed, 40.0], {"hparams": {"lambda_ent": 1.0}})])
+    write_run(tmp_path, "minent", "MinEnt", 2, [(10, [20.0, 20.0], {"hparams": {"lambda_ent": 4.0}})])
+    write_run(tmp_path, "source_only", "Source-only", 0, [(10, [50.0, 30.0], {"hparams": {}})])
+    table = per_class_table(select_last(load_records(tmp_path)), "cityscapes19")
+    assert table.loc["MinEnt (lambda_ent=1.0)", "mIoU"] == 50.25 and table.loc["MinEnt (lambda_ent=1.0)", "seeds"] == 2
+    assert table.loc["MinEnt (lambda_ent=4.0)", "mIoU"] == 20.0 and table.loc["MinEnt (lambda_ent=4.0)", "seeds"] == 1
+    assert table.loc["Source-only", "seeds"] == 1  # a method with one setting keeps its plain name

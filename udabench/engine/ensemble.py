@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from dataclasses import asdict
 
 import torch
 from torch.utils.data import DataLoader
@@ -51,7 +52,9 @@ def evaluate_ensemble(suite: Suite, name: str, members: list[RunSpec], rundir: R
     row = {"suite": suite.name, "method": slug(name), "method_label": name, "seed": members[0].seed,
            "run_id": rundir.id, "step": step, "iterations": suite.train.iterations,
            **scores(suite, evaluation.cm, evaluation.entropy), "eval_file": rundir.relative(rundir.eval_file(step)),
-           "ensemble_of": [m.rundir.id for m in members], "protocol": protocol(suite, members[0].seed),
+           "ensemble_of": [m.rundir.id for m in members],
+           "hparams": {m.method.name: asdict(m.hparams) for m in members},  # members' settings tell variants apart
+           "protocol": protocol(suite, members[0].seed),
            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     rundir.append_metrics(row)
     rundir.mark_done()
