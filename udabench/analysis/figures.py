@@ -19,7 +19,7 @@ from matplotlib.patches import Patch
 
 from ..data.classes import get_class_set
 from .features import PredictionPanels
-from .tables import SOURCE_ONLY, ordered_groups, per_class_table
+from .tables import ORACLE, SOURCE_ONLY, ordered_groups, per_class_table
 
 STYLE = "whitegrid"
 
@@ -99,7 +99,10 @@ def gain_over_source_only(selected: pd.DataFrame, class_set: str, title: str) ->
     gain = (table - table.loc[baseline.iloc[0]]).drop(index=baseline.iloc[0])
     if gain.empty:
         return None
-    limit = max(float(np.nanmax(np.abs(gain.to_numpy()))), 1.0)
+    # The colour range follows the UDA rows: the Oracle's far larger gains would wash them out (its
+    # cells saturate; their values are printed).
+    adapted = gain.drop(index=selected.loc[selected["method"] == ORACLE, "method_label"], errors="ignore")
+    limit = max(float(np.nanmax(np.abs((adapted if not adapted.empty else gain).to_numpy()))), 1.0)
     return _heatmap(gain, title, cmap="vlag_r", vmin=-limit, vmax=limit, fmt="+.1f")
 
 
