@@ -124,3 +124,30 @@ def test_target_bn_control_changes_only_bn_statistics(write_suite, tmp_path):
     weights = [k for k in states["source_only"] if k.endswith("weight") and "bn" not in k]
     assert any(not torch.equal(states["source_only"][k], states["target_bn"][k]) for k in stats)
     assert all(torch.equal(states["source_only"][k], states["target_bn"][k]) for k in weights)
+
+
+def test_fada_self_distillation_trains_on_the_frozen_teachers_hard_labels(write_suite):
+    """From step S: the teacher is the model as it was at S, and the loss is CE on its argmax (target only)."""
+    from udabench.losses import segmentation_loss
+
+    suite = load_suite(write_suite())
+    data = build_data(suite)
+    model = build_model(suite.model, 19)
+    ctx = MethodContext(model, torch.device("cpu"), get_class_set("cityscapes19"), suite.train, DistInfo(), data.source)
+    ctx.register_segmenter(*model.param_groups())
+    cls = discover()["fada"]
+    method = cls(cls.Hparams(self_distill_from=1), ctx)
+    method.setup(model, ctx)
+    assert ctx.slots["teacher"].optimizer is None
+    target = default_collate([data.target[i] for i in range(2)])
+    target.pop("label")
+
+    ctx.start_step(1)
+    logs = method.train_step(None, target, 1)   # no source batch is needed in this stage
+    teacher = ctx.slots["teacher"].module
+    assert all(torch.equal(a, b) for a, b in zip(teacher.parameters(), model.parameters()))  # no step applied yet
+    with torch.no_grad():
+        pseudo = teacher(target["image"]).main.argmax(1)
+        expected = segmentation_loss(model(target["image"]).main, pseudo)
+    assert logs["loss_distill"] == pytest.approx(expected.item(), rel=1e-5)
+    assert all(p.grad is None for p in teacher.parameters())
