@@ -20,11 +20,19 @@ def confusion_matrix(pred: torch.Tensor, label: torch.Tensor, num_classes: int,
     """
     if pred.shape != label.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} != label shape {tuple(label.shape)}")
-    label = label.reshape(-1).to(torch.int64)
-    pred = pred.reshape(-1).to(torch.int64)
+    return per_image_confusion(pred.reshape(1, -1), label.reshape(1, -1), num_classes, ignore_index)[0]
+
+
+def per_image_confusion(pred: torch.Tensor, label: torch.Tensor, num_classes: int,
+                        ignore_index: int = 255) -> torch.Tensor:
+    """N×C×C int64 matrices, one per image of the batch (first dimension), from one ``bincount``:
+    the image index is folded into the bin, so their sum is the batch's matrix exactly."""
+    n = pred.shape[0]
+    image = torch.arange(n, device=pred.device).view(n, *([1] * (pred.dim() - 1))).expand_as(pred)
+    label = label.to(torch.int64)
     keep = (label != ignore_index) & (label >= 0) & (label < num_classes)
-    index = label[keep] * num_classes + pred[keep]
-    return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    index = (image[keep] * num_classes + label[keep]) * num_classes + pred[keep].to(torch.int64)
+    return torch.bincount(index, minlength=n * num_classes ** 2).reshape(n, num_classes, num_classes)
 
 
 def per_class_iou(cm: torch.Tensor) -> torch.Tensor:

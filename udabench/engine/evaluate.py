@@ -17,7 +17,7 @@ import torch
 from ..config import Suite
 from ..data.classes import get_class_set
 from ..losses import entropy_map, upsample
-from ..metrics import mean_iou, per_class_iou
+from ..metrics import mean_iou, per_class_iou, per_image_confusion
 from .distributed import all_reduce_sum, gather_to_main
 
 
@@ -63,17 +63,6 @@ def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], loader, num_classe
     all_reduce_sum(entropy, world_size)
     gathered, names = gather_to_main(local.cpu().numpy(), names, world_size)
     return Evaluation(cm, gathered, names, float(entropy[0] / entropy[1].clamp(min=1)))
-
-
-def per_image_confusion(pred: torch.Tensor, label: torch.Tensor, num_classes: int,
-                        ignore_index: int = 255) -> torch.Tensor:
-    """N×C×C int64 matrices of a batch (rows = ground truth); ignored pixels are not counted."""
-    n = pred.shape[0]
-    image = torch.arange(n, device=pred.device).view(n, *([1] * (pred.dim() - 1))).expand_as(pred)
-    label = label.to(torch.int64)
-    keep = (label != ignore_index) & (label >= 0) & (label < num_classes)
-    index = (image[keep] * num_classes + label[keep]) * num_classes + pred[keep].to(torch.int64)
-    return torch.bincount(index, minlength=n * num_classes ** 2).reshape(n, num_classes, num_classes)
 
 
 def scores(suite: Suite, cm: torch.Tensor, entropy: float) -> dict:
