@@ -28,10 +28,12 @@ def per_image_confusion(pred: torch.Tensor, label: torch.Tensor, num_classes: in
     """N×C×C int64 matrices, one per image of the batch (first dimension), from one ``bincount``:
     the image index is folded into the bin, so their sum is the batch's matrix exactly."""
     n = pred.shape[0]
-    image = torch.arange(n, device=pred.device).view(n, *([1] * (pred.dim() - 1))).expand_as(pred)
     label = label.to(torch.int64)
     keep = (label != ignore_index) & (label >= 0) & (label < num_classes)
-    index = (image[keep] * num_classes + label[keep]) * num_classes + pred[keep].to(torch.int64)
+    index = label[keep] * num_classes + pred[keep].to(torch.int64)
+    if n > 1:  # one image (the summed-matrix hot path) needs no image offset: skip that pass
+        image = torch.arange(n, device=pred.device).view(n, *([1] * (pred.dim() - 1))).expand_as(pred)
+        index += image[keep] * num_classes ** 2
     return torch.bincount(index, minlength=n * num_classes ** 2).reshape(n, num_classes, num_classes)
 
 
