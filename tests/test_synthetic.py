@@ -70,6 +70,20 @@ def test_palettes_keep_classes_apart_and_shift_monotonically():
     assert moves[0] < moves[1] < moves[2]
 
 
+def test_colour_correction_undoes_a_global_affine_cast_exactly():
+    cast = np.array([[0.8, 0.1, 0.0], [0.05, 1.2, 0.1], [0.0, -0.1, 0.7]])
+    assert np.allclose(syn._colour_corrected(syn._BASE @ cast + 0.05), syn._BASE)
+
+
+def test_shifted_palettes_never_swap_classes():
+    """Along the whole palette_shift path, a global colour correction maps every class back to its own colour."""
+    base = syn._palette(1, 0.0)[:, list(CITYSCAPES_LABEL_IDS)].T
+    for shift in np.linspace(0.1, 1.0, 10):
+        assert syn._correctable(syn._palette(1, float(shift))[:, list(CITYSCAPES_LABEL_IDS)].T)
+    swapped = base[[1, 0] + list(range(2, len(base)))]  # road and sidewalk colours exchanged
+    assert not syn._correctable(swapped)
+
+
 def test_horizon_moves_the_sky_road_boundary():
     def mean_top_road_row(horizon: float) -> float:
         rows = [np.argmax((render(s, syn.DomainStyle(horizon=horizon), h=64, w=128)[1] == syn.ROAD).any(axis=1))

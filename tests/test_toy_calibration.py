@@ -31,9 +31,6 @@ def test_minent_and_advent_beat_source_only(table):
     assert table["MinEnt"] > table["Source-only"] and table["AdvEnt"] > table["Source-only"]
 
 
-# Known shortfall (issue 3): last measured, the best method closed 18.4 % of the gap (ensemble 19.2 %).
-# strict: once a recalibration reaches 25 %, this xfail turns into a failure and must be removed.
-@pytest.mark.xfail(strict=True, reason="best method closes ~18 % of the Source-only -> Oracle gap, not 25 %")
 def test_the_best_method_closes_a_quarter_of_the_gap(table):
     best = table.drop(["Oracle", "Source-only"]).max()
     assert (best - table["Source-only"]) >= 0.25 * (table["Oracle"] - table["Source-only"])

@@ -48,7 +48,7 @@ from PIL import Image, ImageFilter
 
 from udabench.data.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS
 
-GENERATOR_VERSION = 2  # part of the cache key: bump whenever the scenes change
+GENERATOR_VERSION = 3  # part of the cache key: bump whenever the scenes change
 _MARKER = "COMPLETE"
 _STALE_TEMP_S = 3600.0  # a temp folder this old belongs to an interrupted run (generation takes seconds)
 
@@ -100,7 +100,7 @@ class SyntheticConfig:
     sim: DomainStyle = field(default_factory=DomainStyle)
     real: DomainStyle = field(
         default_factory=lambda: DomainStyle(
-            palette_shift=0.5, texture=0.35, blur=1.0, noise=0.04, lighting=0.5,
+            palette_shift=0.8, texture=0.35, blur=1.0, noise=0.04, lighting=0.2,
             horizon=0.52, object_frequency=1.0, vehicle_frequency=1.5,
         )
     )
@@ -124,14 +124,30 @@ def _shifted_palette(base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(toned + rng.normal(0.0, 0.15, base.shape), 0.0, 1.0)
 
 
+def _colour_corrected(colours: np.ndarray) -> np.ndarray:
+    """The best affine colour correction (least squares, 3x3 + offset) of a palette onto the base one."""
+    design = np.c_[colours, np.ones(len(colours))]
+    weights, *_ = np.linalg.lstsq(design, _BASE, rcond=None)
+    return design @ weights
+
+
+def _correctable(colours: np.ndarray) -> bool:
+    """After the best global colour correction, is every class still nearest to its own base colour?"""
+    distance = np.linalg.norm(_colour_corrected(colours)[:, None] - _BASE[None], axis=-1)
+    return bool((distance.argmin(axis=1) == np.arange(len(colours))).all())
+
+
 @lru_cache(maxsize=None)
 def _shift_target(domain_key: int) -> np.ndarray:
-    """The domain's shifted palette, drawn until every mix with the base palette keeps classes apart."""
+    """The domain's shifted palette, drawn until every mix with the base palette keeps classes apart and
+    correctable: the per-class jitter may blur class colours but never swap them (a target bus the
+    colour of a source car would be an error no adaptation from unlabelled images could undo)."""
     floor = 0.5 * _min_distance(_BASE)
     for attempt in range(1000):
         target = _shifted_palette(_BASE, np.random.default_rng([domain_key, attempt]))
         # Checking the whole path keeps palette_shift monotone: one target for every knob value.
-        if all(_min_distance((1 - p) * _BASE + p * target) >= floor for p in np.linspace(0.1, 1.0, 10)):
+        mixes = [(1 - p) * _BASE + p * target for p in np.linspace(0.1, 1.0, 10)]
+        if all(_min_distance(mix) >= floor and _correctable(mix) for mix in mixes):
             return target
     raise RuntimeError(f"no distinct shifted palette found for domain {domain_key}")
 

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from ..config import Suite, resolved_dict
 from ..data import get_dataset, suite_datasets
 from ..data.classes import get_class_set
+from ..data.synthetic import GENERATOR_VERSION
 from ..errors import CheckpointError, ConfigError, UdabenchError
 from ..models import build_model
 from ..registry import get_method
@@ -50,6 +51,8 @@ def plan_runs(suite: Suite, results: str | Path, methods: list[str] | None = Non
     base = resolved_dict(suite)
     for key in ("methods", "seeds", "oracle", "ensembles", "description"):
         base.pop(key)  # not part of a run's identity: adding a method must not orphan the others
+    if suite.synthetic is not None:  # same knobs, new scenes: a finished run of older scenes must not count
+        base["synthetic_generator"] = GENERATOR_VERSION
     for name in methods or suite.method_names():
         cls = get_method(name, methods_dirs)
         hparams = from_dict(cls.Hparams, suite.methods.get(name, {}), f"methods.{name}", suite.source_file)
