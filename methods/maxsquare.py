@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from udabench import Method, register
-from udabench.data.classes import IGNORE_INDEX
+from udabench.classes import IGNORE_INDEX
 from udabench.losses import iw_maxsquare_loss, maxsquare_loss, upsample
 
 

@@ -17,7 +17,12 @@ gives no separate weight).
 from dataclasses import dataclass
 
 from udabench import Method, register
-from udabench.losses import class_ratio_prior_loss, entropy_loss, entropy_ranking_mask, upsample
+from udabench.losses import (
+    class_ratio_prior_loss,
+    entropy_loss,
+    entropy_ranking_mask,
+    upsample,
+)
 
 
 @register

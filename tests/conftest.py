@@ -11,7 +11,7 @@ import torch
 import yaml
 from PIL import Image
 
-from udabench.data.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS
+from udabench.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

@@ -15,8 +15,8 @@ from udabench.analysis import class_center_distance
 from udabench.analysis import features as features_module
 from udabench.analysis.ccd import ccd_table
 from udabench.analysis.features import ClassSample, labels_on_grid, suite_ccd
+from udabench.classes import CLASS_SETS
 from udabench.cli import main
-from udabench.data.classes import CLASS_SETS
 from udabench.errors import UdabenchError
 
 

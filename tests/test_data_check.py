@@ -6,10 +6,10 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import palette_png, write_cityscapes, write_gta5
+from PIL import Image
 from test_datasets import write_nthu, write_synthia
+
 from udabench.cli import main
 from udabench.data import READERS
 from udabench.data.base import read_label_ids

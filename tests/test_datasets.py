@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import image_for, palette_png, random_label_ids, write_gta5
 from PIL import Image
 
-from conftest import image_for, palette_png, random_label_ids, write_gta5
+from udabench.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS, IGNORE_INDEX
 from udabench.data import DATASETS, get_dataset, open_original
 from udabench.data.base import MEAN, STD, normalise, read_label_ids
 from udabench.data.cache import PreparedDataset, prepare
-from udabench.data.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS, IGNORE_INDEX
 from udabench.errors import DataError
 
 H, W = 40, 80
@@ -174,7 +174,7 @@ def test_cityscapes_label_table_matches_cityscapesscripts():
     official = sorted((lab.trainId, lab.id, lab.name, lab.color) for lab in labels.labels
                       if 0 <= lab.trainId < 255 and lab.id >= 0)
     ours = CLASS_SETS["cityscapes19"]
-    assert official == list(zip(ours.train_ids, CITYSCAPES_LABEL_IDS, ours.names, ours.colors))
+    assert official == list(zip(range(ours.num_classes), CITYSCAPES_LABEL_IDS, ours.names, ours.colors))
 
 
 def test_unknown_cityscapes_split_is_refused(tiny_data):

@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import write_cityscapes
+from PIL import Image
 from test_datasets import CITYSCAPES_TO_13, CITYSCAPES_TO_16, CITYSCAPES_TO_19
+
 from udabench.analysis.export import export_predictions, label_id_table
+from udabench.classes import CLASS_SETS, get_class_set
 from udabench.cli import main
 from udabench.data import get_dataset
 from udabench.data.base import MEAN, STD
-from udabench.data.classes import CLASS_SETS, get_class_set
 from udabench.metrics import per_class_iou
 
 EVAL_IDS = sorted(CITYSCAPES_TO_19)   # the label ids cityscapesscripts evaluates (ignoreInEval false)

@@ -11,8 +11,8 @@ from PIL import Image
 
 from udabench.analysis.features import PredictionPanels, prediction_panels
 from udabench.analysis.figures import method_order, write_figures
+from udabench.classes import CLASS_SETS
 from udabench.cli import main
-from udabench.data.classes import CLASS_SETS
 
 CLASSES = CLASS_SETS["cityscapes19"].names
 METHODS = {"minent": "MinEnt", "oracle": "Oracle", "source_only": "Source-only", "advent": "AdvEnt"}

@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import palette_png
 from test_datasets import write_nthu
+
 from udabench.cli import main
 from udabench.config import load_suite
 from udabench.data import get_dataset, open_original, suite_datasets

@@ -11,9 +11,14 @@ import pytest
 
 from udabench.analysis.records import load_records, select_last
 from udabench.analysis.report import build_report
-from udabench.analysis.tables import miou_table, oracle_gap_table, per_class_table, render
+from udabench.analysis.tables import (
+    miou_table,
+    oracle_gap_table,
+    per_class_table,
+    render,
+)
+from udabench.classes import get_class_set
 from udabench.cli import main
-from udabench.data.classes import get_class_set
 from udabench.errors import UdabenchError
 
 CLASSES = ["road", "car"]

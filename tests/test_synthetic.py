@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from udabench.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS, get_class_set
 from udabench.data import synthetic as syn
-from udabench.data.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS, get_class_set
 from udabench.data.cityscapes import cityscapes
 from udabench.data.gta5 import gta5
 

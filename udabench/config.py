@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from .data.classes import CLASS_SETS
+from .classes import CLASS_SETS
 from .data.synthetic import SyntheticConfig
 from .errors import ConfigError
 from .schema import closest, from_dict, to_dict

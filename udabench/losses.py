@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .data.classes import IGNORE_INDEX
+from .classes import IGNORE_INDEX
 
 
 def upsample(logits: torch.Tensor, size) -> torch.Tensor:

@@ -20,10 +20,10 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
+from ..classes import CITYSCAPES_LABEL_IDS, ClassSet, get_class_set
 from ..config import DatasetConfig, Suite
 from ..data import get_dataset
 from ..data.base import MEAN, STD
-from ..data.classes import CITYSCAPES_LABEL_IDS, ClassSet, get_class_set
 from ..errors import UdabenchError
 from ..losses import entropy_map, upsample
 from ..metrics import confusion_matrix

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import Subset
 from tqdm import tqdm
 
-from ..data.classes import IGNORE_INDEX, get_class_set
+from ..classes import IGNORE_INDEX, get_class_set
 from ..engine.rundir import atomic_write
 from ..errors import UdabenchError
 from .ccd import class_center_distance

@@ -17,7 +17,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ..data.classes import get_class_set
+from ..classes import get_class_set
 from .features import PredictionPanels
 from .tables import ORACLE, SOURCE_ONLY, ordered_groups, per_class_table
 

@@ -17,7 +17,14 @@ from ..schema import from_dict
 from .compare import paired_bootstrap
 from .records import protocol_field
 from .selection import Selection, get_selection, select
-from .tables import ORACLE, miou_table, oracle_gap_table, paper_notes, per_class_table, render
+from .tables import (
+    ORACLE,
+    miou_table,
+    oracle_gap_table,
+    paper_notes,
+    per_class_table,
+    render,
+)
 
 # Names the papers use for a class subset's mIoU.
 SUBSET_NOTES = {"synthia13": "mIoU13 is the papers' mIoU* (SYNTHIA's 16 classes without wall, fence and pole)."}

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from torch.utils.data import Subset
 
+from ..classes import CLASS_SETS, IGNORE_INDEX, ClassSet, get_class_set
 from ..errors import DataError
 from ..schema import closest
 from .cache import CacheKey, default_cache_dir, open_prepared
 from .cityscapes import CITYSCAPES
-from .classes import CLASS_SETS, IGNORE_INDEX, ClassSet, get_class_set
 from .crosscity import KINDS as CROSSCITY
 from .gta5 import GTA5
 from .layout import DatasetKind

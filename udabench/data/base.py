@@ -12,7 +12,6 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .classes import IGNORE_INDEX
 
 # ImageNet statistics: every timm backbone expects them (recorded in the protocol).
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
@@ -112,7 +111,3 @@ def normalise(rgb: np.ndarray) -> torch.Tensor:
     """uint8 H×W×3 -> float32 3×H×W, ImageNet-normalised; in torch, in place: ~4× faster than in numpy,
     bit-identical (the same float32 subtraction and division)."""
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().sub_(_MEAN).div_(_STD)
-
-
-def ignore_lut() -> np.ndarray:
-    return np.full(256, IGNORE_INDEX, dtype=np.uint8)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .classes import ClassSet
+from ..classes import ClassSet
 from .layout import DatasetKind, Scan, expect_folders, pair
 
 IMAGE_SUFFIX = "_leftImg8bit.png"

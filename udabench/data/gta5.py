@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..classes import ClassSet
 from ..errors import DataError
-from .classes import ClassSet
 from .layout import DatasetKind, Scan, expect_folders, pair, pick, select
 
 IMAGE_ARCHIVES = "the GTA5 archives 01_images.zip … 10_images.zip"

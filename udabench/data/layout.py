@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..classes import ClassSet
 from ..errors import DataError
 from .base import Decoder, Sample, SegmentationDataset, read_label_ids
-from .classes import ClassSet
 
 EXAMPLES = 3   # problems about many files name this many of them
 

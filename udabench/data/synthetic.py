@@ -46,7 +46,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
-from udabench.data.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS
+from udabench.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS
 
 GENERATOR_VERSION = 3  # part of the cache key: bump whenever the scenes change
 _MARKER = "COMPLETE"

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..classes import ClassSet, ignore_lut
 from ..errors import DataError
-from .base import ignore_lut
-from .classes import ClassSet
 from .layout import DatasetKind, Scan, expect_folders, pair, select
 
 ARCHIVE = "SYNTHIA_RAND_CITYSCAPES.rar (SYNTHIA-RAND-CITYSCAPES)"

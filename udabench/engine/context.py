@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..data.classes import IGNORE_INDEX, ClassSet
+from ..classes import IGNORE_INDEX, ClassSet
 from ..losses import segmentation_loss
 from .distributed import DistInfo, average_gradients
 

@@ -17,8 +17,8 @@ from dataclasses import asdict
 import torch
 from torch.utils.data import DataLoader
 
+from ..classes import get_class_set
 from ..config import Suite
-from ..data.classes import get_class_set
 from ..errors import UdabenchError
 from .evaluate import evaluate, protocol, scores
 from .rundir import RunDir, load_final_model

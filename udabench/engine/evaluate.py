@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..classes import get_class_set
 from ..config import Suite
-from ..data.classes import get_class_set
 from ..losses import entropy_map, upsample
 from ..metrics import mean_iou, per_class_iou, per_image_confusion
 from .distributed import all_reduce_sum, gather_to_main

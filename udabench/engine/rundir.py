@@ -79,7 +79,7 @@ def load_final_model(suite, checkpoint: Path, device):
     """The segmentation model saved in a run's checkpoint, built from the suite, in eval mode."""
     import torch
 
-    from ..data.classes import get_class_set
+    from ..classes import get_class_set
     from ..models import build_model
 
     model = build_model(suite.model, get_class_set(suite.classes).num_classes)

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..classes import get_class_set
 from ..config import Suite, resolved_dict
 from ..data import get_dataset, suite_datasets
-from ..data.classes import get_class_set
 from ..data.synthetic import GENERATOR_VERSION
 from ..errors import CheckpointError, ConfigError, UdabenchError
 from ..models import build_model

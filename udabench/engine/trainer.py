@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from ..classes import get_class_set
 from ..config import Suite
-from ..data.classes import get_class_set
 from ..errors import CheckpointError, UdabenchError
 from ..method import Method
 from ..models import build_model

@@ -51,10 +51,6 @@ class ClassSet:
     def num_classes(self) -> int:
         return len(self.names)
 
-    @property
-    def train_ids(self) -> tuple[int, ...]:
-        return tuple(range(self.num_classes))
-
     def subset_indices(self, other: "ClassSet") -> list[int]:
         """Indices into this set's classes of the classes of ``other`` (e.g. 13 inside 16)."""
         missing = set(other.cityscapes19_ids) - set(self.cityscapes19_ids)
@@ -64,10 +60,15 @@ class ClassSet:
 
     def cityscapes_lut(self) -> np.ndarray:
         """256-entry uint8 table: Cityscapes label id -> train id of this set (255 elsewhere)."""
-        lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+        lut = ignore_lut()
         for train_id, c19 in enumerate(self.cityscapes19_ids):
             lut[CITYSCAPES_LABEL_IDS[c19]] = train_id
         return lut
+
+
+def ignore_lut() -> np.ndarray:
+    """A 256-entry uint8 id table mapping every id to ``IGNORE_INDEX``, to be filled in."""
+    return np.full(256, IGNORE_INDEX, dtype=np.uint8)
 
 
 def _subset(name: str, ids19: list[int]) -> ClassSet:
