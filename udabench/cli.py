@@ -1,4 +1,4 @@
-"""``udabench run | report | list | data check | data prepare | viz`` — the command line.
+"""``udabench run | status | report | list | data check | data prepare | viz`` — the command line.
 
 Bad input ends with one clear paragraph on stderr and exit code 2 (``--debug`` shows the traceback);
 a run that fails mid-way is marked ``failed``, the others go on, and the exit code is 1.
@@ -12,9 +12,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+from .builtin import find_suite
 from .errors import UdabenchError
+from .launch import add_arguments as add_launch_arguments
 
-ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("text", "md", "csv", "latex")
 
 # Backbones known to build as dilated (output stride 8) feature extractors (timm's, or udabench's own), with their role.
@@ -30,6 +31,7 @@ BACKBONES = {
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # what launchers pass on to their children
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -57,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="train and evaluate the methods of a suite",
                          description="Train and evaluate every (method, seed) of a suite. Finished runs are "
                                      "skipped, unfinished ones resume from their last checkpoint.")
-    run.add_argument("suite", help="suite YAML file, e.g. suites/toy_sim2real.yaml")
+    run.add_argument("suite", help="suite YAML file, e.g. suites/toy_sim2real.yaml, or a suite's name "
+                                   "(`udabench list suites`), e.g. toy_sim2real")
     run.add_argument("--methods", type=_csv, help="comma-separated methods (default: the suite's, plus the oracle)")
     run.add_argument("--seeds", type=_csv_int, help="comma-separated seeds (default: the suite's)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -65,7 +68,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default="results", help="results folder (default: results/)")
     run.add_argument("--quick", action="store_true",
                      help="smoke test: a few iterations, batch 2, at most 8 images per split, tiny inputs")
+    add_launch_arguments(run)
     run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", parents=[common], help="where every run of a suite stands",
+                            description="One line per run: done, running (host, pid, step, steps/s, ETA), "
+                                        "interrupted, failed (the reason), partial (killed; resumes) or pending, "
+                                        "and a count per state. Given the suite (file or name, with the options "
+                                        "it was run with) it lists every planned run; otherwise the run "
+                                        "directories found in the results folder (docs/launching.md).")
+    status.add_argument("suite_file", nargs="?", metavar="SUITE", help="suite YAML file or name, as given to run")
+    status.add_argument("--results", default="results", help="results folder (default: results/)")
+    status.add_argument("--suite", help="without SUITE: only the run directories of this suite name")
+    status.add_argument("--methods", type=_csv, help="as given to run")
+    status.add_argument("--seeds", type=_csv_int, help="as given to run")
+    status.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="as given to run (repeatable)")
+    status.add_argument("--quick", action="store_true", help="as given to run")
+    status.add_argument("--gpus-per-run", type=int, metavar="G",
+                        help="processes per run (torchrun's --nproc_per_node; default: the suite's "
+                             "launcher.gpus_per_run, 1)")
+    status.set_defaults(func=cmd_status)
 
     rep = sub.add_parser("report", parents=[common], help="tables from finished runs",
                          description="Read run directories (metrics.jsonl rows and saved artefacts, never logs) and "
@@ -145,15 +168,44 @@ def cmd_run(args) -> int:
     from .config import load_suite
     from .engine.runner import run_suite
 
-    suite = load_suite(args.suite, args.overrides, quick=args.quick)
+    suite = load_suite(find_suite(args.suite), args.overrides, quick=args.quick)
+    if args.launcher:
+        from .launch import launch
+
+        return launch(suite, args, args.argv)
     outcomes = run_suite(suite, args.results, args.methods, args.seeds, args.methods_dir, args.debug)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports for all
-    failed = [o for o in outcomes if o.status == "failed"]
-    print(f"{len(outcomes) - len(failed)} of {len(outcomes)} runs finished; results in {Path(args.results) / suite.name}")
-    if failed:
-        print("failed: " + ", ".join(f"{o.spec.method.name} seed {o.spec.seed}" for o in failed), file=sys.stderr)
+    runs = lambda status: ", ".join(f"{o.spec.method.name} seed {o.spec.seed}" for o in outcomes if o.status == status)
+    finished = sum(o.status in ("trained", "skipped") for o in outcomes)
+    print(f"{finished} of {len(outcomes)} runs finished; results in {Path(args.results) / suite.name}")
+    for status, why in (("busy", "left to the live processes that claimed them"),
+                        ("lost", "taken over by other processes")):
+        if runs(status):
+            print(f"{why}: {runs(status)} (see `udabench status`)")
+    interrupted = [o for o in outcomes if o.status == "interrupted"]
+    if interrupted:
+        from .engine.preempt import exit_code
+
+        print(f"interrupted: {runs('interrupted')}; run the same command again to resume", file=sys.stderr)
+        return exit_code(interrupted[0].signum)
+    if runs("failed"):
+        print(f"failed: {runs('failed')}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .config import load_suite
+    from .engine.status import found_states, planned_states, render
+
+    if args.suite_file:
+        suite = load_suite(find_suite(args.suite_file), args.overrides, quick=args.quick)
+        world = args.gpus_per_run or suite.launcher.gpus_per_run
+        states = planned_states(suite, args.results, args.methods, args.seeds, args.methods_dir, world)
+    else:
+        states = found_states(args.results, args.suite)
+    print(render(states), end="")
     return 0
 
 
@@ -195,12 +247,14 @@ def cmd_list(args) -> int:
     elif args.what == "suites":
         import yaml
 
-        for file in sorted({*ROOT.glob("suites/*.yaml"), *Path.cwd().glob("suites/*.yaml")}):
+        from .builtin import suite_files
+
+        for name, file in suite_files().items():   # by name: `udabench run NAME`
             try:
                 description = (yaml.safe_load(file.read_text()) or {}).get("description", "")
             except yaml.YAMLError:
                 description = "(not valid YAML)"
-            print(f"{str(file.relative_to(Path.cwd()) if file.is_relative_to(Path.cwd()) else file):<36}  {description}")
+            print(f"{name:<22}  {description}")
     else:
         for name, role in BACKBONES.items():
             print(f"{name:<10}  {role}")
@@ -213,7 +267,7 @@ def cmd_data_check(args) -> int:
     from .config import load_suite
     from .data.check import check_suite, summary_table
 
-    suite = load_suite(args.suite, args.overrides)
+    suite = load_suite(find_suite(args.suite), args.overrides)
     reports = check_suite(suite, args.workers, args.limit)
     print(render(summary_table(reports), "text", f"{suite.name}: datasets"))
     for report in reports:
@@ -232,7 +286,7 @@ def cmd_data_prepare(args) -> int:
     from .config import load_suite
     from .data.prepare import prepare_suite
 
-    suite = load_suite(args.suite, args.overrides)
+    suite = load_suite(find_suite(args.suite), args.overrides)
     print(render(prepare_suite(suite, args.workers), "text", f"{suite.name}: prepared datasets"))
     return 0
 

@@ -70,6 +70,19 @@ class TrainConfig:
 
 
 @dataclass
+class LauncherConfig:
+    """How `udabench run --launcher local|slurm|print` spreads the runs (docs/launching.md); the command line
+    overrides each key. Never part of a run's identity: where a run executes does not change what it computes."""
+    gpus_per_run: int = 1                     # processes per run; > 1 starts each run with torchrun (one per GPU)
+    partition: str = ""                       # SLURM partition ("" = the cluster's default)
+    time: str = "24:00:00"                    # SLURM time limit per job, "[D-]HH:MM:SS" or minutes (quote it in YAML)
+    cpus_per_run: int = 8
+    mem_gb: float = 0.0                       # 0 = the cluster's default
+    array_parallelism: int = 0                # at most this many array tasks at once (0 = no limit)
+    sbatch: dict[str, str] = field(default_factory=dict)   # more sbatch options, e.g. {account: x, qos: high}
+
+
+@dataclass
 class ReferenceRow:
     """A published result, copied from a paper's table, shown beside the measured rows."""
     source: str                               # paper, table and row the numbers come from
@@ -95,6 +108,7 @@ class Suite:
     references: dict[str, ReferenceRow] = field(default_factory=dict)  # row label -> published numbers
     seeds: list[int] = field(default_factory=lambda: [0])
     synthetic: SyntheticConfig | None = None
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
     source_file: str = ""                     # set by load_suite, not read from YAML
 
     @property

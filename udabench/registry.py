@@ -12,6 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from . import builtin
 from .errors import ConfigError, UdabenchError
 from .method import Method
 from .schema import closest
@@ -22,7 +23,7 @@ BROKEN: dict[Path, str] = {}           # plugin file -> one-line error
 _LOADED: set[Path] = set()
 _current_file: Path | None = None
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "methods"
+BUILTIN_DIR = builtin.METHODS_DIR      # inside the package when installed (udabench/builtin.py)
 
 
 def register(cls: type[Method]) -> type[Method]:
@@ -39,7 +40,7 @@ def register(cls: type[Method]) -> type[Method]:
 
 
 def method_dirs(extra: list[str | Path] = ()) -> list[Path]:
-    dirs = [BUILTIN_DIR, *map(Path, extra)]
+    dirs = [BUILTIN_DIR, *builtin.local_method_dirs(), *map(Path, extra)]
     env = os.environ.get("UDABENCH_METHODS_DIR")
     if env:
         dirs += [Path(p) for p in env.split(os.pathsep) if p]

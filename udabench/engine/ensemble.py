@@ -25,8 +25,8 @@ from .trainer import RunSpec
 
 
 def ensemble_rundir(suite: Suite, results, name: str, members: list[RunSpec], seed: int) -> RunDir:
-    identity = identity_of(suite, seed, ensemble=name, members=[m.rundir.id for m in members],
-                           member_methods=[m.method.name for m in members])
+    identity = identity_of(suite, seed, world_size=members[0].rundir.world_size, ensemble=name,
+                           members=[m.rundir.id for m in members], member_methods=[m.method.name for m in members])
     return RunDir(results, suite.name, slug(name), identity)
 
 
@@ -50,7 +50,7 @@ def evaluate_ensemble(suite: Suite, name: str, members: list[RunSpec], rundir: R
                       step=step, scores=scores(suite, evaluation.cm, evaluation.entropy),
                       hparams={m.method.name: asdict(m.hparams) for m in members},  # members' settings tell variants apart
                       eval_file=rundir.save_eval(step, evaluation.per_image, evaluation.names),
-                      ensemble_of=[m.rundir.id for m in members])
+                      ensemble_of=[m.rundir.id for m in members], world_size=members[0].rundir.world_size)
     rundir.append_row(row)
     rundir.mark_done()
     return row

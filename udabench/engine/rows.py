@@ -19,16 +19,19 @@ KINDS = ("measured", "released", "paper")
 
 
 def metrics_row(suite: Suite, *, method: str, method_label: str, role: str, seed: int, run_id: str, step: int,
-                scores: dict, hparams: dict, kind: str = "measured", **extra) -> dict:
+                scores: dict, hparams: dict, kind: str = "measured", world_size: int = 1, **extra) -> dict:
     """The row of one evaluation; ``scores`` as ``evaluate.scores`` returns them, ``extra`` adds fields."""
     return {"suite": suite.name, "method": method, "method_label": method_label, "role": role, "kind": kind,
             "seed": seed, "run_id": run_id, "step": step, "iterations": suite.train.iterations, **scores,
-            **extra, "hparams": hparams, "protocol": protocol(suite, seed),
+            **extra, "hparams": hparams, "protocol": protocol(suite, seed, world_size),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
-def protocol(suite: Suite, seed: int) -> dict:
-    """Every suite choice that changes the numbers of a row (docs/protocol.md)."""
+def protocol(suite: Suite, seed: int, world_size: int = 1) -> dict:
+    """Every suite choice that changes the numbers of a row (docs/protocol.md).
+
+    ``world_size`` is the number of training processes (torchrun's); each reads ``train.batch_size`` images per
+    domain and gradients are averaged over them, so one step sees ``effective_batch_size`` = world × batch."""
     m, d, t = suite.model, suite.data, suite.train
     return {
         "backbone": m.backbone, "pretrained": m.pretrained, "aspp_dilations": list(m.aspp_dilations),
@@ -38,7 +41,8 @@ def protocol(suite: Suite, seed: int) -> dict:
         "source_size": _size(d.source.size), "target_size": _size(d.target.size), "eval_input_size": _size(d.eval.size),
         "eval_label_size": "native", "inference": "single-scale, no flip, bilinear up-sampling of logits",
         "classes": suite.classes, "iterations": t.iterations, "source_warmup": t.source_warmup,
-        "batch_size": t.batch_size, "amp": t.amp, "seed": seed,
+        "batch_size": t.batch_size, "world_size": world_size, "effective_batch_size": world_size * t.batch_size,
+        "amp": t.amp, "seed": seed,
     }
 
 

@@ -1,0 +1,131 @@
+"""Preemption (engine/preempt.py): a stop signal checkpoints the step in progress, marks the run interrupted,
+exits non-zero, and the same command resumes it exactly."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from udabench import Method, register
+from udabench.cli import main
+from udabench.engine import checkpoint
+from udabench.engine.runner import plan_runs
+
+VOLATILE = ("time", "step_time", "peak_mem_gb")
+
+
+@register
+class SelfSignal(Method):
+    """Test plugin: source CE and an RNG draw per step; sends itself ``at = (step, signal)``."""
+
+    name = "test_self_signal"
+    paper = "test"
+    description = "signals itself mid-run"
+    uses_target = False
+    at: tuple | None = None
+
+    def train_step(self, source, target, step):
+        if SelfSignal.at and step == SelfSignal.at[0]:
+            os.kill(os.getpid(), SelfSignal.at[1])   # arrives mid-step: the step must still complete
+        logs = self.ctx.supervised_step(source)
+        return {**logs, "draw": float(torch.rand(()))}
+
+
+def rundir_of(path, results):
+    from udabench.config import load_suite
+
+    return plan_runs(load_suite(path), results, ["test_self_signal"])[0].rundir
+
+
+def rows(rundir):
+    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in rundir.rows()]
+
+
+def test_sigterm_checkpoints_the_current_step_and_the_same_command_resumes_exactly(write_suite, tmp_path, capsys):
+    path = str(write_suite(iterations=4, eval_every=2, checkpoint_every=3, log_every=1))
+    run = lambda results: main(["run", path, "--methods", "test_self_signal", "--results", str(results)])
+    before = signal.getsignal(signal.SIGTERM)
+
+    SelfSignal.at = (1, signal.SIGTERM)                    # during step 1 (0-based): stops after step 2 of 4
+    assert run(tmp_path / "r") == 128 + signal.SIGTERM
+    interrupted = rundir_of(path, tmp_path / "r")
+    assert interrupted.status == "interrupted" and not interrupted.claim_file.exists()
+    assert checkpoint.load(interrupted.checkpoint)["step"] == 2       # not a periodic checkpoint (every 3)
+    assert "interrupted by SIGTERM at step 2" in interrupted.interrupted_marker.read_text()
+    assert [r["step"] for r in interrupted.rows()] == [2] and signal.getsignal(signal.SIGTERM) == before
+    assert "run the same command again to resume" in capsys.readouterr().err
+
+    SelfSignal.at = None
+    assert run(tmp_path / "r") == 0
+    assert run(tmp_path / "straight") == 0
+    straight = rundir_of(path, tmp_path / "straight")
+    assert interrupted.status == "done" and not interrupted.interrupted_marker.exists()
+    assert rows(interrupted) == rows(straight) and [r["step"] for r in straight.rows()] == [2, 4]
+    assert "resuming from" in capsys.readouterr().out
+
+
+def test_sigint_stops_with_130_and_a_resume_under_another_world_size_is_refused(write_suite, tmp_path, capsys):
+    path = str(write_suite(iterations=4, checkpoint_every=10))
+    run = lambda: main(["run", path, "--methods", "test_self_signal", "--results", str(tmp_path)])
+    SelfSignal.at = (0, signal.SIGINT)
+    try:
+        assert run() == 128 + signal.SIGINT
+    finally:
+        SelfSignal.at = None
+    rundir = rundir_of(path, tmp_path)
+    state = checkpoint.load(rundir.checkpoint)
+    assert state["step"] == 1 and state["world_size"] == 1 and rundir.status == "interrupted"
+
+    checkpoint.save(rundir.checkpoint, **{**state, "world_size": 2})   # as if written under torchrun
+    capsys.readouterr()
+    assert run() == 2
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "written by 2 training process(es), this run has 1" in err and "torchrun --nproc_per_node=2" in err
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_job_with_loader_workers(write_suite, slow_plugin, tmp_path):
+    """SLURM and torchrun signal every process of a job: DataLoader workers must leave the stop to the run."""
+    from conftest import subprocess_env
+
+    path = str(write_suite(lambda s: s["data"].update(num_workers=1), iterations=12, eval_every=4,
+                           checkpoint_every=100, log_every=1))
+    cmd = [sys.executable, "-m", "udabench", "run", path, "--methods", "test_slow", "--methods-dir", str(slow_plugin)]
+    proc = subprocess.Popen([*cmd, "--results", str(tmp_path / "r")], env=subprocess_env(), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    claim = next_claim(tmp_path / "r", lambda record: record.get("step", 0) >= 2)
+    os.killpg(proc.pid, signal.SIGTERM)                    # to the run and its loader worker alike
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    run_dir = claim.parent
+    step = checkpoint.load(run_dir / "checkpoints" / "last.pt")["step"]
+    assert step >= 2 and f"at step {step}" in (run_dir / "interrupted").read_text()
+
+    env = subprocess_env()
+    for results in ("r", "straight"):
+        done = subprocess.run([*cmd, "--results", str(tmp_path / results)], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    resumed, straight = (next((tmp_path / r).glob("tiny/test_slow/*/metrics.jsonl")) for r in ("r", "straight"))
+    strip = lambda f: [{k: v for k, v in json.loads(line).items() if k not in VOLATILE}
+                       for line in f.read_text().splitlines()]
+    assert strip(resumed) == strip(straight) and len(strip(straight)) == 3
+
+
+def next_claim(results, ready, timeout=240):
+    """The claim file of the first run below ``results`` whose record satisfies ``ready``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for claim in results.glob("*/*/*/claim.json"):
+            try:
+                if ready(json.loads(claim.read_text())):
+                    return claim
+            except (OSError, ValueError):
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"no claimed run below {results} became ready within {timeout} s")
