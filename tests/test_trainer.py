@@ -7,6 +7,7 @@ import torch
 from udabench import Method, register
 from udabench.config import load_suite
 from udabench.engine import checkpoint
+from udabench.engine.rundir import RunDir
 from udabench.engine.runner import build_data, plan_runs, run_suite
 from udabench.losses import entropy_map
 
@@ -183,10 +184,21 @@ def test_two_process_distributed_run_on_cpu(write_suite, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("runs finished") == 1
     single = run_suite(load_suite(path), tmp_path / "single", methods=["source_only"])[0].spec.rundir
-    ddp_rows = next((tmp_path / "ddp").glob("tiny/source_only/*/metrics.jsonl")).read_text().splitlines()
+    ddp_dir = next((tmp_path / "ddp").glob("tiny/source_only/*/metrics.jsonl")).parent
+    ddp_rows = ddp_dir.joinpath("metrics.jsonl").read_text().splitlines()
     ddp_cm = json.loads(ddp_rows[-1])["confusion"]
     single_cm = single.rows()[-1]["confusion"]
     assert len(ddp_rows) == 2 and sum(map(sum, ddp_cm)) == sum(map(sum, single_cm))  # every eval pixel once
+
+    # World size is part of the run: its own id (single-process ids unchanged), protocol and environment.
+    ddp_protocol, single_protocol = json.loads(ddp_rows[-1])["protocol"], single.rows()[-1]["protocol"]
+    assert ddp_dir.name != single.id and "world_size" not in single.identity["run"]
+    assert RunDir.open(ddp_dir).world_size == 2
+    assert (ddp_protocol["world_size"], ddp_protocol["effective_batch_size"]) == (2, 4)      # batch_size 2 each
+    assert (single_protocol["world_size"], single_protocol["effective_batch_size"]) == (1, 2)
+    assert json.loads(ddp_dir.joinpath("env.json").read_text())["world_size"] == 2
+    assert json.loads(single.path.joinpath("env.json").read_text())["world_size"] == 1
+    assert checkpoint.load(ddp_dir / "checkpoints" / "last.pt")["world_size"] == 2
 
 
 def test_source_warmup_then_same_target_batches_as_without_skipping(write_suite, tmp_path):

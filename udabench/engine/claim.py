@@ -26,7 +26,6 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from ..errors import UdabenchError
-from ..io import atomic_write_text
 
 TIMEOUT_ENV = "UDABENCH_CLAIM_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600.0
@@ -185,15 +184,17 @@ class Claim:
                 self.path.unlink(missing_ok=True)
 
     def peek_live(self) -> dict | None:
-        """The record of a live owner other than this object, without taking anything."""
-        if self.held:
-            return None
-        with self._locked():
-            current = self.read()
+        """The record of a live owner other than this object, without taking anything (or locking: the file
+        is only ever replaced whole)."""
+        current = None if self.held else self.read()
         return current if current and not stale_reason(current, self.timeout) else None
 
     def _write(self) -> None:
-        atomic_write_text(self.path, json.dumps(self._record))
+        # Replaced whole, so readers never see half a claim; the temporary name is the writer's own and unlike
+        # the ``*.tmp.*`` files that RunDir.prepare clears.
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self._record))
+        os.replace(tmp, self.path)
 
     @contextlib.contextmanager
     def _locked(self):

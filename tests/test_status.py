@@ -1,0 +1,66 @@
+"""`udabench status`: one line per planned run with its state, and a count per state."""
+
+import json
+import time
+
+from udabench.cli import main
+from udabench.config import load_suite
+from udabench.engine import checkpoint
+from udabench.engine.runner import plan_runs
+
+METHODS = {"source_only": {}, "minent": {}, "advent": {}, "maxsquare_iw": {}, "fada": {}}   # + oracle: 6 runs
+
+
+def lay_out_every_state(suite, results):
+    """Run directories in each state, written as the engine writes them (no training needed to read them)."""
+    runs = {spec.method.name: spec.rundir for spec in plan_runs(suite, results)}
+    for rundir in runs.values():
+        if rundir is not runs["oracle"]:
+            rundir.prepare({})
+    runs["source_only"].mark_done()
+    now = time.time()
+    runs["minent"].claim_file.write_text(json.dumps({
+        "host": "node7", "pid": 311, "pidns": "", "token": "t", "started": now - 60, "heartbeat": now - 5,
+        "step": 150, "total": 200, "steps_per_s": 2.5}))
+    checkpoint.save(runs["advent"].checkpoint, step=100, slots={})
+    runs["advent"].mark_interrupted("interrupted by SIGTERM at step 100 (node3 pid 9, 2026-01-01T00:00:00)")
+    runs["maxsquare_iw"].mark_failed("NonFiniteLoss: loss=nan at step 3\nTraceback ...")
+    checkpoint.save(runs["fada"].checkpoint, step=50, slots={})   # killed: a checkpoint, no marker, no claim
+    return runs
+
+
+def test_status_of_a_suite_lists_every_planned_run_with_its_state(write_suite, tmp_path, capsys):
+    path = write_suite(lambda s: s.update(methods=METHODS))
+    lay_out_every_state(load_suite(path), tmp_path)
+    assert main(["status", str(path), "--results", str(tmp_path)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:-1]}
+    assert lines["source_only"].split()[3] == "done"
+    assert "running" in lines["minent"] and "node7 pid 311" in lines["minent"] and "step 150/200" in lines["minent"]
+    assert "2.50 steps/s" in lines["minent"] and "ETA 0:00:20" in lines["minent"]          # 50 steps at 2.5/s
+    assert "interrupted" in lines["advent"] and "SIGTERM at step 100" in lines["advent"]
+    assert "failed" in lines["maxsquare_iw"] and "loss=nan at step 3" in lines["maxsquare_iw"]
+    assert "Traceback" not in lines["maxsquare_iw"]                                      # the reason's first line
+    assert "partial" in lines["fada"] and "pending" in lines["oracle"]
+
+
+def test_the_count_line_and_a_stale_claim(write_suite, tmp_path, capsys, monkeypatch):
+    path = write_suite(lambda s: s.update(methods=METHODS))
+    runs = lay_out_every_state(load_suite(path), tmp_path)
+    main(["status", str(path), "--results", str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "tiny:" and out[-1] == ("  6 runs: 1 done, 1 running, 1 interrupted, 1 failed, 1 partial, "
+                                             "1 pending")
+    monkeypatch.setenv("UDABENCH_CLAIM_TIMEOUT", "2")     # minent's heartbeat (5 s old) is now stale
+    main(["status", str(path), "--results", str(tmp_path)])
+    minent = next(line for line in capsys.readouterr().out.splitlines() if "minent" in line)
+    assert "partial" not in minent and "pending" in minent and "stale claim of node7 pid 311" in minent
+    assert runs["minent"].status == "new"
+
+
+def test_without_the_suite_file_the_run_directories_found_are_listed(write_suite, tmp_path, capsys):
+    path = write_suite(lambda s: s.update(methods=METHODS))
+    lay_out_every_state(load_suite(path), tmp_path)
+    assert main(["status", "--results", str(tmp_path), "--suite", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "oracle" not in out and out.splitlines()[-1] == ("  5 runs: 1 done, 1 running, 1 interrupted, 1 failed, "
+                                                           "1 partial")
