@@ -111,7 +111,10 @@ def write_suite(tmp_path, tiny_data):
 
 
 SLOW_PLUGIN = '''
-"""Test plugin: source cross-entropy, a pause per step (so other processes can act mid-run) and an RNG draw."""
+"""Test plugin: source cross-entropy, a pause per step (so other processes can act mid-run) and an RNG draw.
+
+``$TEST_SLOW_SIGNAL`` = "STEP:SIGNUM" makes the run send itself that signal during that step."""
+import os
 import time
 
 import torch
@@ -128,6 +131,9 @@ class Slow(Method):
 
     def train_step(self, source, target, step):
         time.sleep({pause})
+        at = os.environ.get("TEST_SLOW_SIGNAL", "").split(":")
+        if at[0] == str(step):
+            os.kill(os.getpid(), int(at[1]))   # arrives mid-step: the step must still complete
         logs = self.ctx.supervised_step(source)
         return {{**logs, "draw": float(torch.rand(()))}}   # resumed runs must restore the generator
 '''
@@ -137,7 +143,7 @@ class Slow(Method):
 def slow_plugin(tmp_path_factory) -> Path:
     """A methods folder with ``test_slow`` (one file for every test: a method name is registered once)."""
     folder = tmp_path_factory.mktemp("plugins")
-    (folder / "test_slow.py").write_text(SLOW_PLUGIN.format(pause=0.3))
+    (folder / "test_slow.py").write_text(SLOW_PLUGIN.format(pause=0.2))
     return folder
 
 

@@ -7,8 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from udabench.config import load_suite
 from udabench.engine.claim import (
@@ -145,17 +147,32 @@ def test_a_run_claimed_by_a_live_process_is_skipped_and_a_stale_one_finished(wri
     assert [r["step"] for r in rundir.rows()] == [2, 4]
 
 
-def test_an_ensemble_claimed_elsewhere_is_left_to_that_process(write_suite, tmp_path):
+def test_an_ensemble_claimed_elsewhere_is_left_to_that_process(write_suite, tmp_path, monkeypatch):
+    import udabench.engine.runner as runner
     from udabench.engine.ensemble import ensemble_rundir
 
     add = lambda s: s.update(methods={"source_only": {}, "minent": {}}, ensembles={"SO+MinEnt": ["source_only", "minent"]})
-    path, results = write_suite(add), tmp_path / "res"
-    suite = load_suite(path)
-    ensemble = ensemble_rundir(suite, results, "SO+MinEnt", plan_runs(suite, results, ["source_only", "minent"]), 0)
+    suite = load_suite(write_suite(add))
+    members = plan_runs(suite, tmp_path, ["source_only", "minent"])
+    for member in members:                               # finished members (their files are not read here)
+        member.rundir.prepare({})
+        member.rundir.mark_done()
+    scored = []
+
+    def score(suite, name, specs, rundir, eval_set, device, env):
+        scored.append(name)
+        rundir.prepare(env)
+        rundir.mark_done()
+        return {"miou": 0.0}
+
+    monkeypatch.setattr(runner, "evaluate_ensemble", score)
+    ensemble = ensemble_rundir(suite, tmp_path, "SO+MinEnt", members, 0)
     foreign_claim(ensemble.claim_file)
-    run_suite(load_suite(path), results, methods=["source_only", "minent"])
-    assert ensemble.status == "new"                     # members done, but another process scores it
+    score_all = lambda: runner.run_ensembles(suite, tmp_path, [0], (), SimpleNamespace(eval=None), torch.device("cpu"),
+                                                  print)
+    score_all()
+    assert scored == [] and ensemble.status == "new"     # another live process scores it
     ensemble.claim_file.unlink()
-    again = run_suite(load_suite(path), results, methods=["source_only", "minent"])
-    assert [o.status for o in again] == ["skipped", "skipped"] and ensemble.status == "done"
-    assert len(ensemble.rows()) == 1
+    score_all()
+    score_all()
+    assert scored == ["SO+MinEnt"] and ensemble.status == "done" and not ensemble.claim_file.exists()

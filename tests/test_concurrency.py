@@ -63,6 +63,7 @@ def test_three_processes_share_the_embedded_suite_and_match_a_serial_run(toy_cac
     assert not list((tmp_path / "shared").rglob("claim.json"))
 
 
+@pytest.mark.slow
 def test_a_killed_runs_claim_is_taken_over_at_once_and_the_run_finished(write_suite, slow_plugin, tmp_path, capsys):
     from conftest import subprocess_env
 

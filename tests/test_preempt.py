@@ -9,9 +9,7 @@ import sys
 import time
 
 import pytest
-import torch
 
-from udabench import Method, register
 from udabench.cli import main
 from udabench.engine import checkpoint
 from udabench.engine.runner import plan_runs
@@ -19,65 +17,50 @@ from udabench.engine.runner import plan_runs
 VOLATILE = ("time", "step_time", "peak_mem_gb")
 
 
-@register
-class SelfSignal(Method):
-    """Test plugin: source CE and an RNG draw per step; sends itself ``at = (step, signal)``."""
-
-    name = "test_self_signal"
-    paper = "test"
-    description = "signals itself mid-run"
-    uses_target = False
-    at: tuple | None = None
-
-    def train_step(self, source, target, step):
-        if SelfSignal.at and step == SelfSignal.at[0]:
-            os.kill(os.getpid(), SelfSignal.at[1])   # arrives mid-step: the step must still complete
-        logs = self.ctx.supervised_step(source)
-        return {**logs, "draw": float(torch.rand(()))}
-
-
-def rundir_of(path, results):
+def rundir_of(path, results, plugins):
     from udabench.config import load_suite
 
-    return plan_runs(load_suite(path), results, ["test_self_signal"])[0].rundir
+    return plan_runs(load_suite(path), results, ["test_slow"], methods_dirs=[str(plugins)])[0].rundir
 
 
 def rows(rundir):
     return [{k: v for k, v in r.items() if k not in VOLATILE} for r in rundir.rows()]
 
 
-def test_sigterm_checkpoints_the_current_step_and_the_same_command_resumes_exactly(write_suite, tmp_path, capsys):
+def test_sigterm_checkpoints_the_current_step_and_the_same_command_resumes_exactly(write_suite, slow_plugin,
+                                                                                  tmp_path, capsys, monkeypatch):
     path = str(write_suite(iterations=4, eval_every=2, checkpoint_every=3, log_every=1))
-    run = lambda results: main(["run", path, "--methods", "test_self_signal", "--results", str(results)])
+    run = lambda results: main(["run", path, "--methods", "test_slow", "--methods-dir", str(slow_plugin),
+                                "--results", str(results)])
     before = signal.getsignal(signal.SIGTERM)
 
-    SelfSignal.at = (1, signal.SIGTERM)                    # during step 1 (0-based): stops after step 2 of 4
+    monkeypatch.setenv("TEST_SLOW_SIGNAL", f"1:{int(signal.SIGTERM)}")   # during step 1 (0-based): stops after 2 of 4
     assert run(tmp_path / "r") == 128 + signal.SIGTERM
-    interrupted = rundir_of(path, tmp_path / "r")
+    interrupted = rundir_of(path, tmp_path / "r", slow_plugin)
     assert interrupted.status == "interrupted" and not interrupted.claim_file.exists()
     assert checkpoint.load(interrupted.checkpoint)["step"] == 2       # not a periodic checkpoint (every 3)
     assert "interrupted by SIGTERM at step 2" in interrupted.interrupted_marker.read_text()
     assert [r["step"] for r in interrupted.rows()] == [2] and signal.getsignal(signal.SIGTERM) == before
     assert "run the same command again to resume" in capsys.readouterr().err
 
-    SelfSignal.at = None
+    monkeypatch.delenv("TEST_SLOW_SIGNAL")
     assert run(tmp_path / "r") == 0
     assert run(tmp_path / "straight") == 0
-    straight = rundir_of(path, tmp_path / "straight")
+    straight = rundir_of(path, tmp_path / "straight", slow_plugin)
     assert interrupted.status == "done" and not interrupted.interrupted_marker.exists()
     assert rows(interrupted) == rows(straight) and [r["step"] for r in straight.rows()] == [2, 4]
     assert "resuming from" in capsys.readouterr().out
 
 
-def test_sigint_stops_with_130_and_a_resume_under_another_world_size_is_refused(write_suite, tmp_path, capsys):
+def test_sigint_stops_with_130_and_a_resume_under_another_world_size_is_refused(write_suite, slow_plugin, tmp_path,
+                                                                               capsys, monkeypatch):
     path = str(write_suite(iterations=4, checkpoint_every=10))
-    run = lambda: main(["run", path, "--methods", "test_self_signal", "--results", str(tmp_path)])
-    SelfSignal.at = (0, signal.SIGINT)
-    try:
-        assert run() == 128 + signal.SIGINT
-    finally:
-        SelfSignal.at = None
-    rundir = rundir_of(path, tmp_path)
+    run = lambda: main(["run", path, "--methods", "test_slow", "--methods-dir", str(slow_plugin), "--results",
+                        str(tmp_path)])
+    monkeypatch.setenv("TEST_SLOW_SIGNAL", f"0:{int(signal.SIGINT)}")
+    assert run() == 128 + signal.SIGINT
+    monkeypatch.delenv("TEST_SLOW_SIGNAL")
+    rundir = rundir_of(path, tmp_path, slow_plugin)
     state = checkpoint.load(rundir.checkpoint)
     assert state["step"] == 1 and state["world_size"] == 1 and rundir.status == "interrupted"
 

@@ -86,6 +86,8 @@ class Trainer:
         start = self._warm_up(start)
         domains = [d for d, used in (("source", spec.method.uses_source), ("target", spec.method.uses_target)) if used]
         self._train(start, self.cfg.iterations, self._method_step, domains)
+        if start == self.cfg.iterations:   # the whole schedule was the loaded warm-up: the final model's checkpoint
+            self._save(start)
         if self.dist.is_main:
             spec.rundir.mark_done()
         return spec.rundir.rows()
