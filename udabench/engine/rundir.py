@@ -103,7 +103,8 @@ class RunDir:
     seed = property(lambda self: self.identity["run"]["seed"])
 
     def suite(self) -> Suite:
-        return from_dict(Suite, self.identity["suite"], "", str(self.config))
+        fields = {k: v for k, v in self.identity["suite"].items() if k != "synthetic_generator"}   # identity only
+        return from_dict(Suite, fields, "", str(self.config))
 
     # -- paths and state ---------------------------------------------------------------------------
     config = property(lambda self: self.path / "config.yaml")
