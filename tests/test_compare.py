@@ -4,12 +4,13 @@ import warnings
 
 import numpy as np
 import pytest
-from test_report import write_run
+from helpers import write_run
 
 from udabench.analysis.compare import paired_bootstrap
 from udabench.analysis.records import load_records
 from udabench.analysis.selection import select
 from udabench.cli import main
+from udabench.engine.rundir import RunDir
 from udabench.errors import UdabenchError
 
 CLASSES = ["road", "sidewalk", "car"]
@@ -43,8 +44,7 @@ def write_eval_run(results, method, label, seed, cms, order, step=10, eval_file=
     extra = {"eval_file": f"eval/step{step:07d}.npz"} if eval_file else {}
     run = write_run(results, method, label, seed, [(step, [None if np.isnan(v) else float(v) for v in ious], extra)],
                     classes=CLASSES, subsets=SUBSETS)
-    (run / "eval").mkdir()
-    np.savez_compressed(run / "eval" / f"step{step:07d}.npz", cm=cms[order], names=np.array(IMAGES)[order])
+    RunDir.open(run).save_eval(step, cms[order], list(np.array(IMAGES)[order]))
     return run
 
 

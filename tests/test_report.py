@@ -1,58 +1,21 @@
-"""Report tables from crafted run records (DomainBed collect_results style golden tests).
-
-``write_run`` crafts a run directory (metrics.jsonl rows, ``done`` marker); tests/test_selection.py and
-tests/test_compare.py use it too.
-"""
-
-import json
-from pathlib import Path
+"""Report tables from crafted run directories (DomainBed collect_results style golden tests), one row per
+configuration, roles and kinds as data (tests/helpers.py writes the runs as udabench does)."""
 
 import pytest
+from helpers import write_run
 
-from udabench.analysis.records import load_records, select_last
+from udabench.analysis.records import load_records
+from udabench.analysis.render import render
 from udabench.analysis.report import build_report
-from udabench.analysis.tables import (
-    miou_table,
-    oracle_gap_table,
-    per_class_table,
-    render,
-)
+from udabench.analysis.selection import select
+from udabench.analysis.tables import miou_table, oracle_gap_table, per_class_table
 from udabench.classes import get_class_set
 from udabench.cli import main
 from udabench.errors import UdabenchError
 
-CLASSES = ["road", "car"]
 
-
-def write_run(results, method, label, seed, rows, done=True, suite="toy", classes=CLASSES, protocol=None,
-              subsets=None, class_set="cityscapes19"):
-    """rows: (step, ious) or (step, ious, extra fields); a None IoU is a class absent from the eval set.
-
-    ``subsets`` maps extra class-set names to their classes, scored from the same IoUs as the suite's.
-    """
-    tag = "-".join(str(v).replace("/", "_") for v in (protocol or {}).values())
-    run = Path(results) / suite / method / f"seed{seed}-{method}{tag}"
-    run.mkdir(parents=True)
-    identity = {"suite": {"name": suite, "classes": class_set}, "run": {"method": method, "seed": seed}}
-    (run / "config.yaml").write_text(json.dumps(identity))   # JSON is YAML
-    with (run / "metrics.jsonl").open("w") as f:
-        for step, ious, *extra in rows:
-            iou = dict(zip(classes, ious))
-            sets = {class_set: classes, **(subsets or {})}
-            class_sets = {name: {"iou": {c: iou[c] for c in names}, "miou": _nanmean([iou[c] for c in names])}
-                          for name, names in sets.items()}
-            row = {"suite": suite, "method": method, "method_label": label, "seed": seed, "run_id": run.name,
-                   "step": step, "miou": class_sets[class_set]["miou"], "class_sets": class_sets,
-                   **({"protocol": protocol} if protocol else {}), **(extra[0] if extra else {})}
-            f.write(json.dumps(row) + "\n")
-    if done:
-        (run / "done").write_text("")
-    return run
-
-
-def _nanmean(values):
-    known = [v for v in values if v is not None]
-    return sum(known) / len(known)
+def select_last(records):
+    return select(records, "last")
 
 
 @pytest.fixture
@@ -173,7 +136,7 @@ def report(golden, fmt):
     return build_report(load_records(results), fmt, suites_dir=suites)
 
 
-TITLE = "toy: per-class IoU (%), cityscapes19; selection: last; mean ± std over seeds"
+TITLE = "toy: per-class IoU (%), cityscapes19 on cityscapes; selection: last; mean ± std over seeds"
 
 
 def test_golden_markdown(golden):
@@ -191,7 +154,7 @@ def test_golden_markdown(golden):
         "- [1] Doe et al., Table 1, 'MinEnt'\n"
         "- Bold: best measured value of each column (published rows are not ranked).\n"
         "\n"
-        "**toy: oracle gap (mIoU, cityscapes19); selection: last**\n"
+        "**toy: oracle gap (mIoU, cityscapes19) on cityscapes; selection: last**\n"
         "\n"
         "| method | source | mIoU | oracle mIoU | gap | seeds |\n"
         "|---|---|---:|---:|---:|---:|\n"
@@ -215,7 +178,7 @@ def test_golden_csv(golden):
         "Oracle,\"measured, target labels\",90.00,,1,70.00,,1,80.00,,1,45.00,1\n"
         "MinEnt (paper),paper [1],84.40,,,78.50,,,42.30,,,,\n"
         "\n"
-        "# toy: oracle gap (mIoU, cityscapes19); selection: last\n"
+        "# toy: oracle gap (mIoU, cityscapes19) on cityscapes; selection: last\n"
         "method,source,mIoU,mIoU std,mIoU n,oracle mIoU,oracle mIoU std,oracle mIoU n,gap,seeds\n"
         "Source-only,measured,35.00,7.07,2,80.00,,1,45.00,2\n"
         "AdvEnt,measured,60.00,28.28,2,80.00,,1,20.00,2\n"
@@ -226,7 +189,7 @@ def test_golden_latex(golden):
     assert report(golden, "latex").startswith(
         "\\begin{table}[t]\n"
         "\\centering\n"
-        "\\caption{toy: per-class IoU (\\%), cityscapes19; selection: last; mean $\\pm$ std over seeds}\n"
+        "\\caption{toy: per-class IoU (\\%), cityscapes19 on cityscapes; selection: last; mean $\\pm$ std over seeds}\n"
         "\\begin{tabular}{llrrrrr}\n"
         "\\toprule\n"
         "method & source & road & car & mIoU & gain & seeds \\\\\n"
@@ -274,9 +237,9 @@ def test_suite_file_found_by_its_name_key(golden):
 
 
 def test_published_rows_of_another_backbone_are_left_out_and_counted(tmp_path):
-    protocol = {"backbone": "resnet101", "eval": "cityscapes/val"}
-    write_run(tmp_path / "r", "minent", "MinEnt", 0, [(10, [60.0, 40.0])], protocol=protocol)
-    write_run(tmp_path / "r", "advent", "AdvEnt", 0, [(10, [50.0, 40.0])], protocol=protocol)
+    settings = {"model.backbone": "resnet101"}
+    write_run(tmp_path / "r", "minent", "MinEnt", 0, [(10, [60.0, 40.0])], settings=settings)
+    write_run(tmp_path / "r", "advent", "AdvEnt", 0, [(10, [50.0, 40.0])], settings=settings)
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "toy.yaml").write_text(SUITE_YAML + """\
   "MinEnt VGG (paper)":
@@ -317,9 +280,15 @@ references:
         "| AdvEnt | measured | 46.6 ± 8.4 | 55.0 ± 7.1 | 2 |",     # mIoU16 650/16 and 840/16; mIoU13 50 and 60
         "| AdvEnt (paper) | paper [1] | 40.8 | 47.6 | - |"]
     assert "mIoU13 is the papers' mIoU*" in summary
-    assert "**syn: per-class IoU (%), synthia13; selection: last; mean ± std over seeds**" in out
-    thirteen = out.split("synthia13; selection: last; mean ± std over seeds**")[1]
+    assert "**syn: per-class IoU (%), synthia13 on cityscapes; selection: last; mean ± std over seeds**" in out
+    thirteen = out.split("synthia13 on cityscapes; selection: last; mean ± std over seeds**")[1]
     assert "| AdvEnt (paper) | paper [1] |" + " - |" * 13 + " 47.6 | - |" in thirteen   # mIoU* only
+
+
+def city_settings(city):
+    """A cross-city run: Cityscapes -> one NTHU city, as ``--set data.target.dataset=... data.eval.dataset=...``."""
+    return {"data.source.dataset": "cityscapes", "data.target.dataset": city, "data.eval.dataset": city,
+            "data.eval.split": "test"}
 
 
 def test_cross_city_gives_one_column_per_city_and_each_city_its_papers(tmp_path):
@@ -328,9 +297,9 @@ def test_cross_city_gives_one_column_per_city_and_each_city_its_papers(tmp_path)
         for seed in (0, 1):
             bump = 10.0 * seed
             write_run(results, "maxsquare", "MaxSquare", seed, [(10, [ious[0] + bump, ious[1] + bump])],
-                      suite="cc", protocol={"eval": f"{city}/test", "backbone": "resnet101"})
+                      suite="cc", settings=city_settings(city))
     write_run(results, "source_only", "Source-only", 0, [(10, [10.0, 10.0])], suite="cc",
-              protocol={"eval": "crosscity-rome/test", "backbone": "resnet101"})
+              settings=city_settings("crosscity-rome"))
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "cc.yaml").write_text("""\
 name: cc
@@ -377,9 +346,9 @@ def test_best_is_ranked_as_printed_and_ties_are_all_marked(tmp_path):
 def test_runs_of_one_method_with_different_settings_are_kept_apart(tmp_path):
     """Two λ values of MinEnt must not be averaged as if they were seeds of one row."""
     for seed in (0, 1):
-        write_run(tmp_path, "minent", "MinEnt", seed, [(10, [60.0 + seed, 40.0], {"hparams": {"lambda_ent": 1.0}})])
-    write_run(tmp_path, "minent", "MinEnt", 2, [(10, [20.0, 20.0], {"hparams": {"lambda_ent": 4.0}})])
-    write_run(tmp_path, "source_only", "Source-only", 0, [(10, [50.0, 30.0], {"hparams": {}})])
+        write_run(tmp_path, "minent", "MinEnt", seed, [(10, [60.0 + seed, 40.0])], hparams={"lambda_ent": 1.0})
+    write_run(tmp_path, "minent", "MinEnt", 2, [(10, [20.0, 20.0])], hparams={"lambda_ent": 4.0})
+    write_run(tmp_path, "source_only", "Source-only", 0, [(10, [50.0, 30.0])])
     table = per_class_table(select_last(load_records(tmp_path)), "cityscapes19")
     assert table.loc["MinEnt (lambda_ent=1.0)", "mIoU"] == 50.25 and table.loc["MinEnt (lambda_ent=1.0)", "seeds"] == 2
     assert table.loc["MinEnt (lambda_ent=4.0)", "mIoU"] == 20.0 and table.loc["MinEnt (lambda_ent=4.0)", "seeds"] == 1

@@ -29,6 +29,8 @@ from . import checkpoint
 
 log = logging.getLogger("udabench")
 
+REFERENCES = "references.yaml"   # results/<suite>/references.yaml: the suite's published rows and method order
+
 # Suite fields that do not define a run: adding a method or a seed must not orphan finished runs.
 NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description")
 
@@ -107,6 +109,7 @@ class RunDir:
         return from_dict(Suite, fields, "", str(self.config))
 
     # -- paths and state ---------------------------------------------------------------------------
+    suite_dir = property(lambda self: self.path.parent.parent)   # results/<suite>: its runs, _warmup/, REFERENCES
     config = property(lambda self: self.path / "config.yaml")
     metrics = property(lambda self: self.path / "metrics.jsonl")
     checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
@@ -198,6 +201,11 @@ class RunDir:
                 return saved["cm"], [str(n) for n in saved["names"]]
         except Exception as exc:
             raise CheckpointError(f"cannot read the per-image matrices {path}: {exc}.") from None
+
+    def members(self) -> list["RunDir"]:
+        """The member runs of an ensemble (beside it in the suite folder); a missing one is a ``UdabenchError``."""
+        return [RunDir.open(self.suite_dir / method / run_id)
+                for method, run_id in zip(self.run["member_methods"], self.run["members"])]
 
     def final_model(self, device):
         """The segmentation model of this finished run, built from its suite, in eval mode."""
