@@ -353,3 +353,104 @@ def test_runs_of_one_method_with_different_settings_are_kept_apart(tmp_path):
     assert table.loc["MinEnt (lambda_ent=1.0)", "mIoU"] == 50.25 and table.loc["MinEnt (lambda_ent=1.0)", "seeds"] == 2
     assert table.loc["MinEnt (lambda_ent=4.0)", "mIoU"] == 20.0 and table.loc["MinEnt (lambda_ent=4.0)", "seeds"] == 1
     assert table.loc["Source-only", "seeds"] == 1  # a method with one setting keeps its plain name
+
+
+# --- one row per configuration; roles and kinds are data --------------------------------------------
+
+def rows_of(table):
+    return {label: (table.loc[label, "mIoU"], table.loc[label, "seeds"]) for label in table.index}
+
+
+def test_two_lr_values_and_two_source_only_settings_stay_apart_and_keep_their_gains(tmp_path, capsys):
+    """Every method run at two learning rates: one row per (method, lr), each gain against its own Source-only."""
+    for lr, bump in ((0.01, 0.0), (0.0001, -30.0)):
+        at = {"train.lr": lr}
+        write_run(tmp_path, "source_only", "Source-only", 0, [(10, [50.0 + bump, 30.0 + bump])], settings=at)
+        write_run(tmp_path, "source_only", "Source-only", 1, [(10, [40.0 + bump, 20.0 + bump])], settings=at)
+        write_run(tmp_path, "minent", "MinEnt", 0, [(10, [70.0 + bump, 50.0 + bump])], settings=at)
+    write_run(tmp_path, "advent", "AdvEnt", 0, [(10, [66.0, 44.0])], settings={"train.lr": 0.01})
+    write_run(tmp_path, "oracle", "Oracle", 0, [(10, [90.0, 70.0])], settings={"train.lr": 0.01})
+    table = per_class_table(select_last(load_records(tmp_path)), "cityscapes19")
+    assert list(table.index) == ["Source-only (lr=0.0001)", "Source-only (lr=0.01)", "AdvEnt (lr=0.01)",
+                                 "MinEnt (lr=0.0001)", "MinEnt (lr=0.01)", "Oracle (lr=0.01)"]
+    assert rows_of(table) == {"Source-only (lr=0.0001)": (5.0, 2), "Source-only (lr=0.01)": (35.0, 2),
+                              "AdvEnt (lr=0.01)": (55.0, 1), "MinEnt (lr=0.0001)": (30.0, 1),
+                              "MinEnt (lr=0.01)": (60.0, 1), "Oracle (lr=0.01)": (80.0, 1)}
+    gain = table["gain"].to_dict()
+    assert gain["MinEnt (lr=0.0001)"] == 25.0 and gain["MinEnt (lr=0.01)"] == 25.0 and gain["AdvEnt (lr=0.01)"] == 20.0
+    assert gain["Oracle (lr=0.01)"] == 45.0 and table["gain"].iloc[:2].isna().all()     # bounds: no gain of their own
+    assert main(["report", "--results", str(tmp_path), "--compare", "minent", "source_only"]) == 2
+    assert "several runs with seed 0" in capsys.readouterr().err                        # rows are never mixed
+
+
+def test_two_source_only_settings_each_give_the_gain_of_their_own_rows(tmp_path):
+    for bn_mode, iou in (("train", 40.0), ("frozen", 20.0)):
+        at = {"model.bn_mode": bn_mode}
+        write_run(tmp_path, "source_only", "Source-only", 0, [(10, [iou, iou])], settings=at)
+        write_run(tmp_path, "target_bn", "Target-BN", 0, [(10, [iou + 5, iou + 5])], settings=at)
+    write_run(tmp_path, "minent", "MinEnt", 0, [(10, [50.0, 50.0])], settings={"model.bn_mode": "train"})
+    table = per_class_table(select_last(load_records(tmp_path)), "cityscapes19")
+    assert list(table.index) == ["Source-only (bn_mode=frozen)", "Source-only (bn_mode=train)",
+                                 "MinEnt (bn_mode=train)", "Target-BN (bn_mode=frozen)", "Target-BN (bn_mode=train)"]
+    assert table["gain"].dropna().to_dict() == {"MinEnt (bn_mode=train)": 10.0, "Target-BN (bn_mode=frozen)": 5.0,
+                                                 "Target-BN (bn_mode=train)": 5.0}
+
+
+def test_an_oracle_variant_is_an_upper_bound_never_bolded_or_ranked(tmp_path):
+    """Two oracle settings (their hyper-parameters differ): both upper bounds, last, never the best of a column."""
+    write_run(tmp_path, "source_only", "Source-only", 0, [(10, [40.0, 20.0])])
+    write_run(tmp_path, "minent", "MinEnt", 0, [(10, [50.0, 30.0])])
+    write_run(tmp_path, "advent", "AdvEnt", 0, [(10, [45.0, 37.0])])
+    for weight, ious in ((1.0, [95.0, 75.0]), (0.5, [85.0, 65.0])):
+        write_run(tmp_path, "oracle", "Oracle", 0, [(10, ious)], hparams={"seg_weight": weight})
+    selected = select_last(load_records(tmp_path))
+    table = per_class_table(selected, "cityscapes19")
+    md = render(table, "md", bold=True)
+    assert "| Oracle (seg_weight=0.5) | measured, target labels | 85.0 | 65.0 | 75.0 | +45.0 | 1 |" in md
+    assert "| Oracle (seg_weight=1.0) | measured, target labels | 95.0 | 75.0 | 85.0 | +55.0 | 1 |" in md
+    assert "| AdvEnt | measured | 45.0 | **37.0** | **41.0** | **+11.0** | 1 |" in md   # the best UDA car, mIoU
+    assert "| MinEnt | measured | **50.0** | 30.0 | 40.0 | +10.0 | 1 |" in md         # the best UDA road IoU
+    gap = oracle_gap_table(selected, "cityscapes19")
+    assert list(gap.index) == ["Source-only", "AdvEnt", "MinEnt"]     # two oracles of one setting: no single gap
+    assert gap["oracle mIoU"].isna().all()
+
+
+def test_released_rows_are_their_own_rows_never_averaged_ranked_or_in_a_gain(golden):
+    """A scored released checkpoint of AdvEnt beats every trained row: it stays apart, after the oracle and
+    before the published rows, and is neither averaged with trained AdvEnt, nor bolded, nor given a gain."""
+    results, suites = golden
+    write_run(results, "advent", "AdvEnt", 0, [(0, [99.0, 99.0])], kind="released",
+              hparams={"checkpoint": "GTA2Cityscapes_advent.pth"})
+    out = build_report(load_records(results), "md", suites_dir=suites).split("\n\n**toy: oracle gap")
+    assert out[0].splitlines()[4:11] == [
+        "| Source-only | measured | 45.0 ± 7.1 | 25.0 ± 7.1 | 35.0 ± 7.1 | - | 2 |",
+        "| AdvEnt | measured | **70.0 ± 14.1** | 20.0 [n=1] | **60.0 ± 28.3** | **+25.0** | 2 |",
+        "| MinEnt | measured | 65.0 ± 7.1 | **45.0 ± 7.1** | 55.0 ± 7.1 | +20.0 | 2 |",
+        "| Oracle | measured, target labels | 90.0 | 70.0 | 80.0 | +45.0 | 1 |",
+        "| AdvEnt (released checkpoint) | released checkpoint | 99.0 | 99.0 | 99.0 | - | 1 |",
+        "| MinEnt (paper) | paper [1] | 84.4 | 78.5 | 42.3 | - | - |",
+        ""]
+    assert "released" not in out[1]                                       # no oracle gap for a released model
+    text = build_report(load_records(results), "text", suites_dir=suites)
+    lines = text.splitlines()
+    assert lines[7].startswith("-----") and lines[8].startswith("AdvEnt (released checkpoint)")   # rules between
+    assert lines[9].startswith("-----") and lines[10].startswith("MinEnt (paper)")               # the kinds
+
+
+def test_references_yaml_gives_published_rows_and_the_suite_order_without_a_suites_dir(tmp_path):
+    """``run_suite`` writes results/<suite>/references.yaml; a renamed suite (--set name=...) keeps its papers."""
+    from udabench.config import load_suite
+    from udabench.engine.runner import write_references
+
+    suite_yaml = SUITE_YAML.replace("${NOT_SET_ANYWHERE}", "/data")
+    (tmp_path / "toy.yaml").write_text(suite_yaml + "methods: {source_only: {}, minent: {}, advent: {}}\n")
+    suite = load_suite(tmp_path / "toy.yaml", ["name=toy_renamed"])
+    results = tmp_path / "results"
+    write_references(suite, results)
+    for method, label, ious in (("advent", "AdvEnt", [50.0, 30.0]), ("minent", "MinEnt", [60.0, 40.0]),
+                                ("oracle", "Oracle", [90.0, 70.0]), ("source_only", "Source-only", [40.0, 20.0])):
+        write_run(results, method, label, 0, [(10, ious)], suite="toy_renamed")
+    out = build_report(load_records(results), "text", suites_dir=tmp_path / "nowhere")
+    labels = [line.split("  ")[0] for line in out.splitlines()[3:9]]
+    assert labels == ["Source-only", "MinEnt", "AdvEnt", "Oracle", "-" * 14, "MinEnt (paper)"]   # the suite's order
+    assert "Published rows not shown" not in out and "[1] Doe et al., Table 1, 'MinEnt'" in out
