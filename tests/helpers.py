@@ -203,6 +203,23 @@ def write_run(results, method, label, seed, rows, done=True, suite="toy", classe
     return run.path
 
 
+def write_ensemble(results, name, members: list[Path], seed, ious, suite="toy", classes=CLASSES) -> Path:
+    """An ensemble's run directory as ``engine/ensemble.py`` writes it: its identity names its member runs."""
+    member_runs = [RunDir.open(m) for m in members]
+    config = crafted_suite(suite)
+    identity = identity_of(config, seed, ensemble=name, members=[m.id for m in member_runs],
+                           member_methods=[m.run["method"] for m in member_runs])
+    run = RunDir(results, suite, "ensemble-" + name.lower(), identity)
+    run.prepare({})
+    iou = dict(zip(classes, ious))
+    scores = {"miou": _nanmean(ious), "class_sets": {config.classes: {"iou": iou, "miou": _nanmean(ious)}}}
+    run.append_row(metrics_row(config, method="ensemble-" + name.lower(), method_label=name, role="uda", seed=seed,
+                               run_id=run.id, step=10, scores=scores, hparams={m.run["method"]: m.run["hparams"]
+                                                                                for m in member_runs}))
+    run.mark_done()
+    return run.path
+
+
 def _nanmean(values):
     known = [v for v in values if v is not None]
     return sum(known) / len(known)

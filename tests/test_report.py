@@ -2,7 +2,7 @@
 configuration, roles and kinds as data (tests/helpers.py writes the runs as udabench does)."""
 
 import pytest
-from helpers import write_run
+from helpers import write_ensemble, write_run
 
 from udabench.analysis.records import load_records
 from udabench.analysis.render import render
@@ -454,3 +454,17 @@ def test_references_yaml_gives_published_rows_and_the_suite_order_without_a_suit
     labels = [line.split("  ")[0] for line in out.splitlines()[3:9]]
     assert labels == ["Source-only", "MinEnt", "AdvEnt", "Oracle", "-" * 14, "MinEnt (paper)"]   # the suite's order
     assert "Published rows not shown" not in out and "[1] Doe et al., Table 1, 'MinEnt'" in out
+
+
+def test_an_ensemble_is_one_row_over_seeds_and_apart_when_its_members_settings_differ(tmp_path):
+    """Its identity names member runs (one per seed): their settings, not their ids, make the row."""
+    members = {}
+    for seed, weight in ((0, 1.0), (1, 1.0), (2, 4.0)):
+        members[seed] = [write_run(tmp_path, "source_only", "Source-only", seed, [(10, [40.0, 20.0])]),
+                         write_run(tmp_path, "minent", "MinEnt", seed, [(10, [50.0, 30.0])],
+                                   hparams={"lambda_ent": weight})]
+        write_ensemble(tmp_path, "SO+MinEnt", members[seed], seed, [44.0 + seed, 24.0])
+    table = per_class_table(select_last(load_records(tmp_path)), "cityscapes19")
+    assert rows_of(table)["SO+MinEnt (lambda_ent=1.0)"] == (34.25, 2)     # seeds 0 and 1: (34 + 34.5) / 2
+    assert rows_of(table)["SO+MinEnt (lambda_ent=4.0)"] == (35.0, 1)
+    assert table.loc["SO+MinEnt (lambda_ent=1.0)", "gain"] == 4.25        # against the one Source-only row

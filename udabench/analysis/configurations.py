@@ -88,9 +88,11 @@ def _labels(configs: pd.DataFrame, settings: dict[str, Configuration]) -> dict[s
     for kind, same_kind in configs.groupby("kind"):
         of = {r.config: settings[r.run_dir] for r in same_kind.itertuples()}
         suite_fields = _differing([s.suite for s in of.values()])
-        names = _short_names({k for s in of.values() for k in [*s.suite, *s.own]})
+        suite_keys = {k for s in of.values() for k in s.suite}
         for _, same_method in same_kind.groupby("method"):
-            own_fields = _differing([of[c].own for c in same_method["config"]])
+            own = [of[c].own for c in same_method["config"]]
+            own_fields = _differing(own)
+            names = _short_names(suite_keys | {k for o in own for k in o})   # unique among what its row shows
             for r in same_method.itertuples():
                 values = {**of[r.config].suite, **of[r.config].own}
                 qualifiers = ["released checkpoint"] * (kind == "released")

@@ -39,7 +39,7 @@ def load_records(results: str | Path, suite: str | None = None) -> pd.DataFrame:
     for run in RunDir.under(results, suite):
         if run.status != "done":
             continue
-        found = usable_rows(run)
+        found = _usable_rows(run)
         if not found:
             continue
         settings[str(run.path)] = configuration(run, found[0]["kind"])
@@ -55,7 +55,7 @@ def load_records(results: str | Path, suite: str | None = None) -> pd.DataFrame:
     return describe(records, settings, orders)
 
 
-def usable_rows(run: RunDir) -> list[dict]:
+def _usable_rows(run: RunDir) -> list[dict]:
     """The metrics rows of a finished run that a table can use; what is missing is named in a warning."""
     rows = run.rows()     # torn lines are skipped there, with a warning naming file and line
     if not rows:
