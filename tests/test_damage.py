@@ -91,12 +91,11 @@ def test_the_renamed_suite_keeps_its_published_rows(finished, capsys):
     assert "Oracle (paper)" in out and "SO+Oracle" in out
 
 
-def test_ensembles_and_viz_name_a_truncated_checkpoint(damaged, capsys):
+def test_ensembles_and_viz_name_a_truncated_checkpoint(damaged, warnings, capsys):
     base, checkpoint = damaged
     shutil.rmtree(next((base / "r" / "renamed").glob("ensemble-*")))     # to be scored again
     run_suite(load_suite(base / "suite.yaml", ["name=renamed"]), base / "r")
-    out = capsys.readouterr().out
-    assert "SO+Oracle seed 0: ensemble not scored" in out and str(checkpoint) in out
+    assert "SO+Oracle seed 0: ensemble not scored" in warnings.text and str(checkpoint) in warnings.text
     assert main(["report", "--results", str(base / "r"), "--table"]) == 0
     assert "SO+Oracle" not in capsys.readouterr().out
     assert main(["viz", str(checkpoint.parent.parent)]) == 2
