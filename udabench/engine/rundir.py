@@ -37,10 +37,7 @@ NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description")
 
 def suite_identity(suite: Suite) -> dict:
     """The part of a run's identity that its suite gives (everything that changes what a run computes)."""
-    base = {k: v for k, v in resolved_dict(suite).items() if k not in NOT_IDENTITY}
-    if suite.synthetic is not None:  # same knobs, new scenes: a finished run of older scenes must not count
-        base["synthetic_generator"] = GENERATOR_VERSION
-    return base
+    return {k: v for k, v in resolved_dict(suite).items() if k not in NOT_IDENTITY}
 
 
 def run_id(identity: dict) -> str:
@@ -105,8 +102,7 @@ class RunDir:
     seed = property(lambda self: self.identity["run"]["seed"])
 
     def suite(self) -> Suite:
-        fields = {k: v for k, v in self.identity["suite"].items() if k != "synthetic_generator"}   # identity only
-        return from_dict(Suite, fields, "", str(self.config))
+        return from_dict(Suite, self.identity["suite"], "", str(self.config))
 
     # -- paths and state ---------------------------------------------------------------------------
     suite_dir = property(lambda self: self.path.parent.parent)   # results/<suite>: its runs, _warmup/, REFERENCES
@@ -227,4 +223,6 @@ class RunDir:
 
 def identity_of(suite: Suite, seed: int, **run) -> dict:
     """A run identity: the suite's part and the run's own (method, hparams, ...; dataclasses as dicts)."""
+    if suite.synthetic is not None:  # same knobs, new scenes: a finished run of older scenes must not count
+        run["synthetic_generator"] = GENERATOR_VERSION
     return {"suite": suite_identity(suite), "run": {**{k: to_dict(v) for k, v in run.items()}, "seed": seed}}
