@@ -20,6 +20,7 @@ from ..data import get_dataset, suite_datasets
 from ..data.synthetic import GENERATOR_VERSION
 from ..errors import CheckpointError, ConfigError, UdabenchError
 from ..models import build_model
+from ..preflight import preflight
 from ..registry import get_method
 from ..schema import from_dict, to_dict
 from .distributed import init_distributed
@@ -78,10 +79,12 @@ def build_data(suite: Suite, needs_target: bool = True) -> SuiteData:
 
 
 def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] | None = None,
-              seeds: list[int] | None = None, methods_dirs=(), debug: bool = False) -> list[Outcome]:
+              seeds: list[int] | None = None, methods_dirs=(), debug: bool = False,
+              check_data: str = "sample") -> list[Outcome]:
     specs = plan_runs(suite, results, methods, seeds, methods_dirs)
     for members in suite.ensembles.values():
         plan_runs(suite, results, members, [], methods_dirs)  # unknown member methods fail now, not later
+    preflight(suite, results, specs, check_data)  # results folder, device, data: before anything is built
     build_model(suite.model, get_class_set(suite.classes).num_classes)  # bad model settings or weights fail now
     device = resolve_device(suite.train.device)
     dist = init_distributed(device.type)
