@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     except UdabenchError as exc:
         if args.debug:
             raise
-        print("udabench: error: " + "\n".join(textwrap.wrap(str(exc), 100)), file=sys.stderr)
+        print("udabench: error: " + "\n".join(textwrap.wrap(str(exc), 100, break_long_words=False,
+                                                            break_on_hyphens=False)), file=sys.stderr)  # paths whole
         return 2
     except KeyboardInterrupt:
         print("udabench: interrupted; finished runs and the last checkpoints are kept.", file=sys.stderr)
@@ -188,13 +189,13 @@ def cmd_report(args) -> int:
 
 def cmd_list(args) -> int:
     if args.what == "methods":
-        from .registry import BROKEN, discover
+        from .registry import available
 
-        methods = discover(args.methods_dir)
-        width = max(map(len, methods), default=10)
-        for name, cls in sorted(methods.items()):
+        found = available(args.methods_dir)
+        width = max(map(len, found.methods), default=10)
+        for name, cls in sorted(found.methods.items()):
             print(f"{name:<{width}}  {cls.paper}\n{'':<{width}}  {cls.description}")
-        for file, error in BROKEN.items():
+        for file, error in found.broken.items():
             print(f"{file.stem:<{width}}  BROKEN plugin {file}: {error}")
     elif args.what == "suites":
         import yaml

@@ -18,18 +18,30 @@ import yaml
 from .classes import CLASS_SETS
 from .data.synthetic import DomainStyle, SyntheticConfig
 from .errors import ConfigError
-from .schema import NOT_EMPTY, above, at_least, below, between, closest, constrain, each, from_dict, matches, \
-    setting, show, to_dict
+from .schema import (
+    FOLDER_NAME,
+    FOLDER_NAME_RULE,
+    NOT_EMPTY,
+    above,
+    at_least,
+    below,
+    between,
+    closest,
+    constrain,
+    each,
+    from_dict,
+    matches,
+    setting,
+    show,
+    to_dict,
+)
 
 # Seeds seed numpy (< 2**32) and torch, and the trainer derives more from them (seed + 7919, seed * 1000 +
 # stream); up to 2**31 - 1 every derived seed stays valid.
 SEED_MAX = 2**31 - 1
 SEED = between(0, SEED_MAX)
 MIN_SIZE = 8   # the network's output stride: a smaller input has no output cell
-# A suite name is a folder under --results: one plain path component, never a way out of it.
-NAME = matches(r"(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}",
-               "a folder name: letters, digits, '_', '.' and '-', starting with a letter, digit or '_', without "
-               "'..' or '/', at most 100 characters",
+NAME = matches(FOLDER_NAME, f"a folder name: {FOLDER_NAME_RULE}",
                "The name, after ${VAR} expansion and --set name=..., becomes the suite's folder under --results.")
 DEVICE = matches(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N", "Set train.device to one of those.")
 

@@ -7,11 +7,13 @@ anything (docs/datasets.md, "Pre-flight"):
   be creatable (a probe file is written and removed; nothing is created otherwise). Free space below the
   checkpoints still to be written is a warning.
 - **device**: ``train.device`` must exist here (``cuda:N`` with N below the number of GPUs).
-- **data**: every dataset split of the suite (the items a run uses, i.e. the first ``limit``) is decoded
-  with ``udabench data check``'s code (``data/check.py``): by default ``SAMPLE`` files of each split spread
-  over it, with ``--check-data all`` every file, with ``none`` no file. Undecodable images or labels, label
-  ids the dataset does not define and (except GTA5's known frames) labels of another size than their
-  image are errors. The same id and size checks run on every label decoded in training (``Decoder``).
+- **data**: every dataset split of the suite is scanned (folders, image/label pairs, split lists) and
+  the items a run uses (the first ``limit``) are decoded with ``udabench data check``'s code
+  (``data/check.py``): by default ``SAMPLE`` samples of each split spread over it, with ``--check-data
+  all`` every one, with ``none`` none. Undecodable images or labels, label ids the dataset does not
+  define and (except GTA5's known frames) labels of another size than their image are errors, as are
+  unlabelled eval splits and an unlabelled target for the oracle. The id and size checks also run on
+  every label decoded in training (``Decoder``).
 """
 
 from __future__ import annotations
@@ -49,18 +51,21 @@ def preflight(suite: Suite, results: str | Path, specs, check_data: str = "sampl
             warnings.append(f"{folder}: {_gib(free)} free, but the {len(todo)} run(s) to train write checkpoints of "
                             f"about {_gib(needed)} in all (weights and optimizer state, plus one temporary copy); "
                             f"free some space or pass another --results.")
-    check_device(suite.train.device)
-    reports = [] if check_data == "none" else check_suite(
-        suite, workers=suite.data.num_workers if check_data == "all" else 0,
-        sample=SAMPLE if check_data == "sample" else None, suite_limits=True)
+    check_device(suite.train.device, suite.source_file)
+    reports = check_suite(suite, workers=suite.data.num_workers if check_data == "all" else 0,
+                          sample={"sample": SAMPLE, "all": None, "none": 0}[check_data], suite_limits=True)
     errors = [f"{r.dataset} {r.split}: {e}" for r in reports for e in r.errors]
+    supervised = sorted({s.method.name for s in specs if s.method.uses_target_labels})
+    errors += [f"{r.dataset} {r.split}: it is the suite's data.target and has no labels, but {', '.join(supervised)} "
+               f"trains on target labels; set oracle: false or leave it out of --methods."
+               for r in reports if supervised and "target" in r.roles and r.images and not r.labelled]
     if errors:
-        fix = ("" if check_data == "all" else " (a sample of each split was decoded; `udabench run --check-data all` "
-               "or `udabench data check SUITE` decodes every file)")
-        raise DataError("pre-flight, before any training: " + " ".join(errors) + f" Fix these files{fix}.")
+        more = ("" if check_data == "all" else " (Only a sample of each split was decoded: `udabench run --check-data "
+                "all` or `udabench data check SUITE` decodes every file.)")
+        raise DataError("pre-flight, before any training: " + " ".join(errors) + more)
     warnings += [f"{r.dataset} {r.split}: {w}" for r in reports for w in r.warnings]
     decoded, files = sum(r.decoded for r in reports), sum(r.images for r in reports)
-    data = f"{decoded} of {files} files in {len(reports)} split(s) decoded" if reports else "data not decoded"
+    data = f"{len(reports)} dataset split(s) scanned, {decoded} of {files} samples decoded"
     space = f"{_gib(free)} free" if free is not None else "every run done already"
     say(f"pre-flight: {data}, results folder {folder} ({space}), {time.perf_counter() - start:.1f} s")
     for warning in warnings:
@@ -98,15 +103,15 @@ def checkpoint_bytes(suite: Suite) -> int:
     return 2 * sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
-def check_device(name: str) -> None:
+def check_device(name: str, source: str) -> None:
     if not name.startswith("cuda"):
         return
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     index = int(name.partition(":")[2] or 0)
     if index >= count:
         have = f"{count} CUDA device(s) (cuda:0 to cuda:{count - 1})" if count else "no CUDA device"
-        raise ConfigError(f"train.device is {name!r} but this machine has {have}. Use train.device=auto, cpu"
-                          f"{' or cuda:0' if count else ''} (--set train.device=...).")
+        raise ConfigError(f"{source}: train.device is {name!r} but this machine has {have}. Use train.device=auto, "
+                          f"cpu{' or cuda:0' if count else ''} (--set train.device=...).")
 
 
 def say(text: str) -> None:

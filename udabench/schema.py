@@ -23,6 +23,10 @@ from typing import Any, Literal, Union
 from .errors import ConfigError
 
 RULES = "rules"   # field metadata key: the field's tuple of Rule
+# A name that becomes one folder (suites under --results, methods under a suite): never a way out of it.
+FOLDER_NAME = r"(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}"
+FOLDER_NAME_RULE = ("letters, digits, '_', '.' and '-', starting with a letter, digit or '_', without '..' or '/', "
+                    "at most 100 characters")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,8 @@ from .base import DECODE_ERRORS, Sample, id_ranges
 from .layout import DatasetKind, many
 from .parallel import map_files
 
+SCORED = ("eval", "source_val")   # suite roles whose labels score the model
+
 
 @dataclass
 class Finding:
@@ -46,6 +48,7 @@ class Report:
     resized_labels: int = 0
     decoded: int = 0                     # files decoded (all of the split, or the first N / a sample)
     stray_ids: dict[int, list[str]] = field(default_factory=dict)
+    roles: list[str] = field(default_factory=list)   # what the suite uses it as: source, target, eval, source_val
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -74,14 +77,14 @@ def inspect(read_label, sample: Sample) -> Finding:
 def check_dataset(name: str, kind: DatasetKind, root: Path, split: str, workers: int = 0,
                   limit: int | None = None, sample: int | None = None, official: bool = True) -> Report:
     """Scan, then decode every sample of one dataset split: the first ``limit`` only, if given, and of
-    those only ``sample`` spread evenly (first and last included), if given. ``official``: compare the
-    image count with the official split size."""
+    those only ``sample`` spread evenly (first and last included; 0: none), if given. ``official``: compare
+    the image count with the official split size."""
     report = Report(name, split, str(root), expected=kind.expected.get(split) if official else None)
     scan = kind.scan(root, split)
     report.errors += scan.problems
     report.images, report.labelled = scan.images, sum(s.label is not None for s in scan.samples)
     samples = scan.samples[:limit] if limit else scan.samples
-    if sample and len(samples) > sample:
+    if sample is not None and len(samples) > sample:
         samples = [samples[i] for i in np.unique(np.linspace(0, len(samples) - 1, sample).round().astype(int))]
     findings = map_files(partial(inspect, kind.read_label), samples, workers, f"{kind.title} {split}")
     report.decoded = len(samples)
@@ -126,24 +129,26 @@ def summarise(report: Report, kind: DatasetKind, samples: list[Sample], findings
 
 def check_suite(suite, workers: int = 0, limit: int | None = None, sample: int | None = None,
                 suite_limits: bool = False) -> list[Report]:
-    """One report per distinct dataset split of the suite (see ``check_dataset``); ``suite_limits``: check only
-    the items a run uses (each entry's ``limit``) instead of ``limit``."""
-    reports, seen = [], set()
-    for _, ds, _ in suite_datasets(suite):
+    """One report per distinct dataset split of the suite (see ``check_dataset``), with the roles it plays;
+    ``suite_limits``: check only the items a run uses (each entry's ``limit``) instead of ``limit``."""
+    reports: dict[tuple, Report] = {}
+    for role, ds, _ in suite_datasets(suite):
         first = (ds.limit if suite_limits else None) or limit
         key = (ds.dataset, ds.root, ds.split, first)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            kind, root = resolve(ds.dataset, ds.root, suite.synthetic)
-        except DataError as exc:
-            reports.append(Report(ds.dataset, ds.split, ds.root or "-", errors=[str(exc)]))
-            continue
-        # generated data have no official size to compare with
-        reports.append(check_dataset(ds.dataset, kind, root, ds.split, workers, first, sample,
-                                     official=ds.dataset not in SYNTHETIC))
-    return reports
+        if key not in reports:
+            try:
+                kind, root = resolve(ds.dataset, ds.root, suite.synthetic)
+            except DataError as exc:
+                reports[key] = Report(ds.dataset, ds.split, ds.root or "-", errors=[str(exc)])
+            else:   # generated data have no official size to compare with
+                reports[key] = check_dataset(ds.dataset, kind, root, ds.split, workers, first, sample,
+                                             official=ds.dataset not in SYNTHETIC)
+        report = reports[key]
+        report.roles.append(role)
+        if role in SCORED and report.images and not report.labelled:
+            report.errors.append(f"it is the suite's data.{role}, which is scored against labels, but this split "
+                                 f"has none; use a labelled split (e.g. Cityscapes val, NTHU test).")
+    return list(reports.values())
 
 
 def summary_table(reports: list[Report]) -> pd.DataFrame:

@@ -47,9 +47,11 @@ class DatasetKind:
         if scan.problems:
             raise DataError(f"{description}: " + " ".join(scan.problems)
                             + " Run `udabench data check SUITE` for a full report.")
-        decoder = Decoder(self.lut(class_set), tuple(size) if size else None, resize_label, self.read_label,
-                          known_ids_table(self.label_ids), self.resize_mismatched)
-        return SegmentationDataset(scan.samples, decoder, description)
+        return SegmentationDataset(scan.samples, self.decoder(class_set, size, resize_label), description)
+
+    def decoder(self, class_set: ClassSet, size=None, resize_label: bool = True) -> Decoder:
+        return Decoder(self.lut(class_set), tuple(size) if size else None, resize_label, self.read_label,
+                       known_ids_table(self.label_ids), self.resize_mismatched)
 
 
 def expect_folders(root: Path, folders: Mapping[str, str]) -> list[str]:

@@ -18,7 +18,7 @@ from ..classes import get_class_set
 from ..config import Suite, resolved_dict
 from ..data import get_dataset, suite_datasets
 from ..data.synthetic import GENERATOR_VERSION
-from ..errors import CheckpointError, ConfigError, UdabenchError
+from ..errors import CheckpointError, ConfigError, PluginError, UdabenchError
 from ..models import build_model
 from ..preflight import preflight
 from ..registry import get_method
@@ -104,7 +104,7 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
             say(f"{label}: resuming from {spec.rundir.checkpoint}")
         try:
             rows = Trainer(spec, data, device, dist).run()
-        except CheckpointError:
+        except (CheckpointError, PluginError):
             raise  # bad input: stop with exit code 2; finished runs and this run's files stay as they are
         except KeyboardInterrupt:
             say(f"{label}: interrupted. Finished runs are kept; run the same command again to resume "

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from ..classes import get_class_set
 from ..config import Suite
 from ..errors import CheckpointError, UdabenchError
-from ..method import Method
+from ..method import Method, check_logs
 from ..models import build_model
 from .context import MethodContext
 from .distributed import DistInfo
@@ -100,6 +100,7 @@ class Trainer:
                 if target is not None and not spec.method.uses_target_labels:
                     target.pop("label", None)  # unsupervised: target labels never reach a method
                 logs = method.train_step(source, target, step)
+            logs = check_logs(logs, spec.method, step)
             self._check_finite(logs, step)
             ctx.finish_step()
             step_times.append(time.perf_counter() - t0)
