@@ -227,8 +227,9 @@ def parse_yaml(text: str, source: str, fix: str = "Fix the syntax at the line sh
             fix = ("udabench reads YAML with a safe loader: tags that build Python objects (!!python/...) or "
                    "other custom tags are refused; write plain values (numbers, strings, lists, mappings).")
         raise ConfigError(f"{source}{where}: not valid YAML: {problem}. {fix}") from None
-    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:
-        # e.g. a date like 2024-13-01 or an integer too long to convert: raised by the constructors
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        # raised by PyYAML's constructors for a date like 2024-13-01, `!!int x`, an integer of over 4300
+        # digits, or by its parser for thousands of nested brackets
         raise ConfigError(f"{source}: not valid YAML: {type(exc).__name__}: {exc}. {fix}") from None
 
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import struct
 import typing
+import zlib
 
 import numpy as np
 import pytest
 import yaml
 from conftest import tiny_suite_dict
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -61,6 +63,10 @@ def loads_or_refuses(path, overrides=()):
 
 @SETTINGS
 @given(text=st.text(max_size=300))
+@example(text="name: 2024-13-45")                  # PyYAML's constructors raise ValueError for these
+@example(text="name: !!int x")
+@example(text="seeds: [" + "9" * 5000 + "]")
+@example(text="[" * 5000)                          # and its parser a RecursionError
 def test_any_text_as_a_suite_file(folder, text):
     path = folder / "text.yaml"
     path.write_text(text)
@@ -143,8 +149,17 @@ def label_files():
     return image_file() | damaged | st.binary(max_size=300)
 
 
+def png_header(width: int, height: int) -> bytes:
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IEND", b""))
+
+
 @SETTINGS
 @given(data=label_files())
+@example(data=png_header(30000, 30000))   # a corrupt header claiming 900 Mpx: PIL's DecompressionBombError
 def test_label_readers_return_ids_or_a_data_error(folder, data):
     path = folder / "label.png"
     path.write_bytes(data)

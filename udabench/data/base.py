@@ -26,8 +26,9 @@ class Sample:
     label: Path | None        # None for unlabelled splits (e.g. NTHU train)
 
 
-# What PIL raises for a file that is not a readable image (truncated, corrupt, not an image at all).
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+# What PIL raises for a file that is not a readable image: OSError (truncated, not an image), SyntaxError
+# (``verify`` of a PNG with a bad checksum), DecompressionBombError (a corrupt header claiming a huge size).
+DECODE_ERRORS = (OSError, SyntaxError, Image.DecompressionBombError)
 
 
 def read_label_ids(path: Path) -> np.ndarray:
