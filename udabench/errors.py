@@ -1,4 +1,5 @@
-"""The one exception type the CLI turns into a clean message (exit code 2, no traceback)."""
+"""The exception types of udabench. ``UdabenchError`` and its subclasses are what the CLI turns into a clean
+message (exit code 2, no traceback); ``NonFiniteLoss`` fails one run, not the suite."""
 
 
 class UdabenchError(Exception):
@@ -20,3 +21,7 @@ class CheckpointError(UdabenchError):
 class PluginError(UdabenchError):
     """A method plugin that breaks the plugin contract (docs/adding-a-method.md); the message names its file.
     Met inside a run (e.g. what ``train_step`` returns), it stops the suite like a ``CheckpointError``."""
+
+
+class NonFiniteLoss(UdabenchError):
+    """A method logged a NaN or infinite loss: the update is not applied and the run is marked failed."""

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import torch
 
-from .classes import get_class_set
 from .config import Suite
 from .data.check import check_suite
 from .errors import ConfigError, DataError
@@ -98,8 +97,7 @@ def checkpoint_bytes(suite: Suite) -> int:
     from .models import build_model
 
     with torch.device("meta"):
-        model = build_model(dataclasses.replace(suite.model, pretrained="none"),
-                            get_class_set(suite.classes).num_classes)
+        model = build_model(dataclasses.replace(suite.model, pretrained="none"), suite.class_set.num_classes)
     return 2 * sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,13 +28,6 @@ class Evaluation:
     per_image: np.ndarray | None         # n_images×C×C int64 on the main rank (None elsewhere)
     names: list[str]
     entropy: float                       # mean normalised prediction entropy (label-free)
-
-    def save(self, path: Path) -> None:
-        """Per-image matrices for paired bootstrap comparisons over images (``udabench report --compare``)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez_compressed(tmp, cm=self.per_image, names=np.array(self.names))
-        tmp.replace(path)
 
 
 @torch.no_grad()
@@ -67,7 +59,7 @@ def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], loader, num_classe
 
 def scores(suite: Suite, cm: torch.Tensor, entropy: float) -> dict:
     """Per-class IoU and mIoU (in %) of every class set of the suite, from one confusion matrix."""
-    trained = get_class_set(suite.classes)
+    trained = suite.class_set
     iou = per_class_iou(cm).cpu()
     class_sets = {}
     for name in dict.fromkeys([suite.classes, *suite.eval_class_sets]):
@@ -77,24 +69,6 @@ def scores(suite: Suite, cm: torch.Tensor, entropy: float) -> dict:
                             "miou": _pct(mean_iou(cm, idx))}
     return {"miou": class_sets[suite.classes]["miou"], "class_sets": class_sets,
             "confusion": cm.cpu().tolist(), "target_entropy": entropy}
-
-
-def protocol(suite: Suite, seed: int) -> dict:
-    m, d, t = suite.model, suite.data, suite.train
-    return {
-        "backbone": m.backbone, "pretrained": m.pretrained, "aspp_dilations": list(m.aspp_dilations),
-        "bn_mode": m.bn_mode, "multi_level": m.multi_level,
-        "source": f"{d.source.dataset}/{d.source.split}", "target": f"{d.target.dataset}/{d.target.split}",
-        "eval": f"{d.eval.dataset}/{d.eval.split}",
-        "source_size": _size(d.source.size), "target_size": _size(d.target.size), "eval_input_size": _size(d.eval.size),
-        "eval_label_size": "native", "inference": "single-scale, no flip, bilinear up-sampling of logits",
-        "classes": suite.classes, "iterations": t.iterations, "source_warmup": t.source_warmup,
-        "batch_size": t.batch_size, "amp": t.amp, "seed": seed,
-    }
-
-
-def _size(size) -> str:
-    return f"{size[0]}x{size[1]}" if size else "native"
 
 
 def _pct(value) -> float | None:

@@ -1,0 +1,46 @@
+"""The metrics row: one self-describing JSON object per evaluation, the only thing reports read.
+
+Every writer (the trainer, ensembles, scored released checkpoints, tests) builds its rows here, so a new
+field is added once. A row says what it scores (suite, method, role, kind, seed, run id, step), the scores
+of every class set from one confusion matrix, and the protocol that produced them.
+
+``role`` says what a method is for in a table: ``lower_bound`` (Source-only), ``upper_bound`` (Oracle),
+``control`` (e.g. target-BN) or ``uda``. ``kind`` says where the numbers come from: ``measured`` (trained
+here), ``released`` (a paper's released checkpoint scored here); published rows are ``paper`` (tables only).
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..config import Suite
+
+KINDS = ("measured", "released", "paper")
+
+
+def metrics_row(suite: Suite, *, method: str, method_label: str, role: str, seed: int, run_id: str, step: int,
+                scores: dict, hparams: dict, kind: str = "measured", **extra) -> dict:
+    """The row of one evaluation; ``scores`` as ``evaluate.scores`` returns them, ``extra`` adds fields."""
+    return {"suite": suite.name, "method": method, "method_label": method_label, "role": role, "kind": kind,
+            "seed": seed, "run_id": run_id, "step": step, "iterations": suite.train.iterations, **scores,
+            **extra, "hparams": hparams, "protocol": protocol(suite, seed),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def protocol(suite: Suite, seed: int) -> dict:
+    """Every suite choice that changes the numbers of a row (docs/protocol.md)."""
+    m, d, t = suite.model, suite.data, suite.train
+    return {
+        "backbone": m.backbone, "pretrained": m.pretrained, "aspp_dilations": list(m.aspp_dilations),
+        "bn_mode": m.bn_mode, "multi_level": m.multi_level,
+        "source": f"{d.source.dataset}/{d.source.split}", "target": f"{d.target.dataset}/{d.target.split}",
+        "eval": f"{d.eval.dataset}/{d.eval.split}",
+        "source_size": _size(d.source.size), "target_size": _size(d.target.size), "eval_input_size": _size(d.eval.size),
+        "eval_label_size": "native", "inference": "single-scale, no flip, bilinear up-sampling of logits",
+        "classes": suite.classes, "iterations": t.iterations, "source_warmup": t.source_warmup,
+        "batch_size": t.batch_size, "amp": t.amp, "seed": seed,
+    }
+
+
+def _size(size) -> str:
+    return f"{size[0]}x{size[1]}" if size else "native"
