@@ -162,7 +162,8 @@ def cmd_run(args) -> int:
     from .engine.runner import run_suite
 
     suite = load_suite(args.suite, args.overrides, quick=args.quick)
-    outcomes = run_suite(suite, args.results, args.methods, args.seeds, args.methods_dir, args.debug, args.check_data)
+    outcomes = run_suite(suite, args.results, args.methods, args.seeds, args.methods_dir, args.debug,
+                         args.check_data)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports for all
     failed = [o for o in outcomes if o.status == "failed"]

@@ -80,7 +80,8 @@ def test_source_label_ids_outside_the_dataset_ids(bad, gta5):
     ids = read_label_ids(label).copy()
     ids[0, 0] = 200
     palette_png(ids).save(label)
-    bad("run", bad.suite(lambda s: s["data"]["source"].update(root=str(gta5))), named=("gta5 all", "id 200", str(label)))
+    suite = bad.suite(lambda s: s["data"]["source"].update(root=str(gta5)))
+    bad("run", suite, named=("gta5 all", "id 200", str(label)))
 
 
 def test_cityscapes_label_of_another_size_is_an_error(bad, cityscapes):
