@@ -18,9 +18,10 @@ from tqdm import tqdm
 
 from ..config import Suite
 from ..data import get_dataset, suite_datasets
-from ..errors import CheckpointError, ConfigError, UdabenchError
+from ..errors import CheckpointError, ConfigError, PluginError, UdabenchError
 from ..io import atomic_write_text
 from ..models import build_model
+from ..preflight import preflight
 from ..registry import get_method
 from ..schema import from_dict, to_dict
 from .distributed import init_distributed
@@ -75,11 +76,13 @@ def build_data(suite: Suite, needs_target: bool = True) -> SuiteData:
 
 
 def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] | None = None,
-              seeds: list[int] | None = None, methods_dirs=(), debug: bool = False) -> list[Outcome]:
+              seeds: list[int] | None = None, methods_dirs=(), debug: bool = False,
+              check_data: str = "sample") -> list[Outcome]:
     specs = plan_runs(suite, results, methods, seeds, methods_dirs)
     for members in suite.ensembles.values():
         for member in members:
             get_method(member, methods_dirs)  # unknown member methods fail now, not later
+    preflight(suite, results, specs, check_data)  # results folder, device, data: before anything is built
     build_model(suite.model, suite.class_set.num_classes)  # bad model settings or weights fail now
     device = resolve_device(suite.train.device)
     dist = init_distributed(device.type)
@@ -101,7 +104,7 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
             say(f"{label}: resuming from {spec.rundir.checkpoint}")
         try:
             rows = Trainer(spec, data, device, dist).run()
-        except CheckpointError:
+        except (CheckpointError, PluginError):
             raise  # bad input: stop with exit code 2; finished runs and this run's files stay as they are
         except KeyboardInterrupt:
             say(f"{label}: interrupted. Finished runs are kept; run the same command again to resume "
