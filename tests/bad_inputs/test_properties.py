@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 import pytest
 import yaml
-from conftest import tiny_suite_dict
+from helpers import tiny_suite_dict
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
