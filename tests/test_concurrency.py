@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import subprocess_env
 
 from udabench.config import load_suite
 from udabench.engine import checkpoint
@@ -23,10 +24,7 @@ def strip(rundir):
 
 @pytest.mark.slow
 def test_three_processes_share_the_embedded_suite_and_match_a_serial_run(toy_cache, tmp_path, monkeypatch):
-    from conftest import subprocess_env
-
-    overrides = ["train.source_warmup=2"]     # --quick has 4 steps: 2 shared warm-up steps, 2 of each method's own
-    args = ["-m", "udabench", "run", TOY, "--quick", "--set", overrides[0], "--results", str(tmp_path / "shared")]
+    args = ["-m", "udabench", "run", TOY, "--quick", "--results", str(tmp_path / "shared")]   # 4 steps, 2 warm-up
     env = subprocess_env(UDABENCH_CACHE=str(toy_cache))
     procs = [subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for _ in range(3)]
@@ -34,7 +32,7 @@ def test_three_processes_share_the_embedded_suite_and_match_a_serial_run(toy_cac
     assert [proc.returncode for proc in procs] == [0, 0, 0], "\n".join(out[-2000:] for out in outs)
 
     monkeypatch.setenv("UDABENCH_CACHE", str(toy_cache))
-    suite = lambda: load_suite(TOY, overrides, quick=True)
+    suite = lambda: load_suite(TOY, quick=True)
     serial = run_suite(suite(), tmp_path / "serial")
     trained_by = {}
     for outcome in serial:
@@ -65,8 +63,6 @@ def test_three_processes_share_the_embedded_suite_and_match_a_serial_run(toy_cac
 
 @pytest.mark.slow
 def test_a_killed_runs_claim_is_taken_over_at_once_and_the_run_finished(write_suite, slow_plugin, tmp_path, capsys):
-    from conftest import subprocess_env
-
     path = str(write_suite(iterations=8, eval_every=4, checkpoint_every=2, log_every=1))
     cmd = [sys.executable, "-m", "udabench", "run", path, "--methods", "test_slow", "--methods-dir", str(slow_plugin),
            "--results", str(tmp_path / "r")]

@@ -9,6 +9,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from helpers import next_claim, subprocess_env
 
 from udabench.cli import main
 from udabench.config import load_suite
@@ -105,8 +106,6 @@ def test_a_child_does_not_launch_children(write_suite, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_local_launcher_runs_the_children_side_by_side(write_suite, tmp_path, monkeypatch, capsys):
-    from conftest import subprocess_env
-
     for key, value in subprocess_env().items():          # children compute as this process does
         monkeypatch.setenv(key, value)
     path = str(write_suite())
@@ -127,9 +126,6 @@ def test_submitit_requeues_a_preempted_run_which_then_resumes(write_suite, slow_
     """submitit's local executor: USR2 (SLURM's warning) -> ChildJob.checkpoint -> the child's SIGTERM path ->
     requeue -> the same job resumes the run from its checkpoint."""
     pytest.importorskip("submitit")
-    from conftest import subprocess_env
-    from test_preempt import next_claim
-
     from udabench.launch import plan_jobs
     from udabench.launch.slurm import submit
 

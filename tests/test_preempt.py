@@ -6,9 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from helpers import next_claim, subprocess_env
 
 from udabench.cli import main
 from udabench.engine import checkpoint
@@ -74,7 +74,6 @@ def test_sigint_stops_with_130_and_a_resume_under_another_world_size_is_refused(
 @pytest.mark.slow
 def test_sigterm_to_the_whole_job_with_loader_workers(write_suite, slow_plugin, tmp_path):
     """SLURM and torchrun signal every process of a job: DataLoader workers must leave the stop to the run."""
-    from conftest import subprocess_env
 
     path = str(write_suite(lambda s: s["data"].update(num_workers=1), iterations=12, eval_every=4,
                            checkpoint_every=100, log_every=1))
@@ -99,16 +98,3 @@ def test_sigterm_to_the_whole_job_with_loader_workers(write_suite, slow_plugin, 
                        for line in f.read_text().splitlines()]
     assert strip(resumed) == strip(straight) and len(strip(straight)) == 3
 
-
-def next_claim(results, ready, timeout=240):
-    """The claim file of the first run below ``results`` whose record satisfies ``ready``."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for claim in results.glob("*/*/*/claim.json"):
-            try:
-                if ready(json.loads(claim.read_text())):
-                    return claim
-            except (OSError, ValueError):
-                pass
-        time.sleep(0.1)
-    raise AssertionError(f"no claimed run below {results} became ready within {timeout} s")

@@ -55,12 +55,3 @@ def test_a_corrupt_warmup_snapshot_is_a_clear_error(write_suite, tmp_path):
     with pytest.raises(CheckpointError, match="Delete that file"):
         run_suite(load_suite(path), tmp_path / "res", methods=["minent"])
 
-
-def test_a_run_that_is_all_loaded_warmup_still_has_its_final_checkpoint(write_suite, tmp_path):
-    """--quick toy runs (4 steps, warm-up 100) load everything: ensembles and reports need their final model."""
-    path = write_suite(source_warmup=2, iterations=2)
-    first, loaded = run_suite(load_suite(path), tmp_path, methods=["source_only", "minent"])
-    assert "shared source warm-up loaded" in (loaded.spec.rundir.path / "log.txt").read_text()
-    final = checkpoint.segmenter_state(checkpoint.load(loaded.spec.rundir.checkpoint))
-    trained = checkpoint.segmenter_state(checkpoint.load(first.spec.rundir.checkpoint))
-    assert final.keys() == trained.keys() and all((final[k] == trained[k]).all() for k in final)

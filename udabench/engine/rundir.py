@@ -29,6 +29,8 @@ from . import checkpoint
 
 log = logging.getLogger("udabench")
 
+REFERENCES = "references.yaml"   # results/<suite>/references.yaml: the suite's published rows and method order
+
 # Suite fields that do not define a run: adding a method or a seed must not orphan finished runs.
 # A suite's launcher: block only says where runs execute, never what they compute.
 NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description", "launcher")
@@ -36,10 +38,7 @@ NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description", "launc
 
 def suite_identity(suite: Suite) -> dict:
     """The part of a run's identity that its suite gives (everything that changes what a run computes)."""
-    base = {k: v for k, v in resolved_dict(suite).items() if k not in NOT_IDENTITY}
-    if suite.synthetic is not None:  # same knobs, new scenes: a finished run of older scenes must not count
-        base["synthetic_generator"] = GENERATOR_VERSION
-    return base
+    return {k: v for k, v in resolved_dict(suite).items() if k not in NOT_IDENTITY}
 
 
 def run_id(identity: dict) -> str:
@@ -105,10 +104,10 @@ class RunDir:
     world_size = property(lambda self: self.identity["run"].get("world_size", 1))
 
     def suite(self) -> Suite:
-        fields = {k: v for k, v in self.identity["suite"].items() if k != "synthetic_generator"}   # identity only
-        return from_dict(Suite, fields, "", str(self.config))
+        return from_dict(Suite, self.identity["suite"], "", str(self.config))
 
     # -- paths and state ---------------------------------------------------------------------------
+    suite_dir = property(lambda self: self.path.parent.parent)   # results/<suite>: its runs, _warmup/, REFERENCES
     config = property(lambda self: self.path / "config.yaml")
     metrics = property(lambda self: self.path / "metrics.jsonl")
     checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
@@ -218,6 +217,11 @@ class RunDir:
         except Exception as exc:
             raise CheckpointError(f"cannot read the per-image matrices {path}: {exc}.") from None
 
+    def members(self) -> list["RunDir"]:
+        """The member runs of an ensemble (beside it in the suite folder); a missing one is a ``UdabenchError``."""
+        return [RunDir.open(self.suite_dir / method / run_id)
+                for method, run_id in zip(self.run["member_methods"], self.run["members"])]
+
     def final_model(self, device):
         """The segmentation model of this finished run, built from its suite, in eval mode."""
         from ..models import build_model
@@ -241,5 +245,8 @@ def identity_of(suite: Suite, seed: int, *, world_size: int = 1, **run) -> dict:
 
     ``world_size`` (processes per run, torchrun's) changes the effective batch, so it is part of the identity;
     only above 1, so single-process runs keep the ids they always had."""
-    own = {k: to_dict(v) for k, v in run.items()} | ({"world_size": world_size} if world_size > 1 else {})
-    return {"suite": suite_identity(suite), "run": {**own, "seed": seed}}
+    if suite.synthetic is not None:  # same knobs, new scenes: a finished run of older scenes must not count
+        run["synthetic_generator"] = GENERATOR_VERSION
+    if world_size > 1:
+        run["world_size"] = world_size
+    return {"suite": suite_identity(suite), "run": {**{k: to_dict(v) for k, v in run.items()}, "seed": seed}}

@@ -12,6 +12,7 @@ ones, and leaves until last the runs whose shared warm-up another process is com
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import traceback
@@ -20,21 +21,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
+from filelock import FileLock
 from tqdm import tqdm
 
 from ..config import Suite
 from ..data import get_dataset, suite_datasets
-from ..errors import CheckpointError, ConfigError, UdabenchError
+from ..errors import CheckpointError, ConfigError, PluginError, UdabenchError
+from ..io import atomic_write_text
 from ..models import build_model
+from ..preflight import preflight
 from ..registry import get_method
-from ..schema import from_dict
+from ..schema import from_dict, to_dict
 from .claim import HOST, Claim, ClaimLost, SharedFile, describe
 from .distributed import DistInfo, from_main, init_distributed, planned_world_size
-from .ensemble import ensemble_rundir, evaluate_ensemble
+from .ensemble import ensemble_rundir, evaluate_ensemble, slug
 from .environment import collect_env
 from .preempt import RunInterrupted, StopRequest, stop_on_signals
-from .rundir import RunDir, identity_of, run_id
+from .rundir import REFERENCES, RunDir, identity_of, run_id
 from .trainer import RunSpec, SuiteData, Trainer
+
+log = logging.getLogger("udabench")
 
 
 @dataclass
@@ -83,11 +90,13 @@ def build_data(suite: Suite, needs_target: bool = True) -> SuiteData:
 
 
 def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] | None = None,
-              seeds: list[int] | None = None, methods_dirs=(), debug: bool = False) -> list[Outcome]:
+              seeds: list[int] | None = None, methods_dirs=(), debug: bool = False,
+              check_data: str = "sample") -> list[Outcome]:
     specs = plan_runs(suite, results, methods, seeds, methods_dirs, planned_world_size())
     for members in suite.ensembles.values():
         for member in members:
             get_method(member, methods_dirs)  # unknown member methods fail now, not later
+    preflight(suite, results, specs, check_data)  # results folder, device, data: before anything is built
     build_model(suite.model, suite.class_set.num_classes)  # bad model settings or weights fail now
     device = resolve_device(suite.train.device)
     dist = init_distributed(device.type)
@@ -96,6 +105,8 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
         torch.cuda.set_device(device)
     data = build_data(suite, needs_target=any(s.method.uses_target for s in specs))
     say = tqdm.write if dist.is_main else (lambda _: None)
+    if dist.is_main:
+        write_references(suite, results, methods)
     outcomes = []
     with stop_on_signals() as stop:
         queue, deferred = deque(specs), set()
@@ -133,7 +144,7 @@ def run_one(spec: RunSpec, data: SuiteData, device, dist: DistInfo, stop: StopRe
         return Outcome(spec, verdict, note)
     try:
         rows = Trainer(spec, data, device, dist, claim, stop).run()
-    except CheckpointError:
+    except (CheckpointError, PluginError):
         raise  # bad input: stop with exit code 2; finished runs and this run's files stay as they are
     except RunInterrupted as exc:
         if dist.is_main:
@@ -180,6 +191,17 @@ def take(spec: RunSpec, claim: Claim) -> tuple[str, str]:
     return "run", "; ".join(notes)
 
 
+def write_references(suite: Suite, results, methods: list[str] | None = None) -> None:
+    """``results/<suite>/references.yaml``: the suite's published rows (validated with the suite) and its row
+    order (method names, then ensembles as their rows name them), so ``report`` needs the results folder only."""
+    order = [*dict.fromkeys([*suite.method_names(), *(methods or [])]), *map(slug, suite.ensembles)]
+    path = Path(results) / suite.name / REFERENCES
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path.with_name(path.name + ".lock")):   # concurrent processes of one suite write it alike
+        atomic_write_text(path, yaml.safe_dump({"methods": order, "references": to_dict(suite.references)},
+                                               sort_keys=False, allow_unicode=True))
+
+
 def run_ensembles(suite: Suite, results, seeds: list[int], methods_dirs, data: SuiteData, device, say,
                   world_size: int = 1) -> None:
     """Score every ensemble of the suite whose member runs are finished (evaluation only), once: each ensemble
@@ -200,7 +222,7 @@ def run_ensembles(suite: Suite, results, seeds: list[int], methods_dirs, data: S
                     continue
                 row = evaluate_ensemble(suite, name, specs, rundir, data.eval, device, collect_env(device, world_size))
             except UdabenchError as exc:
-                say(f"{name} seed {seed}: ensemble not scored: {exc}")
+                log.warning(f"{name} seed {seed}: ensemble not scored: {exc}")
                 continue
             finally:
                 claim.release()

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ..config import Suite
 from ..errors import CheckpointError, NonFiniteLoss
-from ..method import Method
+from ..method import Method, check_logs
 from . import checkpoint
 from .build import build_run
 from .checkpoint import SEGMENTER
@@ -86,8 +86,6 @@ class Trainer:
         start = self._warm_up(start)
         domains = [d for d, used in (("source", spec.method.uses_source), ("target", spec.method.uses_target)) if used]
         self._train(start, self.cfg.iterations, self._method_step, domains)
-        if start == self.cfg.iterations:   # the whole schedule was the loaded warm-up: the final model's checkpoint
-            self._save(start)
         if self.dist.is_main:
             spec.rundir.mark_done()
         return spec.rundir.rows()
@@ -133,7 +131,7 @@ class Trainer:
         Concurrent processes share it through its claim (``SharedFile``): one computes it, the others wait for
         it (or compute it when that process goes away), and only the claim's holder writes it.
         """
-        steps = min(self.cfg.source_warmup, self.cfg.iterations) if self.spec.method.uses_source else 0
+        steps = self.cfg.source_warmup if self.spec.method.uses_source else 0
         if start > steps or not steps:
             return start
         shared = SharedFile(self.spec.warmup_snapshot) if self.spec.warmup_snapshot is not None else None
@@ -198,6 +196,7 @@ class Trainer:
             batches = {d: self._to_device(self.streams.batch(d, step)) for d in domains}
             lr = ctx.start_step(step)
             logs = step_fn(batches.get("source"), batches.get("target"), step)
+            logs = check_logs(logs, self.spec.method, step)
             self._check_finite(logs, step)
             ctx.finish_step()
             self.meter.add(logs, time.perf_counter() - t0)
