@@ -43,20 +43,24 @@ def test_one_holder_at_a_time_and_release_frees_it(tmp_path):
     assert not (tmp_path / "c.json").exists() and second.acquire() and not second.replaced
 
 
-def race(path, results):
+def race(path, results, finished):
     results.put(Claim(path, timeout=60).acquire())
-    time.sleep(1)   # hold it while the others try
+    finished.wait(120)   # the winner stays alive (its claim live) until every process has tried
 
 
 def test_of_many_racing_processes_exactly_one_wins(tmp_path):
     ctx = multiprocessing.get_context("fork")
-    results = ctx.Queue()
-    procs = [ctx.Process(target=race, args=(tmp_path / "c.json", results)) for _ in range(6)]
+    results, finished = ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=race, args=(tmp_path / "c.json", results, finished)) for _ in range(6)]
     for p in procs:
         p.start()
-    for p in procs:
-        p.join(30)
-    assert sorted(results.get(timeout=5) for _ in procs) == [False] * 5 + [True]
+    try:
+        outcomes = sorted(results.get(timeout=120) for _ in procs)
+    finally:
+        finished.set()
+        for p in procs:
+            p.join(30)
+    assert outcomes == [False] * 5 + [True]
 
 
 def test_a_live_foreign_claim_blocks_and_a_stale_one_is_taken_over(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 from .builtin import find_suite
 from .errors import UdabenchError
 from .launch import add_arguments as add_launch_arguments
+from .launch import positive_int
 
 FORMATS = ("text", "md", "csv", "latex")
 
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="as given to run (repeatable)")
     status.add_argument("--quick", action="store_true", help="as given to run")
-    status.add_argument("--gpus-per-run", type=int, metavar="G",
+    status.add_argument("--gpus-per-run", type=positive_int, metavar="G",
                         help="processes per run (torchrun's --nproc_per_node; default: the suite's "
                              "launcher.gpus_per_run, 1)")
     status.set_defaults(func=cmd_status)

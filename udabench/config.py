@@ -98,12 +98,13 @@ class TrainConfig:
 class LauncherConfig:
     """How `udabench run --launcher local|slurm|print` spreads the runs (docs/launching.md); the command line
     overrides each key. Never part of a run's identity: where a run executes does not change what it computes."""
-    gpus_per_run: int = 1                     # processes per run; > 1 starts each run with torchrun (one per GPU)
+    gpus_per_run: int = setting(1, at_least(1))   # processes per run; > 1: torchrun, one process per GPU
     partition: str = ""                       # SLURM partition ("" = the cluster's default)
-    time: str = "24:00:00"                    # SLURM time limit per job, "[D-]HH:MM:SS" or minutes (quote it in YAML)
-    cpus_per_run: int = 8
-    mem_gb: float = 0.0                       # 0 = the cluster's default
-    array_parallelism: int = 0                # at most this many array tasks at once (0 = no limit)
+    time: str = setting("24:00:00", matches(r"(\d+-)?\d+(:\d+){0,2}", "a SLURM time such as '24:00:00', "
+                        "'2-00:00:00' or '90' (minutes)", "Quote it in YAML: unquoted, 24:00:00 reads as a number"))
+    cpus_per_run: int = setting(8, at_least(1))
+    mem_gb: float = setting(0.0, at_least(0))  # 0 = the cluster's default
+    array_parallelism: int = setting(0, at_least(0))   # at most this many array tasks at once (0 = no limit)
     sbatch: dict[str, str] = field(default_factory=dict)   # more sbatch options, e.g. {account: x, qos: high}
 
 

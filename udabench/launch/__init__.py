@@ -21,10 +21,13 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..config import LauncherConfig, Suite
-from ..engine.rundir import RunDir
 from ..errors import ConfigError
+
+if TYPE_CHECKING:   # the command line builds its parser from this module: no torch, no datasets at import
+    from ..config import LauncherConfig, Suite
+    from ..engine.rundir import RunDir
 
 LAUNCHERS = ("local", "slurm", "print")
 LAUNCHED_ENV = "UDABENCH_LAUNCHED"    # set in every child: a child never launches children of its own
@@ -57,16 +60,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gpus", type=_int_list, metavar="IDS",
                        help="local: the GPUs to use, e.g. 0,1,2,3, one run per --gpus-per-run of them "
                             "(default: every visible GPU)")
-    group.add_argument("--jobs", type=_positive, metavar="N", help="local without GPUs: N runs at once (default: 1)")
-    group.add_argument("--gpus-per-run", type=_positive, metavar="G",
+    group.add_argument("--jobs", type=positive_int, metavar="N", help="local without GPUs: N runs at once (default: 1)")
+    group.add_argument("--gpus-per-run", type=positive_int, metavar="G",
                        help="processes (GPUs) per run, started with torchrun; part of the run's identity "
                             "(default: the suite's launcher.gpus_per_run, 1)")
     group.add_argument("--partition", help="slurm: partition (default: launcher.partition, else the cluster's)")
     group.add_argument("--time", metavar="[D-]HH:MM:SS", help="slurm: time limit per job; a run that needs longer "
                        "is checkpointed and requeued (default: launcher.time, 24:00:00)")
-    group.add_argument("--cpus-per-run", type=_positive, metavar="N", help="slurm: CPUs per run (default: 8)")
+    group.add_argument("--cpus-per-run", type=positive_int, metavar="N", help="slurm: CPUs per run (default: 8)")
     group.add_argument("--mem-gb", type=float, metavar="GB", help="slurm: memory per run (default: the cluster's)")
-    group.add_argument("--array-parallelism", type=_positive, metavar="N",
+    group.add_argument("--array-parallelism", type=positive_int, metavar="N",
                        help="slurm: at most N runs of the array at once (default: no limit)")
     group.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
                        help="slurm: any further sbatch option, e.g. --sbatch account=proj (repeatable)")
@@ -106,6 +109,8 @@ def launch(suite: Suite, args, argv: list[str]) -> int:
 
 def launcher_settings(suite: Suite, args) -> LauncherConfig:
     """The suite's ``launcher:`` block with every launcher option given on the command line put over it."""
+    from ..config import LauncherConfig
+
     given = {field.name: getattr(args, field.name) for field in dataclasses.fields(LauncherConfig)
              if field.name != "sbatch" and getattr(args, field.name, None) is not None}
     extra = dict(_key_value(item) for item in args.sbatch)
@@ -159,7 +164,7 @@ def _key_value(item: str) -> tuple[str, str]:
     return key, value
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
