@@ -27,8 +27,9 @@ class Sample:
 
 
 # What PIL raises for a file that is not a readable image: OSError (truncated, not an image), SyntaxError
-# (``verify`` of a PNG with a bad checksum), DecompressionBombError (a corrupt header claiming a huge size).
-DECODE_ERRORS = (OSError, SyntaxError, Image.DecompressionBombError)
+# (``verify`` of a PNG with a bad checksum), ValueError (a damaged header chunk, e.g. "Truncated IHDR chunk"),
+# EOFError (a stream that ends mid-frame), DecompressionBombError (a corrupt header claiming a huge size).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 def read_label_ids(path: Path) -> np.ndarray:
