@@ -4,7 +4,8 @@
 resolution: the format of the Cityscapes benchmark server and of cityscapesscripts' evaluation.
 ``overlays/<name>.png`` shows, left to right, the image, the prediction over it, the normalised
 prediction entropy (ADVENT Fig. 1 style) and the ground truth. ``scores.json`` holds the per-class
-IoU of the exported predictions, computed with the evaluation protocol of the run.
+IoU of the exported predictions, computed with the evaluation options of the run (flip, ``align_corners``)
+but always at the native label resolution, the benchmark server's, whatever ``eval.label_size``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..classes import CITYSCAPES_LABEL_IDS, ClassSet, get_class_set
-from ..config import DatasetConfig, Suite
+from ..config import DatasetConfig, EvalConfig, Suite
 from ..data import get_dataset
-from ..data.base import MEAN, STD
 from ..errors import UdabenchError
-from ..losses import entropy_map, upsample
+from ..losses import entropy_map
 from ..metrics import confusion_matrix
 from ..schema import from_dict
 
@@ -70,11 +70,11 @@ def native_split(suite: Suite, ds: DatasetConfig, limit: int | None = None):
 
 @torch.no_grad()
 def export_predictions(forward: Callable[[torch.Tensor], torch.Tensor], dataset, class_set: ClassSet, out: Path,
-                       device: torch.device, overlays: bool = True) -> torch.Tensor:
+                       device: torch.device, overlays: bool = True, options: EvalConfig = EvalConfig()) -> torch.Tensor:
     """Write one label-id PNG (and overlay) per item; return the confusion matrix of the predictions.
 
     ``forward`` maps a 1×3×h×w image to class scores; they are up-sampled bilinearly to the label
-    (native resolution), as in the evaluation protocol.
+    (native resolution), as in the evaluation protocol (``options``: flip, ``align_corners``).
     """
     to_label_id, colours = label_id_table(class_set), colour_table(class_set)
     (out / "labelIds").mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,7 @@ def export_predictions(forward: Callable[[torch.Tensor], torch.Tensor], dataset,
         item = dataset[i]
         label = item.get("label")
         size = label.shape if label is not None else item["image"].shape[-2:]
-        pred, entropy = predict(forward, item["image"], size, device)
+        pred, entropy = predict(forward, item["image"], size, device, options)
         Image.fromarray(to_label_id[pred.numpy()]).save(out / "labelIds" / f"{item['name']}.png")
         if label is not None:
             cm += confusion_matrix(pred, label, class_set.num_classes)
@@ -96,21 +96,24 @@ def export_predictions(forward: Callable[[torch.Tensor], torch.Tensor], dataset,
     return cm
 
 
-def predict(forward: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, size,
-            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(forward: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, size, device: torch.device,
+            options: EvalConfig = EvalConfig()) -> tuple[torch.Tensor, torch.Tensor]:
     """Prediction and normalised entropy (H×W, on the CPU) of one 3×h×w image; the class scores are
     up-sampled bilinearly to ``size`` first, as in the evaluation protocol."""
-    prob = upsample(forward(image[None].to(device)).float(), size).softmax(1)
+    from ..engine.evaluate import class_scores
+
+    scores, _ = class_scores(lambda x: forward(x).float(), image[None].to(device), size, options)
+    prob = scores if options.flip else scores.softmax(1)   # flip averaging already gives probabilities
     return prob.argmax(1)[0].cpu(), entropy_map(prob)[0].cpu()
 
 
 def overlay_panels(image: torch.Tensor, pred: np.ndarray, entropy: np.ndarray, label: np.ndarray | None,
                    colours: np.ndarray, alpha: float = 0.5) -> list[np.ndarray]:
-    """Image, prediction blended over it (``alpha`` = 1: plain class colours), entropy map, ground truth:
-    uint8 H×W×3 each, at the input size."""
+    """Image (a dataset item's float RGB 0-255), prediction blended over it (``alpha`` = 1: plain class
+    colours), entropy map, ground truth: uint8 H×W×3 each, at the input size."""
     from matplotlib import colormaps
 
-    rgb = np.clip(image.numpy().transpose(1, 2, 0) * STD + MEAN, 0, 255).astype(np.uint8)
+    rgb = np.clip(image.numpy().transpose(1, 2, 0), 0, 255).astype(np.uint8)
     size = (rgb.shape[1], rgb.shape[0])
     shrink = lambda ids: np.asarray(Image.fromarray(ids.astype(np.uint8)).resize(size, Image.NEAREST))
     heat = np.asarray(Image.fromarray(entropy.astype(np.float32)).resize(size, Image.BILINEAR))
@@ -130,7 +133,8 @@ def export_run(run: str | Path, device: torch.device, out: str | Path | None = N
     suite, model = load_run(run, device)
     dataset = native_split(suite, suite.data.eval, limit)
     out = Path(out) if out else Path(run) / "export"
-    cm = export_predictions(lambda x: model(x).main, dataset, get_class_set(suite.classes), out, device, overlays)
+    cm = export_predictions(lambda x: model(x).main, dataset, get_class_set(suite.classes), out, device, overlays,
+                            suite.eval)
     result = {k: v for k, v in scores(suite, cm, float("nan")).items() if k != "target_entropy"}
     (out / "scores.json").write_text(json.dumps(result, indent=1))
     return out

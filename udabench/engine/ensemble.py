@@ -4,23 +4,20 @@ ADVENT's "AdvEnt+MinEnt" (Table 1) is not joint training but two separately trai
 predictions are averaged (ADVENT issue #7). A suite declares ``ensembles: {"AdvEnt+MinEnt": [advent,
 minent]}``; for each seed whose member runs are finished, the final models' softmaxes are averaged
 with equal weights and scored with the usual protocol. The result is a run directory of its own
-(no training, no checkpoint), identified by a hash of its members' run ids.
+(no training, no checkpoint, written by ``evalrun.py``), identified by a hash of its members' run ids.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-import time
 from dataclasses import asdict
 
 import torch
-from torch.utils.data import DataLoader
 
-from ..classes import get_class_set
 from ..config import Suite
 from ..errors import UdabenchError
-from .evaluate import evaluate, protocol, scores
+from .evalrun import score_eval_split, write_evaluation_run
+from .evaluate import protocol
 from .rundir import RunDir, load_final_model
 from .trainer import RunSpec
 
@@ -37,28 +34,19 @@ def evaluate_ensemble(suite: Suite, name: str, members: list[RunSpec], rundir: R
     if missing:
         raise UdabenchError(f"ensemble {name!r} needs finished runs of {', '.join(m.method.name for m in missing)} "
                             f"(seed {members[0].seed}); run those methods first.")
-    num_classes = get_class_set(suite.classes).num_classes
     models = [load_final_model(suite, member.rundir.checkpoint, device) for member in members]
 
     def forward(image: torch.Tensor) -> torch.Tensor:
         prob = torch.stack([m(image).main.float().softmax(1) for m in models]).mean(0)
         return prob.clamp_min(1e-12).log()   # log of the mean softmax: argmax and entropy as for one model
 
-    loader = DataLoader(eval_set, batch_size=suite.data.eval_batch_size, num_workers=suite.data.num_workers)
-    evaluation = evaluate(forward, loader, num_classes, device, contextlib.nullcontext)
-    rundir.prepare(env)
+    evaluation = score_eval_split(suite, forward, eval_set, device)
     step = max(m.rundir.read_metrics()[-1]["step"] for m in members)
-    evaluation.save(rundir.eval_file(step))
-    row = {"suite": suite.name, "method": slug(name), "method_label": name, "seed": members[0].seed,
-           "run_id": rundir.id, "step": step, "iterations": suite.train.iterations,
-           **scores(suite, evaluation.cm, evaluation.entropy), "eval_file": rundir.relative(rundir.eval_file(step)),
-           "ensemble_of": [m.rundir.id for m in members],
-           "hparams": {m.method.name: asdict(m.hparams) for m in members},  # members' settings tell variants apart
-           "protocol": protocol(suite, members[0].seed),
-           "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    rundir.append_metrics(row)
-    rundir.mark_done()
-    return row
+    fields = {"method": slug(name), "method_label": name, "seed": members[0].seed,
+              "iterations": suite.train.iterations, "ensemble_of": [m.rundir.id for m in members],
+              "hparams": {m.method.name: asdict(m.hparams) for m in members},  # members' settings tell variants apart
+              "protocol": protocol(suite, members[0].seed)}
+    return write_evaluation_run(suite, rundir, evaluation, step, env, fields)
 
 
 def slug(name: str) -> str:

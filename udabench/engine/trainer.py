@@ -223,7 +223,7 @@ class Trainer:
         shard = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world_size))
         loader = self._loader(shard, self.spec.suite.data.eval_batch_size)
         return evaluate(lambda x: model(x).main, loader, self.class_set.num_classes, self.device, ctx.autocast,
-                        self.dist.world_size)
+                        self.dist.world_size, self.spec.suite.eval)
 
     def _row(self, result, step, lr, running, step_times) -> dict:
         spec = self.spec
