@@ -12,8 +12,18 @@ import torch.nn.functional as F
 import yaml
 from conftest import tiny_suite_dict, write_cityscapes
 from PIL import Image
-from reference_nets import (NARROW, VGG_MEAN_BGR, OfficialClassifier, OfficialDeepLab, advent_checkpoint, caffe_input,
-                            fada_checkpoint, fada_vgg16, maxsquare_checkpoint, randomise_)
+from reference_nets import (
+    NARROW,
+    VGG_MEAN_BGR,
+    OfficialClassifier,
+    OfficialDeepLab,
+    advent_checkpoint,
+    caffe_input,
+    fada_checkpoint,
+    fada_vgg16,
+    maxsquare_checkpoint,
+    randomise_,
+)
 from test_datasets import CITYSCAPES_TO_19
 
 from udabench.cli import CHECKPOINT_FORMATS, main

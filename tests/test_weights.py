@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from reference_nets import (CAFFE_MEAN_BGR, NARROW, VGG_MEAN_BGR, OfficialDeepLab, caffe_input, deeplab_init_file,
-                            fada_vgg16, randomise_)
+from reference_nets import (
+    CAFFE_MEAN_BGR,
+    NARROW,
+    VGG_MEAN_BGR,
+    OfficialDeepLab,
+    caffe_input,
+    deeplab_init_file,
+    fada_vgg16,
+    randomise_,
+)
 
 from udabench.config import ModelConfig, load_suite
 from udabench.engine.evaluate import protocol

@@ -10,9 +10,9 @@ AdaptSegNet/MaxSquare actually ran because of an early ``return`` in their loop.
 auxiliary head on layer3 gives the multi-level outputs of ADVENT/AdaptSegNet.
 
 BN modes (recorded in every result row, the source of many irreproducible baselines):
-- ``frozen``: affine and running statistics frozen, BN always in eval mode;
-- ``frozen_affine``: affine frozen, batch statistics in training (ADVENT/MaxSquare reality);
-- ``train``: ordinary trainable BN (for backbones trained from scratch).
+- ``frozen``: affine and running statistics frozen, BN always in eval mode (FADA's ``FrozenBatchNorm2d``);
+- ``frozen_affine``: affine frozen, batch statistics in training (ADVENT, ``deeplabv2.py:13-26``);
+- ``train``: ordinary trainable BN (MaxSquare, ``deeplab_multi.py:13-23``, which keeps only the stem's γ/β fixed).
 VGG-16 has no BN, so the mode changes nothing there.
 """
 

@@ -11,16 +11,16 @@ suite settings (network and evaluation options) each format implies. Pure functi
   head, bilinear ``align_corners=True`` to the native labels, no flip (``fast_hist`` + nan-mean).
 - ``maxsquare``: MaxSquare's checkpoints (``train_source.py:465-481``): ``{"epoch", "iteration", "state_dict",
   "optimizer", "best_MIou"}``, the state dict of ``nn.DataParallel(DeeplabMulti)`` (``module.`` prefix), or
-  a plain state dict (``evaluate.py:206-210``). The names are ADVENT's, but only branches 0 and 1 (dilations 6,
+  a plain state dict (``evaluate.py:207-216``). The names are ADVENT's, but only branches 0 and 1 (dilations 6,
   12) of each head ever ran (the early ``return`` of ``deeplab_multi.py:62-66``), so the model gets
   ``aspp_dilations: [6, 12]``. Evaluated as ``tools/evaluate.py``: the softmax averaged with the flipped
   image's (``--flip True`` in the README's command), labels resized (nearest) to the 1024×512 input, logits
   up-sampled with ``align_corners=True`` (inside the model, ``deeplab_multi.py:124-128``).
 - ``fada``: FADA's checkpoints (``train_adv.py:249``): ``{"iteration", "feature_extractor", "classifier", ...}``,
-  ``module.`` prefixes under DDP (stripped as ``test.py:22-29`` does). ResNet-101: ``backbone.`` + torchvision's
+  ``module.`` prefixes under DDP (stripped as ``test.py:23-30`` does). ResNet-101: ``backbone.`` + torchvision's
   names, ``FrozenBatchNorm2d`` without ``num_batches_tracked``, -> timm ``resnet101`` (the same trunk),
   ImageNet input; VGG-16: ``backbone.N`` of the pool4/pool5-less ``nn.Sequential`` (``feature_extractor.py:8-32``)
-  -> ``vgg16``, caffe VGG input. One head, ``classifier.conv2d_list.0-3``. Evaluated as ``test.py:32-44``:
+  -> ``vgg16``, caffe VGG input. One head, ``classifier.conv2d_list.0-3``. Evaluated as ``test.py:32-44`` and ``:151-153``:
   ``align_corners=True`` to the native labels, no flip. FADA's mIoU is a plain mean (+1e-10) where udabench
   takes the nan-mean: they differ only for a class absent from both the labels and the predictions.
 

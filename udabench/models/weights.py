@@ -30,7 +30,7 @@ from torch import nn
 from ..errors import ConfigError, UdabenchError
 
 try:
-    from numpy._core import multiarray as _multiarray        # numpy >= 2
+    from numpy._core import multiarray as _multiarray  # numpy >= 2
 except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core import multiarray as _multiarray
 
