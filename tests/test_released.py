@@ -147,10 +147,11 @@ NATIVE = (48, 96)    # native label size (h, w) of the fixture; eval input 64×3
 
 @pytest.fixture
 def cityscapes_only(tmp_path):
-    """A suite whose eval split exists and whose source and target do not: eval reads nothing else."""
+    """A suite whose eval split exists and whose source, target and init weights do not: eval reads nothing else."""
     root = write_cityscapes(tmp_path / "Cityscapes", {"val": 3}, h=NATIVE[0], w=NATIVE[1], seed=4)
     suite = tiny_suite_dict({"gta5": tmp_path / "no-GTA5", "cityscapes": tmp_path / "no-Cityscapes"})
     suite["data"]["eval"]["root"] = str(root)
+    suite["model"]["pretrained"] = str(tmp_path / "no-init.pth")
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
     return path, root
@@ -214,6 +215,9 @@ def test_eval_advent_gives_advents_confusion_matrix(capsys, tmp_path, cityscapes
     again = main(["eval", str(suite), "--checkpoint", str(checkpoint), "--format", "advent", "--results",
                   str(tmp_path / "res"), "--device", "cpu"])
     assert again == 0 and "already scored" in capsys.readouterr().out
+    assert main(["viz", str(run_dir)]) == 2 and "not a trained run" in capsys.readouterr().err
+    assert main(["eval", str(suite), "--checkpoint", str(tmp_path / "nope.pth")]) == 2
+    assert "--checkpoint: file" in capsys.readouterr().err
 
 
 def test_eval_maxsquare_averages_flips_at_the_input_size(capsys, tmp_path, cityscapes_only, narrow_maxsquare,

@@ -54,6 +54,9 @@ def load_run(run: str | Path, device: torch.device) -> tuple[Suite, torch.nn.Mod
     config = yaml.safe_load(config_file.read_text())
     if "ensemble" in config:
         raise UdabenchError(f"{run} is an ensemble (no model of its own); export its member runs instead.")
+    if "released" in config:
+        raise UdabenchError(f"{run} is the score of the checkpoint {config['released']!r} (`udabench eval`), not a "
+                            f"trained run; its row and per-image matrices are all it holds.")
     if not (run / "done").exists() or not checkpoint.is_file():
         raise UdabenchError(f"{run} has not finished (no 'done' marker or no {checkpoint}); finish it with "
                             f"`udabench run` first.")
