@@ -11,6 +11,7 @@ from udabench import Method, register
 class Oracle(Method):
     name = "oracle"
     display_name = "Oracle"
+    role = "upper_bound"
     paper = "upper bound (supervised on target)"
     description = "supervised cross-entropy on labelled target train images"
     uses_source = False

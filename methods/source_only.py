@@ -14,6 +14,7 @@ from udabench import Method, register
 class SourceOnly(Method):
     name = "source_only"
     display_name = "Source-only"
+    role = "lower_bound"
     paper = "baseline (same schedule as every method)"
     description = "supervised cross-entropy on the source domain only"
     uses_target = False

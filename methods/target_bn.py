@@ -15,6 +15,7 @@ from udabench import Method, register
 class TargetBN(Method):
     name = "target_bn"
     display_name = "Target-BN control"
+    role = "control"
     paper = "control (AdaBN effect; AdaptSegNet#25)"
     description = "source cross-entropy; target batches only update BN statistics"
 

@@ -4,6 +4,7 @@ import torch
 from torch.utils.data import default_collate
 
 from udabench.config import load_suite
+from udabench.engine import checkpoint
 from udabench.engine.runner import build_data, run_suite
 from udabench.losses import upsample
 from udabench.metrics import confusion_matrix
@@ -21,13 +22,13 @@ def test_ensemble_row_equals_an_independent_average(write_suite, tmp_path):
     assert set(ens_rows) == {"ensemble-so-oracle", "ensemble-so-twice"}
 
     # An ensemble of a run with itself is that run.
-    assert ens_rows["ensemble-so-twice"][0]["confusion"] == members["source_only"].read_metrics()[-1]["confusion"]
+    assert ens_rows["ensemble-so-twice"][0]["confusion"] == members["source_only"].rows()[-1]["confusion"]
 
     # Independent computation of the two-model average.
     models = []
     for name in ("source_only", "oracle"):
         model = build_model(suite.model, 19)
-        model.load_state_dict(torch.load(members[name].checkpoint, weights_only=False)["slots"]["model"]["module"])
+        model.load_state_dict(checkpoint.segmenter_state(checkpoint.load(members[name].checkpoint)))
         models.append(model.eval())
     data = build_data(suite)
     batch = default_collate([data.eval[i] for i in range(len(data.eval))])

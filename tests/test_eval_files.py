@@ -25,7 +25,7 @@ def test_per_image_confusion_equals_one_matrix_per_image():
 def test_every_evaluation_writes_per_image_matrices_that_sum_to_the_row(write_suite, tmp_path):
     outcome = run_suite(load_suite(write_suite()), tmp_path / "res", methods=["source_only"])[0]
     rundir = outcome.spec.rundir
-    for row in rundir.read_metrics():
+    for row in rundir.rows():
         saved = np.load(rundir.path / row["eval_file"])
         assert saved["cm"].shape == (4, 19, 19)  # 4 Cityscapes val images of the fixture
         assert sorted(saved["names"]) == sorted(set(saved["names"]))
@@ -38,5 +38,5 @@ def test_source_val_is_scored_when_the_suite_names_one(write_suite, tmp_path):
         suite["data"]["source_val"] = {**suite["data"]["source"], "limit": 3}
 
     rows = run_suite(load_suite(write_suite(add_source_val)), tmp_path / "res",
-                     methods=["source_only"])[0].spec.rundir.read_metrics()
+                     methods=["source_only"])[0].spec.rundir.rows()
     assert all(0 <= r["source_val_miou"] <= 100 for r in rows)

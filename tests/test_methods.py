@@ -5,9 +5,8 @@ import torch
 from torch.utils.data import default_collate
 
 from udabench.config import load_suite
-from udabench.data import get_class_set
-from udabench.engine.context import MethodContext
-from udabench.engine.distributed import DistInfo
+from udabench.engine import checkpoint
+from udabench.engine.build import build_run
 from udabench.engine.runner import build_data, run_suite
 from udabench.models import build_model
 from udabench.registry import discover
@@ -50,7 +49,7 @@ def test_build_train_checkpoint_resume(name, options, write_suite, tmp_path, mon
                        iterations=4, checkpoint_every=3, eval_every=4)
     straight = record_steps(monkeypatch, cls)
     outcome = run_suite(load_suite(path), tmp_path / "a", methods=[name])[0]
-    assert outcome.status == "done" and [s for s, _ in straight] == [0, 1, 2, 3]
+    assert outcome.status == "trained" and [s for s, _ in straight] == [0, 1, 2, 3]
 
     monkeypatch.undo()
     resumed = record_steps(monkeypatch, cls, crash_at=3)
@@ -62,7 +61,7 @@ def test_build_train_checkpoint_resume(name, options, write_suite, tmp_path, mon
     assert [s for s, _ in resumed] == [0, 1, 2] and [s for s, _ in after] == [3]
     assert after[0][1] == straight[3][1]  # identical next-step losses after resume
 
-    state = torch.load(outcome.spec.rundir.checkpoint, weights_only=False)
+    state = checkpoint.load(outcome.spec.rundir.checkpoint)
     for name_, slot in state["slots"].items():
         assert slot["optimizer"] is None if name_ == "teacher" else slot["optimizer"]["state"]
     if name in ("advent", "fada"):
@@ -76,13 +75,8 @@ def one_step_backwards(name, write_suite):
     """Run one train_step; return, for each ctx.backward call, which slots' gradients changed."""
     suite = load_suite(write_suite())
     data = build_data(suite)
-    model = build_model(suite.model, 19)
-    ctx = MethodContext(model, torch.device("cpu"), get_class_set("cityscapes19"), suite.train, DistInfo(),
-                        data.source)
-    ctx.register_segmenter(*model.param_groups())
     cls = discover()[name]
-    method = cls(cls.Hparams(), ctx)
-    method.setup(model, ctx)
+    ctx, method = build_run(suite, cls, cls.Hparams(), torch.device("cpu"), source_dataset=data.source)
     source = default_collate([data.source[i] for i in range(2)])
     target = default_collate([data.target[i] for i in range(2)])
     target.pop("label")
@@ -119,7 +113,7 @@ def test_target_bn_control_changes_only_bn_statistics(write_suite, tmp_path):
     states = {}
     for name in ("source_only", "target_bn"):
         outcome = run_suite(load_suite(write_suite(iterations=1)), tmp_path / name, methods=[name])[0]
-        states[name] = torch.load(outcome.spec.rundir.checkpoint, weights_only=False)["slots"]["model"]["module"]
+        states[name] = checkpoint.segmenter_state(checkpoint.load(outcome.spec.rundir.checkpoint))
     stats = [k for k in states["source_only"] if k.endswith(("running_mean", "running_var"))]
     weights = [k for k in states["source_only"] if k.endswith("weight") and "bn" not in k]
     assert any(not torch.equal(states["source_only"][k], states["target_bn"][k]) for k in stats)
@@ -132,12 +126,10 @@ def test_fada_self_distillation_trains_on_the_frozen_teachers_hard_labels(write_
 
     suite = load_suite(write_suite())
     data = build_data(suite)
-    model = build_model(suite.model, 19)
-    ctx = MethodContext(model, torch.device("cpu"), get_class_set("cityscapes19"), suite.train, DistInfo(), data.source)
-    ctx.register_segmenter(*model.param_groups())
     cls = discover()["fada"]
-    method = cls(cls.Hparams(self_distill_from=1), ctx)
-    method.setup(model, ctx)
+    ctx, method = build_run(suite, cls, cls.Hparams(self_distill_from=1), torch.device("cpu"),
+                            source_dataset=data.source)
+    model = ctx.model
     assert ctx.slots["teacher"].optimizer is None
     target = default_collate([data.target[i] for i in range(2)])
     target.pop("label")

@@ -13,7 +13,7 @@ from test_datasets import write_nthu, write_synthia
 from udabench.classes import get_class_set
 from udabench.cli import main
 from udabench.config import load_suite
-from udabench.engine.evaluate import protocol
+from udabench.engine.rows import protocol
 from udabench.models import build_model
 
 SUITES = Path(__file__).parent.parent / "suites"

@@ -215,7 +215,7 @@ def test_eval_advent_gives_advents_confusion_matrix(capsys, tmp_path, cityscapes
     again = main(["eval", str(suite), "--checkpoint", str(checkpoint), "--format", "advent", "--results",
                   str(tmp_path / "res"), "--device", "cpu"])
     assert again == 0 and "already scored" in capsys.readouterr().out
-    assert main(["viz", str(run_dir)]) == 2 and "not a trained run" in capsys.readouterr().err
+    assert main(["viz", str(run_dir)]) == 2 and "no model of its own" in capsys.readouterr().err
     assert main(["eval", str(suite), "--checkpoint", str(tmp_path / "nope.pth")]) == 2
     assert "--checkpoint: file" in capsys.readouterr().err
 

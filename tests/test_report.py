@@ -33,6 +33,8 @@ def write_run(results, method, label, seed, rows, done=True, suite="toy", classe
     tag = "-".join(str(v).replace("/", "_") for v in (protocol or {}).values())
     run = Path(results) / suite / method / f"seed{seed}-{method}{tag}"
     run.mkdir(parents=True)
+    identity = {"suite": {"name": suite, "classes": class_set}, "run": {"method": method, "seed": seed}}
+    (run / "config.yaml").write_text(json.dumps(identity))   # JSON is YAML
     with (run / "metrics.jsonl").open("w") as f:
         for step, ious, *extra in rows:
             iou = dict(zip(classes, ious))

@@ -1,16 +1,16 @@
 """The source warm-up is shared: every method of a seed adapts the same source-trained weights."""
 
 import pytest
-import torch
 
 from udabench.config import load_suite
+from udabench.engine import checkpoint
 from udabench.engine.runner import run_suite
 
 VOLATILE = ("time", "step_time", "peak_mem_gb", "run_id", "warmup_from")
 
 
 def rows(outcome):
-    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in outcome.spec.rundir.read_metrics()]
+    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in outcome.spec.rundir.rows()]
 
 
 def test_a_method_after_source_only_loads_its_warmup_and_matches_doing_it_itself(write_suite, tmp_path):
@@ -21,7 +21,7 @@ def test_a_method_after_source_only_loads_its_warmup_and_matches_doing_it_itself
 
     snapshots = list((tmp_path / "shared" / "tiny" / "_warmup").glob("*.pt"))
     assert len(snapshots) == 1
-    written_by = torch.load(snapshots[0], weights_only=False)["written_by"]
+    written_by = checkpoint.load(snapshots[0])["written_by"]
     assert written_by == shared[0].spec.rundir.id  # source-only finished the warm-up first
     log = (minent_shared.spec.rundir.path / "log.txt").read_text()
     assert "shared source warm-up loaded" in log and "shared source warm-up" not in (
@@ -30,9 +30,9 @@ def test_a_method_after_source_only_loads_its_warmup_and_matches_doing_it_itself
     # Loading the warm-up is exact: same losses and scores as the run that trained its own warm-up.
     assert rows(minent_shared) == rows(minent_alone)
     assert [r["step"] for r in rows(minent_shared)] == [2, 4, 6]
-    first = minent_shared.spec.rundir.read_metrics()[0]
+    first = minent_shared.spec.rundir.rows()[0]
     assert first["warmup_from"] == written_by and first["method"] == "minent"
-    assert first["miou"] == shared[0].spec.rundir.read_metrics()[0]["miou"]
+    assert first["miou"] == shared[0].spec.rundir.rows()[0]["miou"]
 
 
 def test_the_warmup_key_ignores_the_method_but_not_the_schedule(write_suite, tmp_path):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from udabench.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS, get_class_set
 from udabench.data import synthetic as syn
 from udabench.data.cityscapes import cityscapes
 from udabench.data.gta5 import gta5
+from udabench.data.synthetic import palette, writer
 
 H, W = 32, 64
 VALID_IDS = set(CITYSCAPES_LABEL_IDS) | {0}
@@ -61,41 +64,41 @@ def test_domain_key_changes_colours_only():
 
 
 def test_palettes_keep_classes_apart_and_shift_monotonically():
-    base = syn._palette(1, 0.0)[:, list(CITYSCAPES_LABEL_IDS)].T
+    base = palette.domain_palette(1, 0.0)[:, list(CITYSCAPES_LABEL_IDS)].T
     moves = []
     for shift in (0.25, 0.5, 1.0):
-        colours = syn._palette(1, shift)[:, list(CITYSCAPES_LABEL_IDS)].T
-        assert syn._min_distance(colours) >= 0.5 * syn._min_distance(base)
+        colours = palette.domain_palette(1, shift)[:, list(CITYSCAPES_LABEL_IDS)].T
+        assert palette.min_distance(colours) >= 0.5 * palette.min_distance(base)
         moves.append(np.linalg.norm(colours - base, axis=1).mean())
     assert moves[0] < moves[1] < moves[2]
 
 
 def test_colour_correction_undoes_a_global_affine_cast_exactly():
     cast = np.array([[0.8, 0.1, 0.0], [0.05, 1.2, 0.1], [0.0, -0.1, 0.7]])
-    assert np.allclose(syn._colour_corrected(syn._BASE @ cast + 0.05), syn._BASE)
+    assert np.allclose(palette.colour_corrected(palette.BASE @ cast + 0.05), palette.BASE)
 
 
 def test_shifted_palettes_never_swap_classes():
     """Along the whole palette_shift path, a global colour correction maps every class back to its own colour."""
-    base = syn._palette(1, 0.0)[:, list(CITYSCAPES_LABEL_IDS)].T
+    base = palette.domain_palette(1, 0.0)[:, list(CITYSCAPES_LABEL_IDS)].T
     for shift in np.linspace(0.1, 1.0, 10):
-        assert syn._correctable(syn._palette(1, float(shift))[:, list(CITYSCAPES_LABEL_IDS)].T)
+        assert palette.correctable(palette.domain_palette(1, float(shift))[:, list(CITYSCAPES_LABEL_IDS)].T)
     swapped = base[[1, 0] + list(range(2, len(base)))]  # road and sidewalk colours exchanged
-    assert not syn._correctable(swapped)
+    assert not palette.correctable(swapped)
 
 
 def test_horizon_moves_the_sky_road_boundary():
     def mean_top_road_row(horizon: float) -> float:
-        rows = [np.argmax((render(s, syn.DomainStyle(horizon=horizon), h=64, w=128)[1] == syn.ROAD).any(axis=1))
-                for s in range(6)]
+        labels = [render(s, syn.DomainStyle(horizon=horizon), h=64, w=128)[1] for s in range(6)]
+        rows = [np.argmax((label == palette.ROAD).any(axis=1)) for label in labels]
         return float(np.mean(rows))
 
     assert mean_top_road_row(0.3) + 10 < mean_top_road_row(0.6)
 
 
 def test_object_frequency_zero_leaves_only_the_street():
-    objects = {syn.POLE, syn.LIGHT, syn.PERSON, syn.RIDER, syn.CAR, syn.TRUCK, syn.BUS, syn.TRAIN,
-               syn.MOTORCYCLE, syn.BICYCLE}
+    objects = {palette.POLE, palette.LIGHT, palette.PERSON, palette.RIDER, palette.CAR, palette.TRUCK, palette.BUS,
+               palette.TRAIN, palette.MOTORCYCLE, palette.BICYCLE}
     for seed in range(5):
         assert not objects & set(np.unique(render(seed, syn.DomainStyle(object_frequency=0.0))[1]).tolist())
 
@@ -110,11 +113,11 @@ def test_write_gta5_layout_and_palette_labels(tmp_path):
     with Image.open(tmp_path / "labels" / "00001.png") as label:
         assert label.mode == "P"
         ids = np.asarray(label)
-        palette = np.array(label.getpalette()[:768]).reshape(256, 3)
+        colour_table = np.array(label.getpalette()[:768]).reshape(256, 3)
     assert set(np.unique(ids).tolist()) <= VALID_IDS
-    assert np.array_equal(ids, syn.render_scene(syn._image_rng(5, 0, 0), syn.DomainStyle(), H, W, 0)[1])
+    assert np.array_equal(ids, syn.render_scene(writer.image_rng(5, 0, 0), syn.DomainStyle(), H, W, 0)[1])
     for lid, colour in zip(CITYSCAPES_LABEL_IDS, CLASS_SETS["cityscapes19"].colors):
-        assert tuple(palette[lid]) == colour
+        assert tuple(colour_table[lid]) == colour
 
 
 def test_write_cityscapes_layout_and_grayscale_labels(tmp_path):
@@ -164,7 +167,7 @@ def test_project_readers_load_the_generated_folders(tmp_path):
 def test_ensure_generated_is_idempotent(tmp_path):
     cfg = tiny_config()
     sim_root, real_root = syn.ensure_generated(cfg, tmp_path)
-    assert (sim_root.parent / syn._MARKER).exists()
+    assert (sim_root.parent / writer.MARKER).exists()
     first = sim_root / "images" / "00001.png"
     stamp = first.stat().st_mtime_ns
     time.sleep(0.01)
@@ -180,11 +183,37 @@ def test_ensure_generated_recovers_from_interrupted_runs(tmp_path):
     for leftover in (stale, fresh, final):  # ``final`` without its marker: a half-made folder
         (leftover / "sim" / "images").mkdir(parents=True)
         (leftover / "sim" / "images" / "junk.png").write_bytes(b"partial")
-    old = time.time() - 2 * syn._STALE_TEMP_S
+    old = time.time() - 2 * writer.STALE_TEMP_S
     os.utime(stale, (old, old))
     sim_root, _ = syn.ensure_generated(cfg, tmp_path)
-    assert (final / syn._MARKER).exists()
+    assert (final / writer.MARKER).exists()
     assert sorted(p.name for p in (sim_root / "images").iterdir()) == ["00001.png", "00002.png", "00003.png"]
     assert not stale.exists()  # abandoned long ago: cleaned up
     assert fresh.exists()  # may belong to a run still in progress: left alone
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([final.name, fresh.name])  # ours was renamed
+
+
+def content_digest(root: Path) -> str:
+    """sha256 over every file's path and content, PNGs decoded (mode, size, pixels, palette): the digest does not
+    depend on the zlib build that compressed them."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        if path.suffix == ".png":
+            with Image.open(path) as image:
+                digest.update(f"{image.mode} {image.size}".encode())
+                digest.update(np.asarray(image).tobytes())
+                digest.update(bytes(image.getpalette() or []))
+        else:
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_generated_set_matches_the_golden_digest(tmp_path):
+    """Golden values computed with the single-file generator (udabench/data/synthetic.py at commit cfc8bb3),
+    before it became a package: the scenes, the files and the cache key must not change unless
+    GENERATOR_VERSION is bumped (then recompute both values and say so in the commit)."""
+    cfg = tiny_config()
+    sim_root, _ = syn.ensure_generated(cfg, tmp_path)
+    assert syn.config_hash(cfg) == "b3f6cad546f16182"
+    assert content_digest(sim_root.parent) == "6b31977df51a45a61770ddbfd03f81e10b7824fb1e6b7408831f22a305f1bc7e"

@@ -6,6 +6,7 @@ import torch
 
 from udabench import Method, register
 from udabench.config import load_suite
+from udabench.engine import checkpoint
 from udabench.engine.runner import build_data, plan_runs, run_suite
 from udabench.losses import entropy_map
 
@@ -47,16 +48,16 @@ class Exploder(Method):
 def test_rerunning_a_finished_suite_does_no_training(write_suite, tmp_path):
     suite = load_suite(write_suite())
     first = run_suite(suite, tmp_path / "res", methods=["source_only"])
-    assert [o.status for o in first] == ["done"]
+    assert [o.status for o in first] == ["trained"]
     rundir = first[0].spec.rundir
     assert {p.name for p in rundir.path.iterdir()} >= {"config.yaml", "env.json", "metrics.jsonl", "checkpoints", "done"}
-    rows = rundir.read_metrics()
+    rows = rundir.rows()
     assert [r["step"] for r in rows] == [2, 4]
     assert set(rows[-1]["class_sets"]["cityscapes19"]["iou"]) == set(suite_class_names())
     mtime = rundir.checkpoint.stat().st_mtime_ns
     second = run_suite(load_suite(write_suite()), tmp_path / "res", methods=["source_only"])
     assert [o.status for o in second] == ["skipped"]
-    assert rundir.checkpoint.stat().st_mtime_ns == mtime and rundir.read_metrics() == rows
+    assert rundir.checkpoint.stat().st_mtime_ns == mtime and rundir.rows() == rows
 
 
 def suite_class_names():
@@ -74,11 +75,11 @@ def test_run_id_depends_on_config_not_on_other_methods(write_suite, tmp_path):
 
 def test_run_id_changes_with_the_synthetic_generator(tmp_path, monkeypatch):
     """New scenes under the same knobs must not be mistaken for finished runs (or warm-ups) of the old ones."""
-    import udabench.engine.runner as runner
+    import udabench.engine.rundir as rundir
 
     toy = Path(__file__).resolve().parent.parent / "suites" / "toy_sim2real.yaml"
     before = plan_runs(load_suite(toy), tmp_path, ["minent"])[0]
-    monkeypatch.setattr(runner, "GENERATOR_VERSION", runner.GENERATOR_VERSION + 1)
+    monkeypatch.setattr(rundir, "GENERATOR_VERSION", rundir.GENERATOR_VERSION + 1)
     after = plan_runs(load_suite(toy), tmp_path, ["minent"])[0]
     assert before.rundir.id != after.rundir.id and before.warmup_snapshot != after.warmup_snapshot
 
@@ -98,7 +99,7 @@ def test_resume_gives_the_same_next_loss_as_an_uninterrupted_run(write_suite, tm
     assert [s for s, _, _ in resumed] == [0, 1, 2, 3]  # steps 0-1, interrupted, resumed at 2
     assert resumed[2][1] == straight[2][1]  # bit-identical next loss after resume
     assert resumed[3][1] == straight[3][1]
-    assert [r["step"] for r in outcome.spec.rundir.read_metrics()] == [2, 4]
+    assert [r["step"] for r in outcome.spec.rundir.rows()] == [2, 4]
 
 
 def test_target_labels_are_withheld_from_unsupervised_methods(write_suite, tmp_path):
@@ -128,7 +129,7 @@ def test_source_only_never_feeds_target_images_to_the_model(write_suite, tmp_pat
 
     monkeypatch.setattr(runner, "build_data", build)
     outcome = run_suite(load_suite(write_suite()), tmp_path, methods=["source_only"])[0]
-    assert outcome.status == "done"
+    assert outcome.status == "trained"
 
 
 def test_source_only_bn_statistics_do_not_depend_on_target_data(write_suite, tmp_path, tiny_data):
@@ -139,14 +140,14 @@ def test_source_only_bn_statistics_do_not_depend_on_target_data(write_suite, tmp
     for i, root in enumerate([tiny_data["cityscapes"], other]):
         path = write_suite(lambda s, root=root: s["data"]["target"].update(root=str(root)))
         outcome = run_suite(load_suite(path), tmp_path / f"r{i}", methods=["source_only"])[0]
-        states.append(torch.load(outcome.spec.rundir.checkpoint, weights_only=False)["slots"]["model"]["module"])
+        states.append(checkpoint.segmenter_state(checkpoint.load(outcome.spec.rundir.checkpoint)))
     bn_keys = [k for k in states[0] if "running_mean" in k or "running_var" in k]
     assert bn_keys and all(torch.equal(states[0][k], states[1][k]) for k in bn_keys)
 
 
 def test_nan_loss_marks_the_run_failed_and_other_runs_go_on(write_suite, tmp_path):
     outcomes = run_suite(load_suite(write_suite()), tmp_path, methods=["test_exploder", "source_only"])
-    assert [o.status for o in outcomes] == ["failed", "done"]
+    assert [o.status for o in outcomes] == ["failed", "trained"]
     failed = outcomes[0].spec.rundir
     message = failed.failed_marker.read_text()
     assert "step 1" in message and "loss=nan" in message and "not applied" in message
@@ -184,7 +185,7 @@ def test_two_process_distributed_run_on_cpu(write_suite, tmp_path):
     single = run_suite(load_suite(path), tmp_path / "single", methods=["source_only"])[0].spec.rundir
     ddp_rows = next((tmp_path / "ddp").glob("tiny/source_only/*/metrics.jsonl")).read_text().splitlines()
     ddp_cm = json.loads(ddp_rows[-1])["confusion"]
-    single_cm = single.read_metrics()[-1]["confusion"]
+    single_cm = single.rows()[-1]["confusion"]
     assert len(ddp_rows) == 2 and sum(map(sum, ddp_cm)) == sum(map(sum, single_cm))  # every eval pixel once
 
 

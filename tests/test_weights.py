@@ -17,7 +17,7 @@ from reference_nets import (
 )
 
 from udabench.config import ModelConfig, load_suite
-from udabench.engine.evaluate import protocol
+from udabench.engine.rows import protocol
 from udabench.errors import ConfigError, UdabenchError
 from udabench.models import DeepLabV2, InputNorm, build_model
 from udabench.models.weights import resolve_input_norm

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from .classes import CLASS_SETS
+from .classes import CLASS_SETS, ClassSet
 from .data.synthetic import SyntheticConfig
 from .errors import ConfigError
 from .schema import closest, from_dict, to_dict
@@ -107,6 +107,11 @@ class Suite:
     seeds: list[int] = field(default_factory=lambda: [0])
     synthetic: SyntheticConfig | None = None
     source_file: str = ""                     # set by load_suite, not read from YAML
+
+    @property
+    def class_set(self) -> ClassSet:
+        """The class set the model is trained on."""
+        return CLASS_SETS[self.classes]
 
     def method_names(self) -> list[str]:
         names = list(self.methods)

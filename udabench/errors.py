@@ -1,4 +1,5 @@
-"""The one exception type the CLI turns into a clean message (exit code 2, no traceback)."""
+"""The exception types of udabench. ``UdabenchError`` and its subclasses are what the CLI turns into a clean
+message (exit code 2, no traceback); ``NonFiniteLoss`` fails one run, not the suite."""
 
 
 class UdabenchError(Exception):
@@ -15,3 +16,7 @@ class DataError(UdabenchError):
 
 class CheckpointError(UdabenchError):
     """A checkpoint that cannot be read or does not fit the run; it stops the suite (bad input)."""
+
+
+class NonFiniteLoss(UdabenchError):
+    """A method logged a NaN or infinite loss: the update is not applied and the run is marked failed."""

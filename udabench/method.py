@@ -1,4 +1,4 @@
-"""The method plugin contract (DESIGN §4).
+"""The method plugin contract (docs/adding-a-method.md).
 
 A method is one class in one file under ``methods/``::
 
@@ -37,6 +37,7 @@ class Method:
     paper: ClassVar[str] = ""
     description: ClassVar[str] = ""
     display_name: ClassVar[str] = ""     # row label in tables (defaults to the name)
+    role: ClassVar[str] = "uda"          # in tables: "lower_bound", "upper_bound", "control" or "uda"
     uses_source: ClassVar[bool] = True
     uses_target: ClassVar[bool] = True   # False: target images never reach the model in training
     uses_target_labels: ClassVar[bool] = False  # True only for the oracle: labels are withheld otherwise

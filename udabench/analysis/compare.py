@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..engine.rundir import RunDir
 from ..errors import UdabenchError
 
 
@@ -103,12 +104,8 @@ def _load_aligned(rows: list[pd.Series]) -> np.ndarray:
                                 f"('eval_file' is missing from its metrics row); --compare needs runs evaluated "
                                 f"by a udabench version that saves them. Re-run it.")
         path = Path(row["run_dir"]) / file
-        try:
-            with np.load(path) as data:
-                cm, image_names = data["cm"], data["names"].astype(str)
-        except (OSError, KeyError, ValueError) as exc:
-            raise UdabenchError(f"{path}: cannot read the per-image confusion matrices ({exc}); it should be an "
-                                f"npz with 'cm' (images × C × C) and 'names'.") from None
+        cm, image_names = RunDir.open(row["run_dir"]).load_eval(file)
+        image_names = np.array(image_names)
         order = np.argsort(image_names)
         if names is None:
             names = image_names[order]

@@ -10,24 +10,21 @@ but always at the native label resolution, the benchmark server's, whatever ``ev
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image
 from tqdm import tqdm
 
 from ..classes import CITYSCAPES_LABEL_IDS, ClassSet, get_class_set
 from ..config import DatasetConfig, EvalConfig, Suite
 from ..data import get_dataset
-from ..errors import UdabenchError
+from ..engine.rundir import RunDir
 from ..losses import entropy_map
 from ..metrics import confusion_matrix
-from ..schema import from_dict
 
 
 def label_id_table(class_set: ClassSet) -> np.ndarray:
@@ -44,25 +41,8 @@ def colour_table(class_set: ClassSet) -> np.ndarray:
 
 def load_run(run: str | Path, device: torch.device) -> tuple[Suite, torch.nn.Module]:
     """The suite and the final segmentation model of a finished run directory."""
-    from ..engine.rundir import load_final_model
-
-    run = Path(run)
-    config_file, checkpoint = run / "config.yaml", run / "checkpoints" / "last.pt"
-    if not config_file.is_file():
-        raise UdabenchError(f"{run} is not a run directory (no config.yaml); pass a folder like "
-                            f"results/<suite>/<method>/seed0-<hash>.")
-    config = yaml.safe_load(config_file.read_text())
-    if "ensemble" in config:
-        raise UdabenchError(f"{run} is an ensemble (no model of its own); export its member runs instead.")
-    if "released" in config:
-        raise UdabenchError(f"{run} is the score of the checkpoint {config['released']!r} (`udabench eval`), not a "
-                            f"trained run; its row and per-image matrices are all it holds.")
-    if not (run / "done").exists() or not checkpoint.is_file():
-        raise UdabenchError(f"{run} has not finished (no 'done' marker or no {checkpoint}); finish it with "
-                            f"`udabench run` first.")
-    names = {f.name for f in dataclasses.fields(Suite)}
-    suite = from_dict(Suite, {k: v for k, v in config.items() if k in names}, "", str(config_file))
-    return suite, load_final_model(suite, checkpoint, device)
+    rundir = RunDir.open(run)
+    return rundir.suite(), rundir.final_model(device)
 
 
 def native_split(suite: Suite, ds: DatasetConfig, limit: int | None = None):

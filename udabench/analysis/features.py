@@ -28,8 +28,9 @@ from torch.utils.data import Subset
 from tqdm import tqdm
 
 from ..classes import IGNORE_INDEX, get_class_set
-from ..engine.rundir import atomic_write
+from ..engine.rundir import RunDir
 from ..errors import UdabenchError
+from ..io import atomic_write_text
 from .ccd import class_center_distance
 from .export import colour_table, load_run, native_split, overlay_panels, predict
 from .tables import ordered_groups
@@ -41,8 +42,8 @@ META = ("suite", "method", "method_label", "seed", "run_id")
 
 def finished_runs(results: str | Path, suite_name: str) -> list[Path]:
     """Run directories of the suite that hold a final model (``done`` and a checkpoint; ensembles have none)."""
-    runs = sorted(done.parent for done in Path(results).glob(f"{suite_name}/*/*/done")
-                  if (done.parent / "checkpoints" / "last.pt").is_file())
+    runs = [run.path for run in RunDir.under(results, suite_name)
+            if run.status == "done" and "method" in run.run and run.checkpoint.is_file()]
     if not runs:
         raise UdabenchError(f"no finished run with a checkpoint under {Path(results) / suite_name}; run the suite "
                             f"first (`udabench run suites/{suite_name}.yaml`).")
@@ -51,8 +52,10 @@ def finished_runs(results: str | Path, suite_name: str) -> list[Path]:
 
 def run_meta(run: Path) -> dict:
     """suite, method, method_label, seed and run_id of a run, from its last metrics row."""
-    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
-    return {key: last[key] for key in META}
+    rows = RunDir.open(run).rows()
+    if not rows:
+        raise UdabenchError(f"{run / 'metrics.jsonl'} holds no metrics row; re-run this method.")
+    return {key: rows[-1][key] for key in META}
 
 
 def evenly_spaced(dataset, n: int) -> Subset:
@@ -157,7 +160,7 @@ def suite_ccd(results: str | Path, suite_name: str, *, samples_per_class: int = 
         if key not in cache:
             cache[key] = run_ccd(run, samples_per_class, domains, torch.device(device), min_fraction, progress)
             file.parent.mkdir(exist_ok=True)
-            atomic_write(file, json.dumps(cache))
+            atomic_write_text(file, json.dumps(cache))
         rows += cache[key]
     return pd.DataFrame(rows)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..engine.rundir import atomic_write
+from ..io import atomic_write_text
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
@@ -52,7 +52,7 @@ def write_html(suite_name: str, sections: list[tuple[str, pd.DataFrame | str]], 
             f"<style>{CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_path, page)
+    atomic_write_text(out_path, page)
     return out_path
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
 
+from ..engine.rundir import RunDir
 from ..errors import UdabenchError
 from .selection import select
+
+log = logging.getLogger("udabench")
 
 
 def load_records(results: str | Path, suite: str | None = None) -> pd.DataFrame:
@@ -23,14 +27,14 @@ def load_records(results: str | Path, suite: str | None = None) -> pd.DataFrame:
     if not results.is_dir():
         raise UdabenchError(f"results folder {results} does not exist; run a suite first "
                             f"(`udabench run suites/toy_sim2real.yaml`) or pass --results.")
-    pattern = f"{suite}/*/*/metrics.jsonl" if suite else "*/*/*/metrics.jsonl"
     rows = []
-    for file in sorted(results.glob(pattern)):
-        if not (file.parent / "done").exists():
+    for run in RunDir.under(results, suite):
+        if run.status != "done":
             continue
-        for line in file.read_text().splitlines():
-            if line.strip():
-                rows.append({**json.loads(line), "run_dir": str(file.parent)})
+        found = run.rows()
+        if not found:
+            log.warning(f"skipped {run.path}: it is marked done but {run.metrics} holds no metrics row")
+        rows += [{**row, "run_dir": str(run.path)} for row in found]
     if not rows:
         where = f"suite {suite!r} in {results}" if suite else str(results)
         raise UdabenchError(f"no finished runs found for {where}. Runs count once their 'done' marker exists.")

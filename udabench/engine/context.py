@@ -10,6 +10,7 @@ from torch import nn
 
 from ..classes import IGNORE_INDEX, ClassSet
 from ..losses import segmentation_loss
+from .checkpoint import SEGMENTER
 from .distributed import DistInfo, average_gradients
 
 
@@ -102,7 +103,7 @@ class MethodContext:
         groups = [{"params": backbone_params, "lr": cfg.lr},
                   {"params": head_params, "lr": cfg.lr * cfg.head_lr_mult}]
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        self.slots["model"] = Slot("model", self.model, opt, [g["lr"] for g in groups])
+        self.slots[SEGMENTER] = Slot(SEGMENTER, self.model, opt, [g["lr"] for g in groups])
 
     def start_step(self, step: int) -> float:
         """Zero every gradient and apply the poly schedule; returns the segmenter's backbone LR."""
@@ -111,7 +112,7 @@ class MethodContext:
             slot.optimizer.zero_grad(set_to_none=True)
             for group, base in zip(slot.optimizer.param_groups, slot.base_lrs):
                 group["lr"] = base * factor
-        return self.slots["model"].base_lrs[0] * factor
+        return self.slots[SEGMENTER].base_lrs[0] * factor
 
     def finish_step(self) -> None:
         for slot in self._trained():
@@ -127,20 +128,19 @@ class MethodContext:
         return [s for s in self.slots.values() if s.optimizer is not None]
 
     def state_dict(self) -> dict:
-        state = {name: {"module": s.module.state_dict(),
-                        "optimizer": s.optimizer.state_dict() if s.optimizer else None}
+        """``{"slots": {name: {"module", "optimizer"}}, "scaler": ...}``: the part of a checkpoint the context owns."""
+        slots = {name: {"module": s.module.state_dict(), "optimizer": s.optimizer.state_dict() if s.optimizer else None}
                  for name, s in self.slots.items()}
-        if self.scaler:
-            state["_scaler"] = self.scaler.state_dict()
-        return state
+        return {"slots": slots, "scaler": self.scaler.state_dict() if self.scaler else None}
 
     def load_state_dict(self, state: dict, only: tuple[str, ...] | None = None) -> None:
         """Restore every slot (or just those named in ``only``) and the gradient scaler."""
         for name, slot in self.slots.items():
             if only is not None and name not in only:
                 continue
-            slot.module.load_state_dict(state[name]["module"])
+            saved = state["slots"][name]
+            slot.module.load_state_dict(saved["module"])
             if slot.optimizer is not None:
-                slot.optimizer.load_state_dict(state[name]["optimizer"])
-        if self.scaler and state.get("_scaler") is not None:
-            self.scaler.load_state_dict(state["_scaler"])
+                slot.optimizer.load_state_dict(saved["optimizer"])
+        if self.scaler and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])

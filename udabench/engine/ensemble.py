@@ -4,7 +4,7 @@ ADVENT's "AdvEnt+MinEnt" (Table 1) is not joint training but two separately trai
 predictions are averaged (ADVENT issue #7). A suite declares ``ensembles: {"AdvEnt+MinEnt": [advent,
 minent]}``; for each seed whose member runs are finished, the final models' softmaxes are averaged
 with equal weights and scored with the usual protocol. The result is a run directory of its own
-(no training, no checkpoint, written by ``evalrun.py``), identified by a hash of its members' run ids.
+(no training, no checkpoint, written by ``evalrun.py``), identified by its members' run ids.
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ import torch
 from ..config import Suite
 from ..errors import UdabenchError
 from .evalrun import score_eval_split, write_evaluation_run
-from .evaluate import protocol
-from .rundir import RunDir, load_final_model
+from .rundir import RunDir, identity_of
 from .trainer import RunSpec
 
 
 def ensemble_rundir(suite: Suite, results, name: str, members: list[RunSpec], seed: int) -> RunDir:
-    resolved = {"suite": suite.name, "ensemble": name, "members": [m.rundir.id for m in members],
-                "member_methods": [m.method.name for m in members], "seed": seed}
-    return RunDir(results, suite.name, slug(name), resolved)
+    identity = identity_of(suite, seed, ensemble=name, members=[m.rundir.id for m in members],
+                           member_methods=[m.method.name for m in members])
+    return RunDir(results, suite.name, slug(name), identity)
 
 
 def evaluate_ensemble(suite: Suite, name: str, members: list[RunSpec], rundir: RunDir, eval_set,
@@ -34,19 +33,17 @@ def evaluate_ensemble(suite: Suite, name: str, members: list[RunSpec], rundir: R
     if missing:
         raise UdabenchError(f"ensemble {name!r} needs finished runs of {', '.join(m.method.name for m in missing)} "
                             f"(seed {members[0].seed}); run those methods first.")
-    models = [load_final_model(suite, member.rundir.checkpoint, device) for member in members]
+    models = [member.rundir.final_model(device) for member in members]
 
     def forward(image: torch.Tensor) -> torch.Tensor:
         prob = torch.stack([m(image).main.float().softmax(1) for m in models]).mean(0)
         return prob.clamp_min(1e-12).log()   # log of the mean softmax: argmax and entropy as for one model
 
     evaluation = score_eval_split(suite, forward, eval_set, device)
-    step = max(m.rundir.read_metrics()[-1]["step"] for m in members)
-    fields = {"method": slug(name), "method_label": name, "seed": members[0].seed,
-              "iterations": suite.train.iterations, "ensemble_of": [m.rundir.id for m in members],
-              "hparams": {m.method.name: asdict(m.hparams) for m in members},  # members' settings tell variants apart
-              "protocol": protocol(suite, members[0].seed)}
-    return write_evaluation_run(suite, rundir, evaluation, step, env, fields)
+    return write_evaluation_run(suite, rundir, evaluation, suite.train.iterations, env,   # the members' final step
+                                method=slug(name), method_label=name, role="uda", seed=members[0].seed,
+                                hparams={m.method.name: asdict(m.hparams) for m in members},  # tells variants apart
+                                ensemble_of=[m.rundir.id for m in members])
 
 
 def slug(name: str) -> str:

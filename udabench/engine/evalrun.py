@@ -14,41 +14,36 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from ..classes import get_class_set
 from ..config import Suite, load_suite
 from ..data import get_dataset, suite_datasets
 from ..models import build_model
 from ..models.released import convert_checkpoint, load_converted
 from ..models.weights import resolve_input_norm
-from ..schema import to_dict
 from .environment import collect_env
-from .evaluate import Evaluation, eval_protocol, evaluate, scores
-from .rundir import RunDir
+from .evaluate import Evaluation, evaluate, scores
+from .rows import eval_protocol, metrics_row
+from .rundir import RunDir, identity_of
 
 
 def score_eval_split(suite: Suite, forward, eval_set, device: torch.device) -> Evaluation:
     """One pass of ``forward`` over the eval split with the suite's evaluation options."""
     loader = DataLoader(eval_set, batch_size=suite.data.eval_batch_size, num_workers=suite.data.num_workers)
-    return evaluate(forward, loader, get_class_set(suite.classes).num_classes, device, contextlib.nullcontext,
-                    options=suite.eval)
+    return evaluate(forward, loader, suite.class_set.num_classes, device, contextlib.nullcontext, options=suite.eval)
 
 
 def write_evaluation_run(suite: Suite, rundir: RunDir, evaluation: Evaluation, step: int, env: dict,
-                         fields: dict) -> dict:
-    """Write the run directory of one evaluation; ``fields`` are the row's own (method, seed, protocol, ...)."""
+                         **fields) -> dict:
+    """Write the run directory of one evaluation; ``fields`` are the row's own (``metrics_row``'s keywords)."""
     rundir.prepare(env)
-    evaluation.save(rundir.eval_file(step))
-    row = {"suite": suite.name, **fields, "run_id": rundir.id, "step": step,
-           **scores(suite, evaluation.cm, evaluation.entropy), "eval_file": rundir.relative(rundir.eval_file(step)),
-           "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    rundir.append_metrics(row)
+    row = metrics_row(suite, run_id=rundir.id, step=step, scores=scores(suite, evaluation.cm, evaluation.entropy),
+                      eval_file=rundir.save_eval(step, evaluation.per_image, evaluation.names), **fields)
+    rundir.append_row(row)
     rundir.mark_done()
     return row
 
@@ -70,24 +65,25 @@ def evaluate_checkpoint(suite_file: str, checkpoint: str, fmt: str = "udabench",
     """
     converted = convert_checkpoint(checkpoint, fmt)
     suite = load_suite(suite_file, [*converted.overrides, *overrides])
+    # the checkpoint holds every tensor: no init file is read, but its layout may have set the input
     model_cfg = replace(suite.model, pretrained="none", input_norm=resolve_input_norm(suite.model))
-    digest = sha256(checkpoint)
-    name = re.sub(r"[^A-Za-z0-9]+", "-", Path(checkpoint).stem).strip("-").lower() or "checkpoint"
-    resolved = {"suite": suite.name, "released": Path(checkpoint).name, "format": fmt, "sha256": digest,
-                "model": to_dict(model_cfg), "eval": to_dict(suite.eval), "eval_data": to_dict(suite.data.eval),
-                "classes": suite.classes, "eval_class_sets": suite.eval_class_sets, "seed": 0}
-    rundir = RunDir(results, suite.name, f"released-{name}", resolved)
-    if rundir.status == "done":
-        return rundir.read_metrics()[-1], False
-    model = build_model(model_cfg, get_class_set(suite.classes).num_classes)
+    suite = replace(suite, model=model_cfg)
+    digest, stem = sha256(checkpoint), Path(checkpoint).stem
+    name = "released-" + (re.sub(r"[^A-Za-z0-9]+", "-", stem).strip("-").lower() or "checkpoint")
+    rundir = RunDir(results, suite.name, name, identity_of(suite, 0, released=Path(checkpoint).name, format=fmt,
+                                                            sha256=digest))
+    if rundir.status == "done" and rundir.rows():
+        return rundir.rows()[-1], False
+    model = build_model(model_cfg, suite.class_set.num_classes)
     load_converted(model, converted.state, checkpoint)
     model = model.to(device).eval()
     evaluation = score_eval_split(suite, lambda x: model(x).main, eval_split(suite), device)
     step = int(converted.step or 0)
-    fields = {"method": f"released-{name}", "method_label": f"{Path(checkpoint).stem} (released, {fmt})",
-              "kind": "released", "seed": 0, "iterations": step, "checkpoint": str(checkpoint), "format": fmt,
-              "sha256": digest, "protocol": {**eval_protocol(suite), "checkpoint_format": fmt}}
-    return write_evaluation_run(suite, rundir, evaluation, step, collect_env(device), fields), True
+    row = write_evaluation_run(suite, rundir, evaluation, step, collect_env(device), method=name,
+                               method_label=f"{stem} (released, {fmt})", role="uda", seed=0, hparams={},
+                               kind="released", iterations=step, checkpoint=str(checkpoint), format=fmt,
+                               sha256=digest, row_protocol={**eval_protocol(suite), "checkpoint_format": fmt})
+    return row, True
 
 
 def sha256(path: str | Path) -> str:

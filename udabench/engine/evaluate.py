@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +19,6 @@ from ..classes import get_class_set
 from ..config import EvalConfig, Suite
 from ..losses import entropy_map, upsample
 from ..metrics import mean_iou, per_class_iou, per_image_confusion
-from ..models.weights import resolve_input_norm
 from .distributed import all_reduce_sum, gather_to_main
 
 
@@ -32,13 +30,6 @@ class Evaluation:
     per_image: np.ndarray | None         # n_images×C×C int64 on the main rank (None elsewhere)
     names: list[str]
     entropy: float                       # mean normalised prediction entropy (label-free)
-
-    def save(self, path: Path) -> None:
-        """Per-image matrices for paired bootstrap comparisons over images (``udabench report --compare``)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez_compressed(tmp, cm=self.per_image, names=np.array(self.names))
-        tmp.replace(path)
 
 
 @torch.no_grad()
@@ -90,7 +81,7 @@ def class_scores(forward: Callable[[torch.Tensor], torch.Tensor], image: torch.T
 
 def scores(suite: Suite, cm: torch.Tensor, entropy: float) -> dict:
     """Per-class IoU and mIoU (in %) of every class set of the suite, from one confusion matrix."""
-    trained = get_class_set(suite.classes)
+    trained = suite.class_set
     iou = per_class_iou(cm).cpu()
     class_sets = {}
     for name in dict.fromkeys([suite.classes, *suite.eval_class_sets]):
@@ -100,33 +91,6 @@ def scores(suite: Suite, cm: torch.Tensor, entropy: float) -> dict:
                             "miou": _pct(mean_iou(cm, idx))}
     return {"miou": class_sets[suite.classes]["miou"], "class_sets": class_sets,
             "confusion": cm.cpu().tolist(), "target_entropy": entropy}
-
-
-def protocol(suite: Suite, seed: int) -> dict:
-    m, d, t = suite.model, suite.data, suite.train
-    return {
-        "pretrained": m.pretrained, "bn_mode": m.bn_mode,
-        "source": f"{d.source.dataset}/{d.source.split}", "target": f"{d.target.dataset}/{d.target.split}",
-        "source_size": _size(d.source.size), "target_size": _size(d.target.size),
-        **eval_protocol(suite), "iterations": t.iterations, "source_warmup": t.source_warmup,
-        "batch_size": t.batch_size, "amp": t.amp, "seed": seed,
-    }
-
-
-def eval_protocol(suite: Suite) -> dict:
-    """What a score depends on besides training: the network, its input and the evaluation options."""
-    m, d, e = suite.model, suite.data, suite.eval
-    inference = f"single-scale, {'flip-averaged softmax' if e.flip else 'no flip'}, bilinear up-sampling of logits"
-    return {
-        "backbone": m.backbone, "input_norm": resolve_input_norm(m), "aspp_dilations": list(m.aspp_dilations),
-        "multi_level": m.multi_level, "eval": f"{d.eval.dataset}/{d.eval.split}", "eval_input_size": _size(d.eval.size),
-        "eval_label_size": e.label_size, "eval_flip": e.flip, "eval_align_corners": e.align_corners,
-        "inference": inference + (" (align_corners)" if e.align_corners else ""), "classes": suite.classes,
-    }
-
-
-def _size(size) -> str:
-    return f"{size[0]}x{size[1]}" if size else "native"
 
 
 def _pct(value) -> float | None:

@@ -1,43 +1,116 @@
-"""Run directories (DESIGN §3): ``results/<suite>/<method>/seed<S>-<hash>/``.
+"""Run directories, ``results/<suite>/<method>/seed<S>-<hash>/``: the one module that reads and writes them.
 
-The id is a hash of the resolved run config, so re-running a suite finds its finished runs (``done``)
-and resumes unfinished ones from ``checkpoints/last.pt``. ``metrics.jsonl`` holds one
-self-describing JSON row per evaluation; reports read nothing else.
+A run is named by its identity: ``{"suite": <resolved suite without methods/seeds>, "run": {method, hparams,
+seed, ...}}`` (``config.yaml``); the id hashes it, so re-running a suite finds its finished runs (``done``) and
+resumes unfinished ones from ``checkpoints/last.pt``. ``metrics.jsonl`` holds one self-describing row per
+evaluation and ``eval/step<S>.npz`` its per-image confusion matrices; reports read nothing else. Damage is
+contained here: a torn row is skipped with a warning naming file and line, an unreadable checkpoint or eval
+file is a ``CheckpointError`` the caller turns into a skipped run, never a crash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import yaml
 
+from ..config import Suite, resolved_dict
+from ..data.synthetic import GENERATOR_VERSION
+from ..errors import CheckpointError, UdabenchError
+from ..io import atomic_path, atomic_write_text
+from ..schema import from_dict, to_dict
+from . import checkpoint
 
-def run_id(resolved: dict) -> str:
-    blob = json.dumps(resolved, sort_keys=True, default=str).encode()
-    return f"seed{resolved['seed']}-{hashlib.sha1(blob).hexdigest()[:10]}"
+log = logging.getLogger("udabench")
+
+# Suite fields that do not define a run: adding a method or a seed must not orphan finished runs.
+NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description")
+
+
+def suite_identity(suite: Suite) -> dict:
+    """The part of a run's identity that its suite gives (everything that changes what a run computes)."""
+    base = {k: v for k, v in resolved_dict(suite).items() if k not in NOT_IDENTITY}
+    if suite.synthetic is not None:  # same knobs, new scenes: a finished run of older scenes must not count
+        base["synthetic_generator"] = GENERATOR_VERSION
+    return base
+
+
+def run_id(identity: dict) -> str:
+    flat = {**identity["suite"], **identity["run"]}   # hashed flat: ids stay those of earlier versions
+    blob = json.dumps(flat, sort_keys=True, default=str).encode()
+    return f"seed{identity['run']['seed']}-{hashlib.sha1(blob).hexdigest()[:10]}"
+
+
+def config_key(identity: dict, ignore=()) -> str:
+    """A short hash of the identity without its seed (and the dotted ``ignore`` fields): one table row."""
+    flat = flatten({**identity["suite"], **{k: v for k, v in identity["run"].items() if k != "seed"}})
+    kept = {k: v for k, v in flat.items() if k not in ignore}
+    return hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def flatten(data: dict, prefix: str = "") -> dict:
+    """Nested mappings as one level of dotted keys (lists stay values)."""
+    out = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        out |= flatten(value, f"{name}.") if isinstance(value, dict) and value else {name: value}
+    return out
 
 
 class RunDir:
-    def __init__(self, results: str | Path, suite: str, method: str, resolved: dict):
-        self.id = run_id(resolved)
-        self.path = Path(results) / suite / method / self.id
-        self.resolved = resolved
+    def __init__(self, results: str | Path, suite: str, method_dir: str, identity: dict):
+        self.identity = identity
+        self.id = run_id(identity)
+        self.path = Path(results) / suite / method_dir / self.id
 
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        """The run directory at ``path`` (its ``config.yaml`` names the run)."""
+        path = Path(path)
+        config = path / "config.yaml"
+        if not config.is_file():
+            raise UdabenchError(f"{path} is not a run directory (no config.yaml); pass a folder like "
+                                f"results/<suite>/<method>/seed0-<hash>.")
+        try:
+            identity = yaml.safe_load(config.read_text())
+        except yaml.YAMLError as exc:
+            raise CheckpointError(f"{config} is damaged ({str(exc).splitlines()[0]}).") from None
+        if not (isinstance(identity, dict) and isinstance(identity.get("suite"), dict)
+                and isinstance(identity.get("run"), dict)):
+            raise CheckpointError(f"{config} is not a udabench run config (written by an older version?); "
+                                  f"re-run the suite into a new --results folder.")
+        run = cls.__new__(cls)
+        run.identity, run.path, run.id = identity, path, path.name
+        return run
+
+    @classmethod
+    def under(cls, results: str | Path, suite: str | None = None) -> Iterator["RunDir"]:
+        """Every run directory below ``results`` (of one suite), in path order; unreadable ones are skipped."""
+        for config in sorted(Path(results).glob(f"{suite or '*'}/*/*/config.yaml")):
+            try:
+                yield cls.open(config.parent)
+            except UdabenchError as exc:
+                log.warning(f"skipped {config.parent}: {exc}")
+
+    # -- what the run is ---------------------------------------------------------------------------
+    run = property(lambda self: self.identity["run"])
+    seed = property(lambda self: self.identity["run"]["seed"])
+
+    def suite(self) -> Suite:
+        return from_dict(Suite, self.identity["suite"], "", str(self.config))
+
+    # -- paths and state ---------------------------------------------------------------------------
     config = property(lambda self: self.path / "config.yaml")
     metrics = property(lambda self: self.path / "metrics.jsonl")
     checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
     done_marker = property(lambda self: self.path / "done")
     failed_marker = property(lambda self: self.path / "failed")
-
-    def eval_file(self, step: int) -> Path:
-        """Per-image confusion matrices of the evaluation at ``step`` (see ``Evaluation.save``)."""
-        return self.path / "eval" / f"step{step:07d}.npz"
-
-    def relative(self, path: Path) -> str:
-        return path.relative_to(self.path).as_posix()
 
     @property
     def status(self) -> str:
@@ -47,48 +120,104 @@ class RunDir:
             return "partial"
         return "failed" if self.failed_marker.exists() else "new"
 
+    def eval_file(self, step: int) -> Path:
+        """Per-image confusion matrices of the evaluation at ``step`` (see ``save_eval``)."""
+        return self.path / "eval" / f"step{step:07d}.npz"
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.path).as_posix()
+
+    # -- writing -----------------------------------------------------------------------------------
     def prepare(self, env: dict) -> None:
+        """Start the run from step 0: config and environment written, an earlier attempt's results cleared."""
         (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
         self.failed_marker.unlink(missing_ok=True)
-        atomic_write(self.config, yaml.safe_dump(self.resolved, sort_keys=False))
-        atomic_write(self.path / "env.json", json.dumps(env, indent=2))
+        self.metrics.unlink(missing_ok=True)   # rows of a discarded attempt must not join this one's
+        for stale in [*self.path.glob("eval/*.npz"), *self.path.rglob("*.tmp.*")]:
+            stale.unlink()
+        atomic_write_text(self.config, yaml.safe_dump(self.identity, sort_keys=False))
+        atomic_write_text(self.path / "env.json", json.dumps(env, indent=2))
 
-    def append_metrics(self, row: dict) -> None:
+    def append_row(self, row: dict) -> None:
         with self.metrics.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
-    def read_metrics(self) -> list[dict]:
-        if not self.metrics.exists():
-            return []
-        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
-
-    def truncate_metrics(self, max_step: int) -> None:
+    def truncate_rows(self, max_step: int) -> None:
         """Drop rows newer than the checkpoint we resume from (they will be evaluated again)."""
-        rows = [r for r in self.read_metrics() if r["step"] <= max_step]
-        atomic_write(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in self.rows() if r["step"] <= max_step))
+
+    def save_eval(self, step: int, per_image: np.ndarray, names: list[str]) -> str:
+        """Store one evaluation's per-image matrices; returns the path to record in its row."""
+        path = self.eval_file(step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            np.savez_compressed(tmp, cm=per_image, names=np.array(names))
+        return self.relative(path)
+
+    def log(self, line: str) -> None:
+        with (self.path / "log.txt").open("a") as f:
+            f.write(line + "\n")
 
     def mark_done(self) -> None:
+        self.failed_marker.unlink(missing_ok=True)
         self.done_marker.write_text("")
 
     def mark_failed(self, message: str) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.failed_marker.write_text(message + "\n")
+        """Record why the run failed; never raises (the disk may be what failed)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.failed_marker, message + "\n")
+        except OSError as exc:
+            log.warning(f"could not write {self.failed_marker} ({exc}); the run failed with: {message}")
+
+    # -- reading -----------------------------------------------------------------------------------
+    def rows(self) -> list[dict]:
+        """Every metrics row; a torn or non-JSON line (a kill mid-write) is skipped with a warning."""
+        if not self.metrics.exists():
+            return []
+        rows = []
+        for number, line in enumerate(self.metrics.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            if isinstance(row, dict) and "step" in row:
+                rows.append(row)
+            else:
+                log.warning(f"{self.metrics}:{number}: not a metrics row (torn write?), skipped")
+        return rows
+
+    def load_eval(self, relative: str) -> tuple[np.ndarray, list[str]]:
+        """(per-image matrices n×C×C, image names) saved by ``save_eval``."""
+        path = self.path / relative
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                return saved["cm"], [str(n) for n in saved["names"]]
+        except Exception as exc:
+            raise CheckpointError(f"cannot read the per-image matrices {path}: {exc}.") from None
+
+    def final_model(self, device):
+        """The segmentation model of this finished run, built from its suite, in eval mode."""
+        from ..models import build_model
+        from ..models.weights import resolve_input_norm
+
+        if "method" not in self.run:
+            raise UdabenchError(f"{self.path} has no model of its own (an ensemble or a released-checkpoint "
+                                f"score); use its member runs instead.")
+        if self.status != "done" or not self.checkpoint.is_file():
+            raise UdabenchError(f"{self.path} has not finished (no 'done' marker or no {self.checkpoint}); "
+                                f"finish it with `udabench run` first.")
+        suite = self.suite()
+        # the checkpoint replaces every weight: the init file need not exist here (it may have set the input)
+        model_cfg = replace(suite.model, pretrained="none", input_norm=resolve_input_norm(suite.model))
+        model = build_model(model_cfg, suite.class_set.num_classes)
+        state = checkpoint.load(self.checkpoint, "cpu", fix="Re-run this method to recreate it.")
+        model.load_state_dict(checkpoint.segmenter_state(state))
+        return model.to(device).eval()
 
 
-def load_final_model(suite, checkpoint: Path, device):
-    """The segmentation model saved in a run's checkpoint, built from the suite, in eval mode."""
-    import torch
-
-    from ..classes import get_class_set
-    from ..models import build_model
-
-    model = build_model(suite.model, get_class_set(suite.classes).num_classes)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["slots"]["model"]["module"])
-    return model.to(device).eval()
-
-
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def identity_of(suite: Suite, seed: int, **run) -> dict:
+    """A run identity: the suite's part and the run's own (method, hparams, ...; dataclasses as dicts)."""
+    return {"suite": suite_identity(suite), "run": {**{k: to_dict(v) for k, v in run.items()}, "seed": seed}}

@@ -14,25 +14,23 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..classes import get_class_set
-from ..config import Suite, resolved_dict
+from ..config import Suite
 from ..data import get_dataset, suite_datasets
-from ..data.synthetic import GENERATOR_VERSION
 from ..errors import CheckpointError, ConfigError, UdabenchError
 from ..models import build_model
 from ..registry import get_method
-from ..schema import from_dict, to_dict
+from ..schema import from_dict
 from .distributed import init_distributed
 from .ensemble import ensemble_rundir, evaluate_ensemble
 from .environment import collect_env
-from .rundir import RunDir, run_id
+from .rundir import RunDir, identity_of, run_id
 from .trainer import RunSpec, SuiteData, Trainer
 
 
 @dataclass
 class Outcome:
     spec: RunSpec
-    status: str          # "done" (trained now), "skipped" (already done), "failed"
+    status: str          # "trained" (now), "skipped" (done already), "failed"
     message: str = ""
 
 
@@ -48,26 +46,20 @@ def resolve_device(name: str) -> torch.device:
 def plan_runs(suite: Suite, results: str | Path, methods: list[str] | None = None, seeds: list[int] | None = None,
               methods_dirs=()) -> list[RunSpec]:
     specs = []
-    base = resolved_dict(suite)
-    for key in ("methods", "seeds", "oracle", "ensembles", "description"):
-        base.pop(key)  # not part of a run's identity: adding a method must not orphan the others
-    if suite.synthetic is not None:  # same knobs, new scenes: a finished run of older scenes must not count
-        base["synthetic_generator"] = GENERATOR_VERSION
     for name in methods or suite.method_names():
         cls = get_method(name, methods_dirs)
         hparams = from_dict(cls.Hparams, suite.methods.get(name, {}), f"methods.{name}", suite.source_file)
         for seed in seeds if seeds is not None else suite.seeds:
-            resolved = {**base, "method": name, "hparams": to_dict(hparams), "seed": seed}
-            specs.append(RunSpec(suite, cls, hparams, seed, RunDir(results, suite.name, name, resolved),
-                                 warmup_snapshot(results, suite, base, seed)))
+            rundir = RunDir(results, suite.name, name, identity_of(suite, seed, method=name, hparams=hparams))
+            specs.append(RunSpec(suite, cls, hparams, seed, rundir, warmup_snapshot(results, suite, seed)))
     return specs
 
 
-def warmup_snapshot(results, suite: Suite, base: dict, seed: int) -> Path | None:
+def warmup_snapshot(results, suite: Suite, seed: int) -> Path | None:
     """Where the shared source warm-up of this (suite config, seed) lives; keyed by everything but the method."""
     if not suite.train.source_warmup:
         return None
-    return Path(results) / suite.name / "_warmup" / f"{run_id({**base, 'seed': seed})}.pt"
+    return Path(results) / suite.name / "_warmup" / f"{run_id(identity_of(suite, seed))}.pt"
 
 
 def build_data(suite: Suite, needs_target: bool = True) -> SuiteData:
@@ -81,8 +73,9 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
               seeds: list[int] | None = None, methods_dirs=(), debug: bool = False) -> list[Outcome]:
     specs = plan_runs(suite, results, methods, seeds, methods_dirs)
     for members in suite.ensembles.values():
-        plan_runs(suite, results, members, [], methods_dirs)  # unknown member methods fail now, not later
-    build_model(suite.model, get_class_set(suite.classes).num_classes)  # bad model settings or weights fail now
+        for member in members:
+            get_method(member, methods_dirs)  # unknown member methods fail now, not later
+    build_model(suite.model, suite.class_set.num_classes)  # bad model settings or weights fail now
     device = resolve_device(suite.train.device)
     dist = init_distributed(device.type)
     if device.type == "cuda" and dist.world_size > 1:
@@ -118,19 +111,25 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
             continue
         miou = rows[-1]["miou"] if rows else float("nan")
         say(f"{label}: done, mIoU {miou:.2f} ({spec.rundir.path})")
-        outcomes.append(Outcome(spec, "done"))
+        outcomes.append(Outcome(spec, "trained"))
     if dist.is_main:
         run_ensembles(suite, results, seeds if seeds is not None else suite.seeds, methods_dirs, data, device, say)
     return outcomes
 
 
 def run_ensembles(suite: Suite, results, seeds: list[int], methods_dirs, data: SuiteData, device, say) -> None:
-    """Score every ensemble of the suite whose member runs are finished (evaluation only)."""
+    """Score every ensemble of the suite whose member runs are finished (evaluation only).
+
+    A member whose files are damaged leaves its ensemble unscored with a warning; the suite goes on."""
     for name, members in suite.ensembles.items():
         for seed in seeds:
             specs = plan_runs(suite, results, members, [seed], methods_dirs)
             rundir = ensemble_rundir(suite, results, name, specs, seed)
             if rundir.status == "done" or any(s.rundir.status != "done" for s in specs):
                 continue
-            row = evaluate_ensemble(suite, name, specs, rundir, data.eval, device, collect_env(device))
+            try:
+                row = evaluate_ensemble(suite, name, specs, rundir, data.eval, device, collect_env(device))
+            except UdabenchError as exc:
+                say(f"{name} seed {seed}: ensemble not scored: {exc}")
+                continue
             say(f"{name} seed {seed}: ensemble of {', '.join(members)}, mIoU {row['miou']:.2f} ({rundir.path})")

@@ -1,4 +1,9 @@
-"""The training loop of one run: (suite, method, hyper-parameters, seed) -> run directory."""
+"""The training loop of one run: (suite, method, hyper-parameters, seed) -> run directory.
+
+``Trainer.run`` reads top to bottom: build the run, resume (or start), the shared source warm-up, the
+method's own steps, ``done``. Each step (``_train``): batches, zero gradients and set LRs, the step function,
+a finite-loss check, the optimizer steps, then the log line, evaluation and checkpoint at their intervals.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import random
 import resource
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,21 +21,18 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from ..classes import get_class_set
 from ..config import Suite
-from ..errors import CheckpointError, UdabenchError
+from ..errors import CheckpointError, NonFiniteLoss
 from ..method import Method
-from ..models import build_model
-from .context import MethodContext
+from . import checkpoint
+from .build import build_run
+from .checkpoint import SEGMENTER
 from .distributed import DistInfo
 from .environment import collect_env
-from .evaluate import evaluate, protocol, scores
+from .evaluate import evaluate, scores
+from .rows import metrics_row
 from .rundir import RunDir
 from .sampling import ResumableSampler
-
-
-class NonFiniteLoss(UdabenchError):
-    pass
 
 
 @dataclass
@@ -49,139 +52,132 @@ class RunSpec:
     hparams: object
     seed: int
     rundir: RunDir
-    warmup_snapshot: Path | None = None  # shared by every method of a (suite config, seed); see Trainer.run
+    warmup_snapshot: Path | None = None  # shared by every method of a (suite config, seed); see _warm_up
+
+
+StepFn = Callable[[dict | None, dict | None, int], dict]   # (source batch, target batch, step) -> logged losses
 
 
 class Trainer:
     def __init__(self, spec: RunSpec, data: SuiteData, device: torch.device, dist: DistInfo = DistInfo()):
         self.spec, self.data, self.device, self.dist = spec, data, device, dist
         self.cfg = spec.suite.train
-        self.class_set = get_class_set(spec.suite.classes)
 
-    # -- public ----------------------------------------------------------------------------------
     def run(self) -> list[dict]:
-        spec, cfg, rundir = self.spec, self.cfg, self.spec.rundir
-        seed_everything(spec.seed, cfg.deterministic, self.device)
-        model = build_model(spec.suite.model, self.class_set.num_classes).to(self.device)
-        if spec.suite.model.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        ctx = MethodContext(model, self.device, self.class_set, cfg, self.dist, self.data.source)
-        ctx.register_segmenter(*model.param_groups())
-        method = spec.method(spec.hparams, ctx)
-        method.setup(model, ctx)
-
-        start = self._resume(ctx, rundir)
-        warmup = cfg.source_warmup if spec.method.uses_source else 0
-        # The warm-up is plain source training whatever the method, so every method of a seed starts
-        # adapting from the same weights: the first run to finish it saves them, the others load them.
-        shared = spec.warmup_snapshot if warmup else None
-        if start == 0 and shared is not None and shared.exists():
-            start = self._load_warmup(ctx, shared)
-        source_iter = self._batches(self.data.source, "source", start) if spec.method.uses_source else None
-        # The target stream is position-based: starting it at the warm-up's end gives each later step the
-        # same batch as reading (and discarding) target batches during warm-up would.
-        target_iter = self._batches(self.data.target, "target", max(start, warmup)) if spec.method.uses_target else None
-        model.train()
-        running: dict[str, list[float]] = defaultdict(list)
-        step_times: list[float] = []
-        desc = f"{spec.method.name} seed {spec.seed}"
-        bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc=desc,
-                   disable=None if self.dist.is_main else True, dynamic_ncols=True, leave=False)
-        for step in bar:
-            t0 = time.perf_counter()
-            source = self._to_device(next(source_iter)) if source_iter else None
-            lr = ctx.start_step(step)
-            if step == warmup and warmup:
-                reseed(spec.seed)  # RNG after the warm-up must not depend on who ran it
-            if step < warmup:
-                logs = ctx.supervised_step(source)  # adaptation starts from a source-trained model
-            else:
-                target = self._to_device(next(target_iter)) if target_iter else None
-                if target is not None and not spec.method.uses_target_labels:
-                    target.pop("label", None)  # unsupervised: target labels never reach a method
-                logs = method.train_step(source, target, step)
-            self._check_finite(logs, step)
-            ctx.finish_step()
-            step_times.append(time.perf_counter() - t0)
-            for key, value in logs.items():
-                running[key].append(value)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
-            done = step + 1
-            if done % cfg.log_every == 0 or done == cfg.iterations:
-                self._log_row(done, lr, running, step_times)
-            if done % cfg.eval_every == 0 or done == cfg.iterations:
-                self._evaluate(model, ctx, done, lr, running, step_times)
-                running.clear()
-                step_times.clear()
-            if done == warmup and shared is not None and not shared.exists() and self.dist.is_main:
-                self._save_warmup(ctx, done, shared)
-            if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
-                self._save(ctx, done)
-        bar.close()
+        spec = self.spec
+        seed_everything(spec.seed, self.cfg.deterministic, self.device)
+        self.ctx, self.method = build_run(spec.suite, spec.method, spec.hparams, self.device, self.dist,
+                                          self.data.source)
+        self.streams = Streams({"source": self.data.source, "target": self.data.target}, spec.seed,
+                               self.cfg.batch_size, self.dist, self._loader)
+        self.meter = Meter()
+        start = self._resume()
+        start = self._warm_up(start)
+        domains = [d for d, used in (("source", spec.method.uses_source), ("target", spec.method.uses_target)) if used]
+        self._train(start, self.cfg.iterations, self._method_step, domains)
         if self.dist.is_main:
-            rundir.mark_done()
-        return rundir.read_metrics()
+            spec.rundir.mark_done()
+        return spec.rundir.rows()
 
-    # -- internals -------------------------------------------------------------------------------
-    def _resume(self, ctx: MethodContext, rundir: RunDir) -> int:
+    # -- the phases of a run -----------------------------------------------------------------------
+    def _resume(self) -> int:
+        """The step to continue from: that of ``checkpoints/last.pt``, or 0 (the run directory is prepared)."""
+        rundir = self.spec.rundir
         if not rundir.checkpoint.exists():
             if self.dist.is_main:
                 rundir.prepare(collect_env(self.device))
             return 0
+        fix = "Delete that file to restart this run from step 0 (its earlier rows are then discarded)."
+        state = checkpoint.load(rundir.checkpoint, self.device, fix, purpose="resume from checkpoint")
         try:
-            state = torch.load(rundir.checkpoint, map_location=self.device, weights_only=False)
-            ctx.load_state_dict(state["slots"])
-        except Exception as exc:  # corrupt/incompatible file: name it and say how to recover
-            raise CheckpointError(f"cannot resume from checkpoint {rundir.checkpoint}: {exc}. Delete that file "
-                                  f"to restart this run from scratch (its metrics rows are kept).") from None
-        restore_rng(state["rng"])
+            self.ctx.load_state_dict(state)
+            checkpoint.restore_rng(state["rng"])
+            self.meter.load_state_dict(state["running"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {rundir.checkpoint} does not fit this run "
+                                  f"({str(exc).splitlines()[0]}). {fix}") from None
         if self.dist.is_main:
-            rundir.truncate_metrics(state["step"])
+            rundir.truncate_rows(state["step"])
         return state["step"]
 
-    def _save_warmup(self, ctx: MethodContext, step: int, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = ctx.state_dict()
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"step": step, "model": state["model"], "scaler": state.get("_scaler"),
-                    "rows": self.spec.rundir.read_metrics(), "written_by": self.spec.rundir.id}, tmp)
-        tmp.replace(path)
+    def _warm_up(self, start: int) -> int:
+        """``train.source_warmup`` plain source steps before a method's own (none for the oracle).
 
-    def _load_warmup(self, ctx: MethodContext, path: Path) -> int:
+        They are the same whatever the method, so every method of a seed adapts from the same weights: the
+        first run to finish them saves a snapshot, the others load it (with its evaluation rows). All
+        generators are re-seeded when adaptation starts, so loading and recomputing are bit-identical.
+        """
+        steps = min(self.cfg.source_warmup, self.cfg.iterations) if self.spec.method.uses_source else 0
+        if start > steps or not steps:
+            return start
+        snapshot = self.spec.warmup_snapshot
+        if start == 0 and snapshot is not None and snapshot.exists():
+            start = self._load_warmup(snapshot)
+        if start < steps:
+            self._train(start, steps, lambda source, target, step: self.ctx.supervised_step(source), ["source"])
+            if snapshot is not None and not snapshot.exists() and self.dist.is_main:
+                state = self.ctx.state_dict()   # the segmenter only: a method's own modules are not shared
+                checkpoint.save(snapshot, step=steps, slots={SEGMENTER: state["slots"][SEGMENTER]},
+                                scaler=state["scaler"], rows=self.spec.rundir.rows(), written_by=self.spec.rundir.id)
+        reseed(self.spec.seed)   # RNG after the warm-up must not depend on who ran it
+        return steps
+
+    def _load_warmup(self, path: Path) -> int:
+        fix = "Delete that file; the next run redoes the warm-up and writes it again."
+        state = checkpoint.load(path, self.device, fix, purpose="load the shared warm-up snapshot")
         try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
-            ctx.load_state_dict({"model": state["model"], "_scaler": state["scaler"]}, only=("model",))
-        except Exception as exc:
-            raise CheckpointError(f"cannot load the shared warm-up snapshot {path}: {exc}. Delete that file; the "
-                                  f"next run redoes the warm-up and writes it again.") from None
-        spec = self.spec
+            self.ctx.load_state_dict(state, only=(SEGMENTER,))
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"the shared warm-up snapshot {path} does not fit this run "
+                                  f"({str(exc).splitlines()[0]}). {fix}") from None
+        rundir = self.spec.rundir
         if self.dist.is_main:
             for row in state["rows"]:  # the warm-up's evaluations belong to this run's curve too
-                spec.rundir.append_metrics({**row, "method": spec.method.name, "method_label": spec.method.row_label(),
-                                            "run_id": spec.rundir.id, "hparams": asdict(spec.hparams),
-                                            "warmup_from": state["written_by"]})
-            with (spec.rundir.path / "log.txt").open("a") as f:
-                f.write(f"steps 0-{state['step']}: shared source warm-up loaded from {path} "
-                        f"(written by run {state['written_by']})\n")
+                rundir.append_row({**row, **self._row_identity(), "warmup_from": state["written_by"]})
+            rundir.log(f"steps 0-{state['step']}: shared source warm-up loaded from {path} "
+                       f"(written by run {state['written_by']})")
         return state["step"]
 
-    def _save(self, ctx: MethodContext, step: int) -> None:
-        if not self.dist.is_main:
-            return
-        path = self.spec.rundir.checkpoint
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"step": step, "slots": ctx.state_dict(), "rng": rng_state()}, tmp)
-        tmp.replace(path)
+    def _method_step(self, source: dict | None, target: dict | None, step: int) -> dict:
+        if target is not None and not self.spec.method.uses_target_labels:
+            target.pop("label", None)  # unsupervised: target labels never reach a method
+        return self.method.train_step(source, target, step)
 
-    def _batches(self, dataset, stream: str, start_step: int):
-        sampler = ResumableSampler(len(dataset), stream_seed(self.spec.seed, stream), start_step * self.cfg.batch_size,
-                                   self.dist.rank, self.dist.world_size)
-        return iter(self._loader(dataset, self.cfg.batch_size, sampler=sampler, drop_last=True))
+    # -- the loop ----------------------------------------------------------------------------------
+    def _train(self, start: int, end: int, step_fn: StepFn, domains: list[str]) -> None:
+        cfg, ctx = self.cfg, self.ctx
+        desc = f"{self.spec.method.name} seed {self.spec.seed}"
+        bar = tqdm(range(start, end), initial=start, total=cfg.iterations, desc=desc,
+                   disable=None if self.dist.is_main else True, dynamic_ncols=True, leave=False)
+        for step in bar:
+            t0 = time.perf_counter()
+            batches = {d: self._to_device(self.streams.batch(d, step)) for d in domains}
+            lr = ctx.start_step(step)
+            logs = step_fn(batches.get("source"), batches.get("target"), step)
+            self._check_finite(logs, step)
+            ctx.finish_step()
+            self.meter.add(logs, time.perf_counter() - t0)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.iterations:
+                self._log_line(done, lr)
+            if done % cfg.eval_every == 0 or done == cfg.iterations:
+                self._evaluate(done, lr)
+                self.meter.clear()
+            if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
+                self._save(done)
+        bar.close()
 
-    def _loader(self, dataset, batch_size: int, **kw) -> DataLoader:
+    def _save(self, step: int) -> None:
+        if self.dist.is_main:
+            checkpoint.save(self.spec.rundir.checkpoint, step=step, **self.ctx.state_dict(),
+                            rng=checkpoint.rng_state(), running=self.meter.state_dict())
+
+    def _loader(self, dataset, batch_size: int, seed: int = 0, **kw) -> DataLoader:
+        """Worker seeds come from the loader's own generator: building a loader never draws from the global RNG."""
         workers = self.spec.suite.data.num_workers
         return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=workers > 0, **kw)
+                          persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed), **kw)
 
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -194,56 +190,97 @@ class Trainer:
                 f"at step {step} in {self.spec.rundir.path}. The update was not applied; earlier checkpoints and "
                 f"metrics are kept. Lower train.lr or the method's loss weights (--set), or try train.amp=none.")
 
-    def _log_row(self, step: int, lr: float, running, step_times) -> None:
+    # -- what a run writes -------------------------------------------------------------------------
+    def _log_line(self, step: int, lr: float) -> None:
         parts = [f"{self.spec.method.name:>12} s{self.spec.seed}", f"step {step:>7}/{self.cfg.iterations}",
                  f"lr {lr:.2e}"]
-        parts += [f"{k} {np.mean(v[-self.cfg.log_every:]):.4f}" for k, v in running.items()]
-        parts.append(f"{np.mean(step_times[-self.cfg.log_every:]):.3f}s/it")
+        recent = self.meter.means(last=self.cfg.log_every)
+        parts += [f"{k} {v:.4f}" for k, v in recent["losses"].items()]
+        parts.append(f"{recent['step_time']:.3f}s/it")
         line = "  ".join(parts)
         if self.dist.is_main:
             tqdm.write(line)
-            with (self.spec.rundir.path / "log.txt").open("a") as f:
-                f.write(line + "\n")
+            self.spec.rundir.log(line)
 
-    def _evaluate(self, model, ctx: MethodContext, step: int, lr: float, running, step_times) -> None:
+    def _evaluate(self, step: int, lr: float) -> None:
+        model, suite = self.ctx.model, self.spec.suite
         model.eval()
-        result = self._score(model, ctx, self.data.eval)
+        result = self._score(self.data.eval)
         extra = {}
         if self.data.source_val is not None:
-            source_val = self._score(model, ctx, self.data.source_val)
-            extra["source_val_miou"] = scores(self.spec.suite, source_val.cm, source_val.entropy)["miou"]
+            source_val = self._score(self.data.source_val)
+            extra["source_val_miou"] = scores(suite, source_val.cm, source_val.entropy)["miou"]
         model.train()
         if self.dist.is_main:
-            path = self.spec.rundir.eval_file(step)
-            result.save(path)
-            extra["eval_file"] = self.spec.rundir.relative(path)
-            self.spec.rundir.append_metrics(self._row(result, step, lr, running, step_times) | extra)
+            extra["eval_file"] = self.spec.rundir.save_eval(step, result.per_image, result.names)
+            means = self.meter.means()
+            self.spec.rundir.append_row(metrics_row(
+                suite, seed=self.spec.seed, step=step, scores=scores(suite, result.cm, result.entropy),
+                **self._row_identity(), losses=means["losses"], lr=lr, step_time=means["step_time"],
+                peak_mem_gb=peak_memory_gb(self.device), **extra))
 
-    def _score(self, model, ctx: MethodContext, dataset):
+    def _row_identity(self) -> dict:
+        """The fields that say whose row it is (also written into the rows a loaded warm-up copies)."""
+        method = self.spec.method
+        return {"method": method.name, "method_label": method.row_label(), "role": method.role,
+                "run_id": self.spec.rundir.id, "hparams": asdict(self.spec.hparams)}
+
+    def _score(self, dataset):
         shard = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world_size))
         loader = self._loader(shard, self.spec.suite.data.eval_batch_size)
-        return evaluate(lambda x: model(x).main, loader, self.class_set.num_classes, self.device, ctx.autocast,
-                        self.dist.world_size, self.spec.suite.eval)
+        return evaluate(lambda x: self.ctx.model(x).main, loader, self.ctx.num_classes, self.device,
+                        self.ctx.autocast, self.dist.world_size, self.spec.suite.eval)
 
-    def _row(self, result, step, lr, running, step_times) -> dict:
-        spec = self.spec
-        return {
-            "suite": spec.suite.name,
-            "method": spec.method.name,
-            "method_label": spec.method.row_label(),
-            "seed": spec.seed,
-            "run_id": spec.rundir.id,
-            "step": step,
-            "iterations": self.cfg.iterations,
-            **scores(spec.suite, result.cm, result.entropy),
-            "losses": {k: float(np.mean(v)) for k, v in running.items()},
-            "lr": lr,
-            "step_time": float(np.mean(step_times)) if step_times else None,
-            "peak_mem_gb": peak_memory_gb(self.device),
-            "hparams": asdict(spec.hparams),
-            "protocol": protocol(spec.suite, spec.seed),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
+
+class Streams:
+    """Source and target batches by step, from position-based samplers (``ResumableSampler``).
+
+    A domain's stream starts at the first step that reads it, at that step's position, so a domain that is
+    not read for some steps (the target during the warm-up) gives every later step the batch it would have
+    had anyway, and a resumed run the batches of an uninterrupted one.
+    """
+
+    def __init__(self, datasets: dict, seed: int, batch_size: int, dist: DistInfo, loader):
+        self._datasets, self._seed, self._batch, self._dist, self._make = datasets, seed, batch_size, dist, loader
+        self._iterators: dict[str, object] = {}
+
+    def batch(self, domain: str, step: int) -> dict:
+        if domain not in self._iterators:
+            dataset, seed = self._datasets[domain], stream_seed(self._seed, domain)
+            sampler = ResumableSampler(len(dataset), seed, step * self._batch, self._dist.rank, self._dist.world_size)
+            self._iterators[domain] = iter(self._make(dataset, self._batch, seed, sampler=sampler, drop_last=True))
+        return next(self._iterators[domain])
+
+
+class Meter:
+    """Logged losses and step times since the last evaluation; checkpointed, so a resumed run's rows are exact."""
+
+    def __init__(self):
+        self.losses: dict[str, list[float]] = defaultdict(list)
+        self.step_times: list[float] = []
+
+    def add(self, logs: dict[str, float], seconds: float) -> None:
+        for key, value in logs.items():
+            self.losses[key].append(float(value))
+        self.step_times.append(seconds)
+
+    def means(self, last: int | None = None) -> dict:
+        """Mean of every loss and of the step time, over the last ``last`` steps (all when None)."""
+        window = slice(-last, None) if last else slice(None)
+        return {"losses": {k: float(np.mean(v[window])) for k, v in self.losses.items()},
+                "step_time": float(np.mean(self.step_times[window])) if self.step_times else None}
+
+    def clear(self) -> None:
+        self.losses.clear()
+        self.step_times.clear()
+
+    def state_dict(self) -> dict:
+        return {"losses": dict(self.losses), "step_times": list(self.step_times)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.clear()
+        self.losses.update({k: list(v) for k, v in state["losses"].items()})
+        self.step_times.extend(state["step_times"])
 
 
 def peak_memory_gb(device: torch.device) -> float:
@@ -271,18 +308,3 @@ def reseed(seed: int) -> None:
     random.seed(seed + 7919)
     np.random.seed(seed + 7919)
     torch.manual_seed(seed + 7919)
-
-
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

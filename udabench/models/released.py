@@ -2,8 +2,8 @@
 suite settings (network and evaluation options) each format implies. Pure functions; ``udabench eval``
 (``engine/evalrun.py``) scores the result. Layouts read from the official code (docs/datasets.md):
 
-- ``udabench``: a udabench run's ``checkpoints/last.pt``; the model is ``state["slots"]["model"]["module"]``.
-  Network and evaluation options: the suite's.
+- ``udabench``: a udabench run's ``checkpoints/last.pt`` (``engine/checkpoint.py``: the segmenter's state dict
+  under ``slots``). Network and evaluation options: the suite's.
 - ``advent``: ADVENT's released models (``GTA2Cityscapes_advent.pth``, ``GTA2Cityscapes_minent_ER.pth``) and
   snapshots, ``torch.save(model.state_dict())`` of ``get_deeplab_v2`` (``train_UDA.py:184``): the caffe-style
   trunk's names, ``layer5`` = aux head on layer3, ``layer6`` = main head on layer4, branches
@@ -88,8 +88,11 @@ def load_converted(model: nn.Module, state: dict[str, torch.Tensor], path: str) 
 
 
 def _from_udabench(obj) -> Converted | None:
+    """The engine owns its checkpoint format (``engine/checkpoint.py``)."""
+    from ..engine.checkpoint import segmenter_state
+
     try:
-        state = obj["slots"]["model"]["module"]
+        state = segmenter_state(obj)
     except (KeyError, TypeError):
         return None
     return Converted(dict(state), [], obj.get("step"))

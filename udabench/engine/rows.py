@@ -1,0 +1,58 @@
+"""The metrics row: one self-describing JSON object per evaluation, the only thing reports read.
+
+Every writer (the trainer, ensembles, scored released checkpoints, tests) builds its rows here, so a new
+field is added once. A row says what it scores (suite, method, role, kind, seed, run id, step), the scores
+of every class set from one confusion matrix, and the protocol that produced them.
+
+``role`` says what a method is for in a table: ``lower_bound`` (Source-only), ``upper_bound`` (Oracle),
+``control`` (e.g. target-BN) or ``uda``. ``kind`` says where the numbers come from: ``measured`` (trained
+here), ``released`` (a paper's released checkpoint scored here); published rows are ``paper`` (tables only).
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..config import Suite
+from ..models.weights import resolve_input_norm
+
+KINDS = ("measured", "released", "paper")
+
+
+def metrics_row(suite: Suite, *, method: str, method_label: str, role: str, seed: int, run_id: str, step: int,
+                scores: dict, hparams: dict, kind: str = "measured", row_protocol: dict | None = None,
+                **extra) -> dict:
+    """The row of one evaluation; ``scores`` as ``evaluate.scores`` returns them, ``extra`` adds fields.
+    ``row_protocol`` replaces the suite's training protocol where the model was not trained here (released)."""
+    return {"suite": suite.name, "method": method, "method_label": method_label, "role": role, "kind": kind,
+            "seed": seed, "run_id": run_id, "step": step, "iterations": suite.train.iterations, **scores,
+            **extra, "hparams": hparams, "protocol": protocol(suite, seed) if row_protocol is None else row_protocol,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def protocol(suite: Suite, seed: int) -> dict:
+    """Every suite choice that changes the numbers of a row (docs/protocol.md)."""
+    m, d, t = suite.model, suite.data, suite.train
+    return {
+        "pretrained": m.pretrained, "bn_mode": m.bn_mode,
+        "source": f"{d.source.dataset}/{d.source.split}", "target": f"{d.target.dataset}/{d.target.split}",
+        "source_size": _size(d.source.size), "target_size": _size(d.target.size),
+        **eval_protocol(suite), "iterations": t.iterations, "source_warmup": t.source_warmup,
+        "batch_size": t.batch_size, "amp": t.amp, "seed": seed,
+    }
+
+
+def eval_protocol(suite: Suite) -> dict:
+    """What a score depends on besides training: the network, its input and the evaluation options."""
+    m, d, e = suite.model, suite.data, suite.eval
+    inference = f"single-scale, {'flip-averaged softmax' if e.flip else 'no flip'}, bilinear up-sampling of logits"
+    return {
+        "backbone": m.backbone, "input_norm": resolve_input_norm(m), "aspp_dilations": list(m.aspp_dilations),
+        "multi_level": m.multi_level, "eval": f"{d.eval.dataset}/{d.eval.split}", "eval_input_size": _size(d.eval.size),
+        "eval_label_size": e.label_size, "eval_flip": e.flip, "eval_align_corners": e.align_corners,
+        "inference": inference + (" (align_corners)" if e.align_corners else ""), "classes": suite.classes,
+    }
+
+
+def _size(size) -> str:
+    return f"{size[0]}x{size[1]}" if size else "native"
