@@ -165,3 +165,13 @@ def test_every_row_records_the_input_normalisation_and_eval_options(write_suite)
     assert row["inference"] == "single-scale, flip-averaged softmax, bilinear up-sampling of logits (align_corners)"
     default = protocol(load_suite(write_suite()), 0)
     assert default["inference"] == "single-scale, no flip, bilinear up-sampling of logits"   # as before this option
+
+
+def test_the_new_settings_at_their_defaults_keep_earlier_run_ids(write_suite):
+    from udabench.engine.rundir import suite_identity
+
+    default = suite_identity(load_suite(write_suite()))
+    assert "eval" not in default and "input_norm" not in default["model"]    # identity as before these settings
+    flipped = suite_identity(load_suite(write_suite(lambda s: s.update(eval={"flip": True}))))
+    caffe = suite_identity(load_suite(write_suite(lambda s: s["model"].update(input_norm="caffe_bgr"))))
+    assert flipped["eval"]["flip"] is True and caffe["model"]["input_norm"] == "caffe_bgr"

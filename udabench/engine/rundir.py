@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..config import Suite, resolved_dict
+from ..config import EvalConfig, Suite, resolved_dict
 from ..data.synthetic import GENERATOR_VERSION
 from ..errors import CheckpointError, UdabenchError
 from ..io import atomic_path, atomic_write_text
@@ -33,9 +33,22 @@ log = logging.getLogger("udabench")
 NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description")
 
 
+# Settings added after runs were made, as (dotted key, default): at the default they compute what those runs
+# computed (udabench's eval protocol; ImageNet input for timm backbones), so they stay out of the identity and
+# finished runs keep their ids. (A VGG-16 run from the caffe file now gets its BGR input under the same id.)
+LATER_DEFAULTS = (("eval", to_dict(EvalConfig())), ("model.input_norm", "auto"))
+
+
 def suite_identity(suite: Suite) -> dict:
     """The part of a run's identity that its suite gives (everything that changes what a run computes)."""
     base = {k: v for k, v in resolved_dict(suite).items() if k not in NOT_IDENTITY}
+    for dotted, default in LATER_DEFAULTS:
+        *path, key = dotted.split(".")
+        node = base
+        for part in path:
+            node = node[part]
+        if node.get(key) == default:
+            del node[key]
     if suite.synthetic is not None:  # same knobs, new scenes: a finished run of older scenes must not count
         base["synthetic_generator"] = GENERATOR_VERSION
     return base
