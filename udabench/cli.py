@@ -7,6 +7,7 @@ a run that fails mid-way is marked ``failed``, the others go on, and the exit co
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import textwrap
@@ -19,7 +20,17 @@ FORMATS = ("text", "md", "csv", "latex")
 CHECKPOINT_FORMATS = ("udabench", "advent", "maxsquare", "fada")   # = udabench.models.released.FORMATS (tested)
 
 
+class _Warnings(logging.Handler):
+    """``udabench: warning: ...`` on whatever stderr is at the time (warnings name the file they are about)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print("udabench: warning: " + record.getMessage(), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    logger = logging.getLogger("udabench")
+    if not any(isinstance(h, _Warnings) for h in logger.handlers):
+        logger.addHandler(_Warnings(logging.WARNING))
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -26,6 +26,8 @@ Batches are dicts ``{"image": N×3×H×W, "label": N×H×W, "name": [...]}`` alr
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -64,9 +66,19 @@ class Method:
         return self.ctx.register_module(name, module, optimizer=optimizer, lr=lr, **optim_kwargs)
 
     @staticmethod
-    def set_requires_grad(module: nn.Module, flag: bool) -> None:
-        for p in module.parameters():
-            p.requires_grad_(flag)
+    @contextlib.contextmanager
+    def frozen(*modules: nn.Module) -> Iterator[None]:
+        """No gradient reaches the parameters of ``modules`` inside the block (e.g. a discriminator while the
+        segmenter learns to fool it); their ``requires_grad`` flags are restored afterwards."""
+        params = [p for m in modules for p in m.parameters()]
+        flags = [p.requires_grad for p in params]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, flag in zip(params, flags):
+                p.requires_grad_(flag)
 
     @classmethod
     def row_label(cls) -> str:

@@ -7,6 +7,7 @@ others go on; finished runs are skipped on a re-run.
 
 from __future__ import annotations
 
+import logging
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from .ensemble import ensemble_rundir, evaluate_ensemble
 from .environment import collect_env
 from .rundir import RunDir, identity_of, run_id
 from .trainer import RunSpec, SuiteData, Trainer
+
+log = logging.getLogger("udabench")
 
 
 @dataclass
@@ -130,6 +133,6 @@ def run_ensembles(suite: Suite, results, seeds: list[int], methods_dirs, data: S
             try:
                 row = evaluate_ensemble(suite, name, specs, rundir, data.eval, device, collect_env(device))
             except UdabenchError as exc:
-                say(f"{name} seed {seed}: ensemble not scored: {exc}")
+                log.warning(f"{name} seed {seed}: ensemble not scored: {exc}")
                 continue
             say(f"{name} seed {seed}: ensemble of {', '.join(members)}, mIoU {row['miou']:.2f} ({rundir.path})")
