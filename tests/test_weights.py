@@ -175,3 +175,19 @@ def test_the_new_settings_at_their_defaults_keep_earlier_run_ids(write_suite):
     flipped = suite_identity(load_suite(write_suite(lambda s: s.update(eval={"flip": True}))))
     caffe = suite_identity(load_suite(write_suite(lambda s: s["model"].update(input_norm="caffe_bgr"))))
     assert flipped["eval"]["flip"] is True and caffe["model"]["input_norm"] == "caffe_bgr"
+
+
+def test_a_weights_file_that_would_run_code_is_refused_unrun(tmp_path, narrow_deeplab):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return open, (str(marker), "w")           # creates the marker if the file is ever executed
+
+    torch.save({"Scale.conv1.weight": torch.zeros(1), "payload": Payload()}, tmp_path / "init.pth")
+    with pytest.raises(UdabenchError, match=r"would run code when loaded .*nothing in it was run"):
+        DeepLabV2("deeplab_resnet101", 19, pretrained=str(tmp_path / "init.pth"))
+    assert not marker.exists()
+    (tmp_path / "torn.pth").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(UdabenchError, match=r"cannot read .*torn\.pth.* damaged or not a PyTorch file"):
+        DeepLabV2("resnet10t", 19, pretrained=str(tmp_path / "torn.pth"))

@@ -18,6 +18,8 @@ freshly built backbone (0), as PyTorch itself does for such state dicts; they on
 
 from __future__ import annotations
 
+import pickle
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +53,16 @@ def read_tensor_file(path: str | Path, what: str) -> Any:
     try:
         with torch.serialization.safe_globals(_NUMPY_GLOBALS):
             return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, not a torch file, or objects that weights_only refuses
-        raise UdabenchError(f"{what}: cannot read {str(path)!r} as a PyTorch file of tensors ({exc}).") from None
+    except Exception as exc:  # corrupt, truncated, not a torch file, or objects weights_only refuses
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if isinstance(exc, pickle.UnpicklingError) and found:
+            raise UdabenchError(f"{what}: {str(path)!r} holds objects that would run code when loaded "
+                                f"({found.group(1)}); udabench reads only tensors, numbers and containers, so "
+                                f"nothing in it was run.") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:Check the documentation|$)", str(exc), re.S)
+        reason = " ".join(detail.group(1).split()) if detail else (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise UdabenchError(f"{what}: cannot read {str(path)!r} as a PyTorch file of tensors ({reason}); it is "
+                            f"damaged or not a PyTorch file.") from None
 
 
 def tensors_of(obj: Any) -> dict[str, torch.Tensor]:
