@@ -6,9 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import write_cityscapes, write_gta5
+from helpers import write_cityscapes, write_gta5, write_nthu, write_synthia
 from reference_nets import OfficialDeepLab, deeplab_init_file
-from test_datasets import write_nthu, write_synthia
 
 from udabench.classes import get_class_set
 from udabench.cli import main

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from conftest import tiny_suite_dict, write_cityscapes
+from helpers import CITYSCAPES_TO_19, tiny_suite_dict, write_cityscapes
 from PIL import Image
 from reference_nets import (
     NARROW,
@@ -24,7 +24,6 @@ from reference_nets import (
     maxsquare_checkpoint,
     randomise_,
 )
-from test_datasets import CITYSCAPES_TO_19
 
 from udabench.cli import CHECKPOINT_FORMATS, main
 from udabench.errors import UdabenchError

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import tiny_suite_dict
+from helpers import tiny_suite_dict
 
 from udabench import Method
 from udabench.cli import main

@@ -245,7 +245,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_data_check(args) -> int:
-    from .analysis.tables import render
+    from .analysis.render import render
     from .config import load_suite
     from .data.check import check_suite, summary_table
 
@@ -264,7 +264,7 @@ def cmd_data_check(args) -> int:
 
 
 def cmd_data_prepare(args) -> int:
-    from .analysis.tables import render
+    from .analysis.render import render
     from .config import load_suite
     from .data.prepare import prepare_suite
 

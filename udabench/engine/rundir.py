@@ -29,6 +29,8 @@ from . import checkpoint
 
 log = logging.getLogger("udabench")
 
+REFERENCES = "references.yaml"   # results/<suite>/references.yaml: the suite's published rows and method order
+
 # Suite fields that do not define a run: adding a method or a seed must not orphan finished runs.
 NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description")
 
@@ -49,8 +51,6 @@ def suite_identity(suite: Suite) -> dict:
             node = node[part]
         if node.get(key) == default:
             del node[key]
-    if suite.synthetic is not None:  # same knobs, new scenes: a finished run of older scenes must not count
-        base["synthetic_generator"] = GENERATOR_VERSION
     return base
 
 
@@ -119,6 +119,7 @@ class RunDir:
         return from_dict(Suite, self.identity["suite"], "", str(self.config))
 
     # -- paths and state ---------------------------------------------------------------------------
+    suite_dir = property(lambda self: self.path.parent.parent)   # results/<suite>: its runs, _warmup/, REFERENCES
     config = property(lambda self: self.path / "config.yaml")
     metrics = property(lambda self: self.path / "metrics.jsonl")
     checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
@@ -211,6 +212,11 @@ class RunDir:
         except Exception as exc:
             raise CheckpointError(f"cannot read the per-image matrices {path}: {exc}.") from None
 
+    def members(self) -> list["RunDir"]:
+        """The member runs of an ensemble (beside it in the suite folder); a missing one is a ``UdabenchError``."""
+        return [RunDir.open(self.suite_dir / method / run_id)
+                for method, run_id in zip(self.run["member_methods"], self.run["members"])]
+
     def final_model(self, device):
         """The segmentation model of this finished run, built from its suite, in eval mode."""
         from ..models import build_model
@@ -233,4 +239,6 @@ class RunDir:
 
 def identity_of(suite: Suite, seed: int, **run) -> dict:
     """A run identity: the suite's part and the run's own (method, hparams, ...; dataclasses as dicts)."""
+    if suite.synthetic is not None:  # same knobs, new scenes: a finished run of older scenes must not count
+        run["synthetic_generator"] = GENERATOR_VERSION
     return {"suite": suite_identity(suite), "run": {**{k: to_dict(v) for k, v in run.items()}, "seed": seed}}

@@ -13,18 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 from tqdm import tqdm
 
 from ..config import Suite
 from ..data import get_dataset, suite_datasets
 from ..errors import CheckpointError, ConfigError, UdabenchError
+from ..io import atomic_write_text
 from ..models import build_model
 from ..registry import get_method
-from ..schema import from_dict
+from ..schema import from_dict, to_dict
 from .distributed import init_distributed
-from .ensemble import ensemble_rundir, evaluate_ensemble
+from .ensemble import ensemble_rundir, evaluate_ensemble, slug
 from .environment import collect_env
-from .rundir import RunDir, identity_of, run_id
+from .rundir import REFERENCES, RunDir, identity_of, run_id
 from .trainer import RunSpec, SuiteData, Trainer
 
 log = logging.getLogger("udabench")
@@ -86,6 +88,8 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
         torch.cuda.set_device(device)
     data = build_data(suite, needs_target=any(s.method.uses_target for s in specs))
     say = tqdm.write if dist.is_main else (lambda _: None)
+    if dist.is_main:
+        write_references(suite, results, methods)
     outcomes = []
     for spec in specs:
         label = f"{spec.method.name} seed {spec.seed}"
@@ -118,6 +122,16 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
     if dist.is_main:
         run_ensembles(suite, results, seeds if seeds is not None else suite.seeds, methods_dirs, data, device, say)
     return outcomes
+
+
+def write_references(suite: Suite, results, methods: list[str] | None = None) -> None:
+    """``results/<suite>/references.yaml``: the suite's published rows (validated with the suite) and its row
+    order (method names, then ensembles as their rows name them), so ``report`` needs the results folder only."""
+    order = [*dict.fromkeys([*suite.method_names(), *(methods or [])]), *map(slug, suite.ensembles)]
+    path = Path(results) / suite.name / REFERENCES
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, yaml.safe_dump({"methods": order, "references": to_dict(suite.references)},
+                                           sort_keys=False, allow_unicode=True))
 
 
 def run_ensembles(suite: Suite, results, seeds: list[int], methods_dirs, data: SuiteData, device, say) -> None:
