@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     except UdabenchError as exc:
         if args.debug:
             raise
-        print("udabench: error: " + "\n".join(textwrap.wrap(str(exc), 100)), file=sys.stderr)
+        print("udabench: error: " + "\n".join(textwrap.wrap(str(exc), 100, break_long_words=False,
+                                                            break_on_hyphens=False)), file=sys.stderr)  # paths whole
         return 2
     except KeyboardInterrupt:
         print("udabench: interrupted; finished runs and the last checkpoints are kept.", file=sys.stderr)
@@ -68,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default="results", help="results folder (default: results/)")
     run.add_argument("--quick", action="store_true",
                      help="smoke test: a few iterations, batch 2, at most 8 images per split, tiny inputs")
+    run.add_argument("--check-data", choices=("sample", "all", "none"), default="sample",
+                     help="pre-flight decoding of the suite's data before any training: a sample of each split "
+                          "(default, seconds), all files (as `udabench data check`), or none")
     run.set_defaults(func=cmd_run)
 
     ev = sub.add_parser("eval", parents=[common], help="score a trained checkpoint on a suite's eval split",
@@ -117,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--html", action="store_true",
                      help="write RESULTS/<suite>/report.html: tables and figures on one offline page "
                           "(implies --figures)")
-    rep.add_argument("--device", default="cpu", help="device for CCD features and prediction panels (default: cpu)")
+    rep.add_argument("--device", default="cpu", type=_device,
+                     help="device for CCD features and prediction panels (default: cpu)")
     rep.set_defaults(func=cmd_report)
 
     lst = sub.add_parser("list", parents=[common], help="list methods, suites or backbones")
@@ -157,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     viz.add_argument("--out", help="output folder (default: RUN/export)")
     viz.add_argument("--limit", type=int, metavar="N", help="only the first N eval images")
     viz.add_argument("--no-overlays", dest="overlays", action="store_false", help="write the label PNGs only")
-    viz.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    viz.add_argument("--device", default="auto", type=_device, help="auto | cpu | cuda | cuda:N (default: auto)")
     viz.set_defaults(func=cmd_viz)
     return parser
 
@@ -167,7 +172,8 @@ def cmd_run(args) -> int:
     from .engine.runner import run_suite
 
     suite = load_suite(args.suite, args.overrides, quick=args.quick)
-    outcomes = run_suite(suite, args.results, args.methods, args.seeds, args.methods_dir, args.debug)
+    outcomes = run_suite(suite, args.results, args.methods, args.seeds, args.methods_dir, args.debug,
+                         args.check_data)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports for all
     failed = [o for o in outcomes if o.status == "failed"]
@@ -217,13 +223,13 @@ def cmd_report(args) -> int:
 
 def cmd_list(args) -> int:
     if args.what == "methods":
-        from .registry import BROKEN, discover
+        from .registry import available
 
-        methods = discover(args.methods_dir)
-        width = max(map(len, methods), default=10)
-        for name, cls in sorted(methods.items()):
+        found = available(args.methods_dir)
+        width = max(map(len, found.methods), default=10)
+        for name, cls in sorted(found.methods.items()):
             print(f"{name:<{width}}  {cls.paper}\n{'':<{width}}  {cls.description}")
-        for file, error in BROKEN.items():
+        for file, error in found.broken.items():
             print(f"{file.stem:<{width}}  BROKEN plugin {file}: {error}")
     elif args.what == "suites":
         import yaml
@@ -283,11 +289,29 @@ def cmd_viz(args) -> int:
 
 
 def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expects a comma-separated list, got {text!r}, an empty one; leave the "
+                                         f"option out to use the suite's list")
+    return items
+
+
+def _device(text: str) -> str:
+    from .config import DEVICE
+
+    if not DEVICE.ok(text):
+        raise argparse.ArgumentTypeError(f"must be {DEVICE.expected}, got {text!r}")
+    return text
 
 
 def _csv_int(text: str) -> list[int]:
+    from .config import SEED
+
     try:
-        return [int(t) for t in _csv(text)]
+        seeds = [int(t) for t in _csv(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds expects comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expects comma-separated integers, got {text!r}") from None
+    for seed in seeds:
+        if not SEED.ok(seed):
+            raise argparse.ArgumentTypeError(f"seed {seed} must be {SEED.expected}, as in a suite's seeds")
+    return seeds
