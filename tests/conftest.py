@@ -84,3 +84,15 @@ def toy_cache(tmp_path_factory) -> Path:
     ensure_generated(suite.synthetic, cache / "synthetic")   # where the readers look under $UDABENCH_CACHE
     return cache
 
+
+@pytest.fixture
+def narrow_deeplab(monkeypatch):
+    """Backbone ``deeplab_resnet101`` built narrow and shallow (same names and strides) for fast tests."""
+    from functools import partial
+
+    from reference_nets import NARROW
+
+    from udabench.models import OWN_BACKBONES, DeepLabResNet
+
+    monkeypatch.setitem(OWN_BACKBONES, "deeplab_resnet101", partial(DeepLabResNet, **NARROW))
+    return NARROW
