@@ -155,8 +155,8 @@ def test_an_ensemble_claimed_elsewhere_is_left_to_that_process(write_suite, tmp_
     import udabench.engine.runner as runner
     from udabench.engine.ensemble import ensemble_rundir
 
-    add = lambda s: s.update(methods={"source_only": {}, "minent": {}}, ensembles={"SO+MinEnt": ["source_only", "minent"]})
-    suite = load_suite(write_suite(add))
+    suite = load_suite(write_suite(lambda s: s.update(methods={"source_only": {}, "minent": {}},
+                                                      ensembles={"SO+MinEnt": ["source_only", "minent"]})))
     members = plan_runs(suite, tmp_path, ["source_only", "minent"])
     for member in members:                               # finished members (their files are not read here)
         member.rundir.prepare({})

@@ -50,7 +50,8 @@ def test_three_processes_share_the_embedded_suite_and_match_a_serial_run(toy_cac
     ensemble = next((tmp_path / "shared" / "toy_sim2real").glob("ensemble-*/seed0-*"))
     serial_ensemble = next((tmp_path / "serial" / "toy_sim2real").glob("ensemble-*/seed0-*"))
     assert ensemble.name == serial_ensemble.name
-    assert strip(RunDir.open(ensemble)) == strip(RunDir.open(serial_ensemble)) and len(RunDir.open(ensemble).rows()) == 1
+    assert len(RunDir.open(ensemble).rows()) == 1
+    assert strip(RunDir.open(ensemble)) == strip(RunDir.open(serial_ensemble))
 
     snapshots = list((tmp_path / "shared" / "toy_sim2real" / "_warmup").glob("*.pt"))
     assert len(snapshots) == 1 and not list(snapshots[0].parent.glob("*.claim"))

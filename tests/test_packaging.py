@@ -53,11 +53,16 @@ def test_a_wheel_installed_elsewhere_lists_and_runs_the_builtins_from_an_empty_f
 
     methods = udabench("list", "methods")
     listed = {line.split()[0] for line in methods.stdout.splitlines() if line and not line.startswith(" ")}
-    builtin = {m for p in (ROOT / "methods").glob("*.py") for m in re.findall(r'^    name = "(\w+)"', p.read_text(), re.M)}
+    builtin = {name for p in (ROOT / "methods").glob("*.py")
+               for name in re.findall(r'^    name = "(\w+)"', p.read_text(), re.M)}
     assert methods.returncode == 0 and listed == builtin and "BROKEN" not in methods.stdout
     suites = udabench("list", "suites")
-    assert {line.split()[0] for line in suites.stdout.splitlines()} == {p.stem for p in (ROOT / "suites").glob("*.yaml")}
+    listed_suites = {line.split()[0] for line in suites.stdout.splitlines()}
+    assert suites.returncode == 0 and listed_suites == {p.stem for p in (ROOT / "suites").glob("*.yaml")}
 
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "local_plugin.py").write_text(PLUGIN)
+    assert "local_plugin" in udabench("list", "methods", "--methods-dir", str(tmp_path / "plugins")).stdout
     (empty / "methods").mkdir()
     (empty / "methods" / "local_plugin.py").write_text(PLUGIN)
     assert "local_plugin" in udabench("list", "methods").stdout        # a local methods/ folder adds plugins

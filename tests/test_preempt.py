@@ -71,6 +71,17 @@ def test_sigint_stops_with_130_and_a_resume_under_another_world_size_is_refused(
     assert "written by 2 training process(es), this run has 1" in err and "torchrun --nproc_per_node=2" in err
 
 
+def test_a_signal_in_the_last_step_finishes_that_run_and_starts_no_other(write_suite, slow_plugin, tmp_path, capsys,
+                                                                         monkeypatch):
+    path = str(write_suite(iterations=4, checkpoint_every=10))
+    monkeypatch.setenv("TEST_SLOW_SIGNAL", f"3:{int(signal.SIGTERM)}")    # the last step (0-based 3 of 4)
+    assert main(["run", path, "--methods", "test_slow,source_only", "--methods-dir", str(slow_plugin),
+                 "--results", str(tmp_path)]) == 128 + signal.SIGTERM
+    assert rundir_of(path, tmp_path, slow_plugin).status == "done"
+    assert not list(tmp_path.glob("tiny/source_only/*"))
+    assert "not started: source_only seed 0; run the same command again" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_sigterm_to_the_whole_job_with_loader_workers(write_suite, slow_plugin, tmp_path):
     """SLURM and torchrun signal every process of a job: DataLoader workers must leave the stop to the run."""

@@ -54,4 +54,3 @@ def test_a_corrupt_warmup_snapshot_is_a_clear_error(write_suite, tmp_path):
     snapshot.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="Delete that file"):
         run_suite(load_suite(path), tmp_path / "res", methods=["minent"])
-

@@ -7,6 +7,7 @@ from udabench.cli import main
 from udabench.config import load_suite
 from udabench.engine import checkpoint
 from udabench.engine.runner import plan_runs
+from udabench.engine.status import found_states
 
 METHODS = {"source_only": {}, "minent": {}, "advent": {}, "maxsquare_iw": {}, "fada": {}}   # + oracle: 6 runs
 
@@ -64,3 +65,60 @@ def test_without_the_suite_file_the_run_directories_found_are_listed(write_suite
     out = capsys.readouterr().out
     assert "oracle" not in out and out.splitlines()[-1] == ("  5 runs: 1 done, 1 running, 1 interrupted, 1 failed, "
                                                            "1 partial")
+
+
+def test_run_records_its_plan_so_status_by_suite_name_lists_pending_runs(write_suite, tmp_path, capsys, monkeypatch):
+    import signal
+
+    import udabench.engine.runner as runner
+    from udabench.engine.preempt import RunInterrupted
+
+    class StoppedAtOnce:   # as if SIGTERM came before the first step: nothing is trained here
+        def __init__(self, spec, *args):
+            spec.rundir.prepare({})
+
+        def run(self):
+            raise RunInterrupted(0, signal.SIGTERM)
+
+    monkeypatch.setattr(runner, "Trainer", StoppedAtOnce)
+    methods = {"source_only": {}, "minent": {}}
+    path = str(write_suite(lambda s: s.update(methods=methods, ensembles={"SO+MinEnt": ["source_only", "minent"]})))
+    stopped = 128 + signal.SIGTERM
+    assert main(["run", path, "--results", str(tmp_path), "--seeds", "0,1"]) == stopped
+    plan = tmp_path / "tiny" / "plan.json"
+    assert [(e["name"], e["seed"]) for e in json.loads(plan.read_text())["runs"]] == [
+        ("source_only", 0), ("source_only", 1), ("minent", 0), ("minent", 1), ("oracle", 0), ("oracle", 1),
+        ("SO+MinEnt", 0), ("SO+MinEnt", 1)]
+    capsys.readouterr()
+    assert main(["status", "--results", str(tmp_path), "--suite", "tiny"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "  8 runs: 1 interrupted, 7 pending"
+    assert "source_only" in out[1] and "seed 0" in out[1] and "interrupted by SIGTERM at step 0" in out[1]
+    assert main(["status", path, "--results", str(tmp_path), "--seeds", "0,1"]) == 0   # the suite file: same runs
+    assert capsys.readouterr().out.splitlines()[1:] == out[1:]
+
+    written = plan.stat().st_mtime_ns
+    assert main(["run", path, "--results", str(tmp_path), "--seeds", "0", "--methods", "minent"]) == stopped
+    assert plan.stat().st_mtime_ns == written                       # planned already: nothing written
+    old_minent = plan_runs(load_suite(path), tmp_path, ["minent"], [0])[0].rundir
+
+    # A (method, seed) planned again with other settings names its new run directory; the old one stays listed.
+    assert main(["run", path, "--results", str(tmp_path), "--seeds", "0", "--methods", "minent",
+                 "--set", "train.lr=0.02"]) == stopped
+    new_minent = plan_runs(load_suite(path, ["train.lr=0.02"]), tmp_path, ["minent"], [0])[0].rundir
+    states = found_states(tmp_path, "tiny")
+    assert [(s.name, s.seed) for s in states] == [
+        ("source_only", 0), ("source_only", 1), ("minent", 0), ("minent", 1), ("oracle", 0), ("oracle", 1),
+        ("SO+MinEnt", 0), ("SO+MinEnt", 1), ("minent", 0)]
+    assert states[2].path == new_minent.path and states[-1].path == old_minent.path != new_minent.path
+    assert [s.state for s in states].count("interrupted") == 3 and states[6].state == "pending"
+
+
+def test_a_damaged_plan_file_is_ignored_with_a_warning(write_suite, tmp_path, capsys, caplog):
+    path = write_suite(lambda s: s.update(methods=METHODS))
+    lay_out_every_state(load_suite(path), tmp_path)
+    (tmp_path / "tiny" / "plan.json").write_text("{not json")
+    caplog.set_level("WARNING", logger="udabench")
+    assert main(["status", "--results", str(tmp_path), "--suite", "tiny"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("  5 runs:")
+    assert "plan.json is damaged" in caplog.text

@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "sets the network it was trained as and its paper's evaluation (docs/protocol.md); "
                                     "--set changes any of it. Writes an evaluation-only run directory, "
                                     "RESULTS/<suite>/released-<name>/, whose row has \"kind\": \"released\".")
-    ev.add_argument("suite", help="suite YAML file naming the eval split and the classes, e.g. suites/gta5_cityscapes.yaml")
+    ev.add_argument("suite", help="suite YAML file or name naming the eval split and the classes, e.g. "
+                                  "suites/gta5_cityscapes.yaml")
     ev.add_argument("--checkpoint", required=True, metavar="FILE", help="the checkpoint file to score")
     ev.add_argument("--format", choices=CHECKPOINT_FORMATS, default="udabench",
                     help="layout of the file (default: udabench, a run's checkpoints/last.pt); advent, maxsquare and "
@@ -211,12 +212,14 @@ def cmd_run(args) -> int:
                         ("lost", "taken over by other processes")):
         if runs(status):
             print(f"{why}: {runs(status)} (see `udabench status`)")
-    interrupted = [o for o in outcomes if o.status == "interrupted"]
-    if interrupted:
+    stopped = [o for o in outcomes if o.status in ("interrupted", "stopped")]
+    if stopped:
         from .engine.preempt import exit_code
 
-        print(f"interrupted: {runs('interrupted')}; run the same command again to resume", file=sys.stderr)
-        return exit_code(interrupted[0].signum)
+        for status, what in (("interrupted", "interrupted"), ("stopped", "not started")):
+            if runs(status):
+                print(f"{what}: {runs(status)}; run the same command again to resume", file=sys.stderr)
+        return exit_code(stopped[0].signum)
     if runs("failed"):
         print(f"failed: {runs('failed')}", file=sys.stderr)
         return 1
@@ -241,7 +244,7 @@ def cmd_eval(args) -> int:
     from .engine.evalrun import evaluate_checkpoint
     from .engine.runner import resolve_device
 
-    row, scored = evaluate_checkpoint(args.suite, args.checkpoint, args.format, args.overrides, args.results,
+    row, scored = evaluate_checkpoint(find_suite(args.suite), args.checkpoint, args.format, args.overrides, args.results,
                                       resolve_device(args.device))
     what = "scored" if scored else "already scored (same file and settings)"
     print(f"{row['method_label']}: {what}, mIoU {row['miou']:.2f} on {row['protocol']['eval']} "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 import traceback
 from collections import deque
@@ -34,11 +35,18 @@ from ..preflight import preflight
 from ..registry import get_method
 from ..schema import from_dict, to_dict
 from .claim import HOST, Claim, ClaimLost, SharedFile, describe
-from .distributed import DistInfo, from_main, init_distributed, planned_world_size
+from .distributed import (
+    DistInfo,
+    from_main,
+    init_distributed,
+    max_over_ranks,
+    planned_world_size,
+)
 from .ensemble import ensemble_rundir, evaluate_ensemble, slug
 from .environment import collect_env
 from .preempt import RunInterrupted, StopRequest, stop_on_signals
 from .rundir import REFERENCES, RunDir, identity_of, run_id
+from .status import planned_rundirs, record_plan
 from .trainer import RunSpec, SuiteData, Trainer
 
 log = logging.getLogger("udabench")
@@ -48,8 +56,8 @@ log = logging.getLogger("udabench")
 class Outcome:
     spec: RunSpec
     status: str          # "trained" (now), "skipped" (done already), "busy" (a live process has it), "failed",
-    message: str = ""    # "interrupted" (a stop signal; checkpointed), "lost" (another process took it over)
-    signum: int = 0      # the stop signal of an interrupted run
+    message: str = ""    # "interrupted" (a stop signal; checkpointed), "lost" (another process took it over),
+    signum: int = 0      # "stopped" (not started: a stop signal came first); the signal of the last two
 
 
 def resolve_device(name: str) -> torch.device:
@@ -107,10 +115,12 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
     say = tqdm.write if dist.is_main else (lambda _: None)
     if dist.is_main:
         write_references(suite, results, methods)
+        runs = [(spec.method.name, spec.seed, spec.rundir) for spec in specs]
+        record_plan(results, suite.name, planned_rundirs(suite, results, runs, seeds, methods_dirs, dist.world_size))
     outcomes = []
     with stop_on_signals() as stop:
-        queue, deferred = deque(specs), set()
-        while queue and not stop:
+        queue, deferred, halted = deque(specs), set(), False
+        while queue and not (halted := stopped_anywhere(stop, dist, device)):
             spec = queue.popleft()
             if spec.rundir.id not in deferred and from_main(dist.is_main and warmup_elsewhere(spec), dist.world_size):
                 deferred.add(spec.rundir.id)   # another process computes its warm-up: do other runs first
@@ -119,11 +129,20 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
             outcomes.append(run_one(spec, data, device, dist, stop, say, debug))
             if outcomes[-1].status == "interrupted":   # every rank stops here, whichever received the signal
                 break
-        if dist.is_main and not stop and not any(o.status == "interrupted" for o in outcomes):
+        signum = stop.signum or next((o.signum for o in outcomes if o.status == "interrupted"), None) or \
+            (signal.SIGTERM if halted else None)   # the signal came to another rank
+        if signum:   # the runs a stop signal kept from starting say so: `udabench run` then exits non-zero
+            outcomes += [Outcome(spec, "stopped", "not started: a stop signal came", signum) for spec in queue]
+        elif dist.is_main:
             run_ensembles(suite, results, seeds if seeds is not None else suite.seeds, methods_dirs, data, device, say,
                           dist.world_size)
     order = {id(spec): i for i, spec in enumerate(specs)}
     return sorted(outcomes, key=lambda o: order[id(o.spec)])   # plan order, whatever ran first
+
+
+def stopped_anywhere(stop: StopRequest, dist: DistInfo, device) -> bool:
+    """Whether any rank received a stop signal (every rank asks before each run, so all stop at the same one)."""
+    return max_over_ranks(1 if stop else 0, dist.world_size, device) > 0
 
 
 def warmup_elsewhere(spec: RunSpec) -> bool:

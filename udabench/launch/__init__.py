@@ -95,6 +95,12 @@ def launch(suite: Suite, args, argv: list[str]) -> int:
         for job in jobs:
             print(shlex.join(job.argv))
         return 0
+    if not args.dry_run:   # `udabench status --suite` lists them before their children start
+        from ..engine.status import planned_rundirs, record_plan
+
+        runs = [(job.method, job.seed, job.rundir) for job in jobs]
+        planned = planned_rundirs(suite, args.results, runs, args.seeds, args.methods_dir, settings.gpus_per_run)
+        record_plan(args.results, suite.name, planned)
     logs = Path(args.results) / suite.name
     if args.launcher == "local":
         from .local import gpu_slots, run_local
