@@ -172,6 +172,28 @@ def test_metrics_rows_are_self_describing(write_suite, tmp_path):
     assert 0 <= row["target_entropy"] <= 1 and "loss_seg" in row["losses"]
 
 
+@pytest.mark.parametrize("start", [0, 3])   # from the start, and resumed at step 3
+def test_n_processes_at_batch_b_read_what_one_process_reads_at_batch_n_times_b(start):
+    """README "Several GPUs per run": 4 processes at batch 1 read, step by step, the very images one process reads
+    at batch 4 (so the effective batch, not the world size, decides what a step sees)."""
+    from torch.utils.data import DataLoader
+
+    from udabench.engine.distributed import DistInfo
+    from udabench.engine.trainer import Streams
+
+    images = list(range(10))                  # 6 steps of 4 cross two epochs of 10
+    loader = lambda dataset, batch, seed, **kw: DataLoader(dataset, batch_size=batch, **kw)
+
+    def read(world, rank, batch):
+        streams = Streams({"source": images}, 5, batch, DistInfo(rank=rank, world_size=world), loader)
+        return [streams.batch("source", step).tolist() for step in range(start, start + 6)]
+
+    one = read(1, 0, 4)
+    four = [read(4, rank, 1) for rank in range(4)]
+    assert [[four[rank][step][0] for rank in range(4)] for step in range(6)] == one   # rank r: the r-th image
+    assert len({tuple(batch) for batch in one}) > 1                 # the steps do read different images
+
+
 def test_two_process_distributed_run_on_cpu(write_suite, tmp_path):
     """torchrun with 2 CPU ranks (gloo): gradients averaged, eval sharded and all-reduced, rank 0 writes."""
     import subprocess

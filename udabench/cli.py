@@ -83,11 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
                             description="One line per run: done, running (host, pid, step, steps/s, ETA), "
                                         "interrupted, failed (the reason), partial (killed; resumes) or pending, "
                                         "and a count per state. Given the suite (file or name, with the options "
-                                        "it was run with) it lists every planned run; otherwise the run "
-                                        "directories found in the results folder (docs/launching.md).")
+                                        "it is run with) it lists every run those plan; otherwise every run that "
+                                        "`udabench run` planned in the results folder (RESULTS/<suite>/plan.json), "
+                                        "then any other run directory found there (docs/launching.md).")
     status.add_argument("suite_file", nargs="?", metavar="SUITE", help="suite YAML file or name, as given to run")
     status.add_argument("--results", default="results", help="results folder (default: results/)")
-    status.add_argument("--suite", help="without SUITE: only the run directories of this suite name")
+    status.add_argument("--suite", help="without SUITE: only the runs of this suite name")
     status.add_argument("--methods", type=_csv, help="as given to run")
     status.add_argument("--seeds", type=_csv_int, help="as given to run")
     status.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -17,12 +17,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from ..config import Suite
 from ..errors import UdabenchError
 from ..io import atomic_write_text
-from .claim import Claim, claim_timeout, describe, stale_reason
+from .claim import LOCK_WAIT_S, Claim, claim_timeout, describe, stale_reason
 from .rundir import RunDir
 
 log = logging.getLogger("udabench")
@@ -74,11 +74,15 @@ def record_plan(results, suite_name: str, planned: list[tuple[str, int, RunDir]]
     path = Path(results) / suite_name / PLAN
     if _merged(read_plan(path), planned) is None:
         return   # a re-run of planned runs writes nothing (the folder may be read-only by now)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(path.with_name(path.name + ".lock")):   # concurrent processes add to it, none loses entries
-        merged = _merged(read_plan(path), planned)
-        if merged is not None:
-            atomic_write_text(path, json.dumps({"runs": merged}, indent=1) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(path.with_name(path.name + ".lock"), timeout=LOCK_WAIT_S):   # concurrent processes add to
+            merged = _merged(read_plan(path), planned)                            # it; none loses entries
+            if merged is not None:
+                atomic_write_text(path, json.dumps({"runs": merged}, indent=1) + "\n")
+    except (OSError, Timeout) as exc:   # finished runs in a read-only folder still run (and are skipped)
+        log.warning(f"could not record the planned runs in {path} ({exc}); `udabench status --suite "
+                    f"{suite_name}` lists only the runs started")
 
 
 def read_plan(path: Path) -> list[dict]:
