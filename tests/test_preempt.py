@@ -89,9 +89,10 @@ def test_sigterm_to_the_whole_job_with_loader_workers(write_suite, slow_plugin, 
     path = str(write_suite(lambda s: s["data"].update(num_workers=1), iterations=12, eval_every=4,
                            checkpoint_every=100, log_every=1))
     cmd = [sys.executable, "-m", "udabench", "run", path, "--methods", "test_slow", "--methods-dir", str(slow_plugin)]
-    proc = subprocess.Popen([*cmd, "--results", str(tmp_path / "r")], env=subprocess_env(), start_new_session=True,
+    env = subprocess_env(UDABENCH_CLAIM_TIMEOUT="8")      # heartbeats (with the step) every 2 s, not 30 s
+    proc = subprocess.Popen([*cmd, "--results", str(tmp_path / "r")], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    claim = next_claim(tmp_path / "r", lambda record: record.get("step", 0) >= 2)
+    claim = next_claim(tmp_path / "r", lambda record: 2 <= record.get("step", 0) < 10)
     os.killpg(proc.pid, signal.SIGTERM)                    # to the run and its loader worker alike
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
@@ -99,7 +100,6 @@ def test_sigterm_to_the_whole_job_with_loader_workers(write_suite, slow_plugin, 
     step = checkpoint.load(run_dir / "checkpoints" / "last.pt")["step"]
     assert step >= 2 and f"at step {step}" in (run_dir / "interrupted").read_text()
 
-    env = subprocess_env()
     for results in ("r", "straight"):
         done = subprocess.run([*cmd, "--results", str(tmp_path / results)], env=env, capture_output=True, text=True,
                               timeout=300)

@@ -66,6 +66,14 @@ def exit_code(signum: int) -> int:
 
 def ignore_stop_signals(worker_id: int = 0) -> None:
     """DataLoader ``worker_init_fn``: workers leave stopping to the main process (which then shuts them down);
-    otherwise a SIGTERM sent to the whole job would kill them before the step in progress can finish."""
+    otherwise a SIGTERM sent to the whole job would kill them before the step in progress can finish.
+
+    Only the first SIGTERM is ignored: the loader, and multiprocessing at exit, end a worker that does not stop
+    with SIGTERM too, and a worker that ignored every SIGTERM would leave them waiting for it forever."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _end_on_the_next_sigterm)
+
+
+def _end_on_the_next_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -82,10 +82,14 @@ class Trainer:
         self.streams = Streams({"source": self.data.source, "target": self.data.target}, spec.seed,
                                self.cfg.batch_size, self.dist, self._loader)
         self.meter = Meter()
-        start = self._resume()
-        start = self._warm_up(start)
-        domains = [d for d, used in (("source", spec.method.uses_source), ("target", spec.method.uses_target)) if used]
-        self._train(start, self.cfg.iterations, self._method_step, domains)
+        try:
+            start = self._resume()
+            start = self._warm_up(start)
+            domains = [d for d, used in (("source", spec.method.uses_source), ("target", spec.method.uses_target))
+                       if used]
+            self._train(start, self.cfg.iterations, self._method_step, domains)
+        finally:
+            self.streams.close()
         if self.dist.is_main:
             spec.rundir.mark_done()
         return spec.rundir.rows()
@@ -313,6 +317,12 @@ class Streams:
             sampler = ResumableSampler(len(dataset), seed, step * self._batch, self._dist.rank, self._dist.world_size)
             self._iterators[domain] = iter(self._make(dataset, self._batch, seed, sampler=sampler, drop_last=True))
         return next(self._iterators[domain])
+
+    def close(self) -> None:
+        """Stop the loader workers now. The trainer and its streams reference each other, so without this they
+        would live until a garbage collection, or until exit, where multiprocessing ends them with the SIGTERM
+        that workers ignore once (preempt.ignore_stop_signals) and then waits for them."""
+        self._iterators.clear()
 
 
 class Meter:
