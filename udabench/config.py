@@ -66,6 +66,7 @@ class TrainConfig:
     log_every: int = 50
     device: str = "auto"                      # "auto" | "cpu" | "cuda" | "cuda:N"
     amp: Literal["none", "bf16", "fp16"] = "none"
+    compile: bool = False                     # torch.compile the segmenter and the methods' modules
     deterministic: bool = False
 
 

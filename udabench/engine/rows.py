@@ -16,6 +16,8 @@ import time
 from ..config import Suite
 
 KINDS = ("measured", "released", "paper")
+# Measured times and memory of a row: they differ between two runs that are otherwise identical.
+TIMING_FIELDS = ("step_time", "data_time", "compute_time", "images_per_s", "peak_mem_gb")
 
 
 def metrics_row(suite: Suite, *, method: str, method_label: str, role: str, seed: int, run_id: str, step: int,
@@ -38,7 +40,8 @@ def protocol(suite: Suite, seed: int) -> dict:
         "source_size": _size(d.source.size), "target_size": _size(d.target.size), "eval_input_size": _size(d.eval.size),
         "eval_label_size": "native", "inference": "single-scale, no flip, bilinear up-sampling of logits",
         "classes": suite.classes, "iterations": t.iterations, "source_warmup": t.source_warmup,
-        "batch_size": t.batch_size, "amp": t.amp, "seed": seed,
+        "batch_size": t.batch_size, "amp": t.amp, "channels_last": m.channels_last, "compile": t.compile,
+        "seed": seed,
     }
 
 
