@@ -73,12 +73,14 @@ def test_matmul_floor_is_a_rate():
 
 @pytest.fixture(scope="module")
 def bench_report(tmp_path_factory, tiny_data):
-    """One ``udabench bench --json`` of the tiny suite, source-only and AdvEnt, fp32, 2 timed steps."""
+    """One ``udabench bench --json`` of the tiny suite, source-only and AdvEnt, fp32, 2 timed steps, 3 eval images."""
     import yaml
     from conftest import tiny_suite_dict
 
     path = tmp_path_factory.mktemp("bench") / "suite.yaml"
-    path.write_text(yaml.safe_dump(tiny_suite_dict(tiny_data)))
+    suite = tiny_suite_dict(tiny_data)
+    suite["methods"]["advent"] = {"d_width": 8}       # a narrow discriminator: this is about bookkeeping
+    path.write_text(yaml.safe_dump(suite))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = main(["bench", str(path), "--methods", "source_only,advent", "--iterations", "2", "--warmup", "0",

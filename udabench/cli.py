@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a suite key, as for `udabench run` (repeatable)")
     ben.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the suite's train.device)")
     ben.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    ben.add_argument("--floor-size", type=int, metavar="N",
+                     help="matrix size of the matmul floor probe (default: 8192 on CUDA, 1024 on a CPU)")
     ben.add_argument("--json", action="store_true", help="print the results as JSON")
     ben.set_defaults(func=cmd_bench)
 

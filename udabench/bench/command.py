@@ -37,7 +37,7 @@ def run(args) -> int:
         inputs = suite_inputs(suite, device, args.eval_images)
     say = lambda line: print(line, file=sys.stderr, flush=True)
     report = bench(suite, methods, settings_of(args.precision, args.channels_last, args.compile), inputs, device,
-                   args.iterations, args.warmup, args.methods_dir, say)
+                   args.iterations, args.warmup, args.methods_dir, say, args.floor_size)
     report["data"] = args.data
     print(json.dumps(report, indent=1) if args.json else render(report), end="" if not args.json else "\n")
     return 0

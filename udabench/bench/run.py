@@ -54,11 +54,12 @@ def settings_of(precisions: list[str], channels_last: bool = False, compile: boo
 
 
 def bench(suite: Suite, methods: list[str], settings: list[Setting], inputs: BenchInputs, device: torch.device,
-          iterations: int = 10, warmup: int = 3, methods_dirs=(), say=lambda line: None) -> dict:
+          iterations: int = 10, warmup: int = 3, methods_dirs=(), say=lambda line: None,
+          floor_size: int | None = None) -> dict:
     """Every (method, setting) timed; returns ``{"env", "floor", "train": [rows], "eval": [rows]}``."""
     classes = {name: get_method(name, methods_dirs) for name in methods}
-    floor = {p: matmul_tflops(device, p) for p in dict.fromkeys(s.precision for s in settings)}
-    say("matmul floor: " + ", ".join(f"{p} {t:.2f} TFLOP/s" for p, t in floor.items()))
+    floor = {p: matmul_tflops(device, p, floor_size) for p in dict.fromkeys(s.precision for s in settings)}
+    say("matmul floor: " + ", ".join(f"{p} {t:.3g} TFLOP/s" for p, t in floor.items()))
     flops: dict[str, int] = {}
     train_rows, eval_rows = [], []
     for setting in settings:
@@ -83,7 +84,18 @@ def bench(suite: Suite, methods: list[str], settings: list[Setting], inputs: Ben
     env = collect_env(device)
     env["fp32_matmul"] = "tf32" if fp32_uses_tf32(device) else "fp32"
     return {"suite": suite.name, "device": device.type, "env": env, "iterations": iterations, "warmup": warmup,
-            "floor_tflops": floor, "train": train_rows, "eval": eval_rows}
+            "sizes": _sizes(suite, inputs), "floor_tflops": floor, "train": train_rows, "eval": eval_rows}
+
+
+def _sizes(suite: Suite, inputs: BenchInputs) -> dict:
+    """What the rows were measured at: input sizes (W×H), label size of the evaluation, batches, backbone."""
+    d = suite.data
+    wh = lambda size: f"{size[0]}x{size[1]}" if size else "native"
+    label = inputs.eval[0]["label"].shape[-2:] if inputs.eval else None
+    return {"source": wh(d.source.size), "target": wh(d.target.size), "eval": wh(d.eval.size),
+            "eval_label": f"{label[1]}x{label[0]}" if label is not None else None,
+            "batch_size": suite.train.batch_size, "eval_batch_size": d.eval_batch_size,
+            "backbone": suite.model.backbone}
 
 
 def _release(device: torch.device) -> None:
@@ -163,14 +175,16 @@ def render(report: dict) -> str:
     env, cuda = report["env"], report["device"] == "cuda"
     lines = [f"udabench bench {report['suite']}: {env['device']}, torch {env['torch']}"
              + (f", CUDA {env['cuda']}, cuDNN {env['cudnn']}" if cuda else "") + f", {env['num_threads']} threads",
-             "matmul floor: " + ", ".join(f"{p} {t:.2f} TFLOP/s" + (" (tf32)" if p == "fp32" and
+             "matmul floor: " + ", ".join(f"{p} {t:.3g} TFLOP/s" + (" (tf32)" if p == "fp32" and
                                                                      env["fp32_matmul"] == "tf32" else "")
                                           for p, t in report["floor_tflops"].items()),
+             "{backbone}, source {source} + target {target}, batch {batch_size} + {batch_size}; evaluation at "
+             "{eval} with {eval_label} labels, batch {eval_batch_size}".format(**report["sizes"]),
              f"{report['warmup']} warm-up + {report['iterations']} timed steps per row; ms/step: median "
              f"(mean in --json); TFLOP/s: counted FLOPs / mean step time; floor: TFLOP/s / matmul floor", ""]
     header = ["method", "setting", "ms/step", "images/s", "peak GB", "GFLOP/step", "TFLOP/s", "floor"]
     cells = [[r["method"], r["setting"], f"{1000 * r['median_s']:.1f}", f"{r['images_per_s']:.2f}",
-              f"{r['peak_mem_gb']:.2f}", f"{r['flops_per_step'] / 1e9:.1f}", f"{r['tflops']:.3f}",
+              f"{r['peak_mem_gb']:.2f}", f"{r['flops_per_step'] / 1e9:.4g}", f"{r['tflops']:.3g}",
               f"{100 * r['floor_ratio']:.1f}%" + ("" if r["finite"] else " (non-finite loss)")]
              for r in report["train"]]
     lines += _aligned(header, cells)
@@ -178,8 +192,8 @@ def render(report: dict) -> str:
         header = ["evaluation", "setting", "images", "seconds", "ms/image", "images/s", "peak GB", "GFLOP/image",
                   "TFLOP/s", "floor"]
         cells = [["eval", r["setting"], str(r["images"]), f"{r['seconds']:.2f}", f"{r['ms_per_image']:.1f}",
-                  f"{r['images_per_s']:.2f}", f"{r['peak_mem_gb']:.2f}", f"{r['flops_per_image'] / 1e9:.1f}",
-                  f"{r['tflops']:.3f}", f"{100 * r['floor_ratio']:.1f}%"] for r in report["eval"]]
+                  f"{r['images_per_s']:.2f}", f"{r['peak_mem_gb']:.2f}", f"{r['flops_per_image'] / 1e9:.4g}",
+                  f"{r['tflops']:.3g}", f"{100 * r['floor_ratio']:.1f}%"] for r in report["eval"]]
         lines += ["", *_aligned(header, cells)]
     if not cuda:
         lines.append("peak GB on the CPU: the process's peak resident memory (it never decreases)")
