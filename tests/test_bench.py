@@ -20,9 +20,11 @@ from udabench.bench.floor import matmul_tflops
 from udabench.bench.inputs import synthetic_inputs
 from udabench.cli import main
 from udabench.config import load_suite
+from udabench.engine import trainer
 from udabench.engine.build import build_run
 from udabench.engine.runner import build_data, run_suite
 from udabench.engine.speed import count_flops
+from udabench.engine.trainer import make_loader
 from udabench.registry import discover
 
 CPU = torch.device("cpu")
@@ -141,14 +143,18 @@ def oracle_run(tmp_path_factory, tiny_data):
     from conftest import tiny_suite_dict
 
     base = tmp_path_factory.mktemp("speedrows")
-    (base / "suite.yaml").write_text(yaml.safe_dump(tiny_suite_dict(tiny_data, iterations=3, eval_every=3)))
+    (base / "suite.yaml").write_text(yaml.safe_dump(tiny_suite_dict(tiny_data, iterations=4, eval_every=2)))
     suite = load_suite(base / "suite.yaml")
-    return suite, base / "results", run_suite(suite, base / "results", methods=["oracle"])[0]
+    built = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer, "make_loader", lambda *a, **k: built.append(a[1]) or make_loader(*a, **k))
+        outcome = run_suite(suite, base / "results", methods=["oracle"])[0]
+    return suite, base / "results", outcome, built
 
 
 def test_rows_record_counted_flops_and_the_split_step_time(oracle_run):
-    suite, _, outcome = oracle_run
-    (row,) = outcome.spec.rundir.rows()
+    suite, _, outcome, _ = oracle_run
+    first, row = outcome.spec.rundir.rows()
     data = build_data(suite)
     ctx, _ = build_run(suite, discover()["oracle"], discover()["oracle"].Hparams(), CPU)
     batch = default_collate([data.target[i] for i in range(2)])
@@ -158,13 +164,21 @@ def test_rows_record_counted_flops_and_the_split_step_time(oracle_run):
     assert row["images_per_s"] == pytest.approx(2 / row["step_time"])  # 2 target images a step
     assert row["data_time"] > 0 and row["compute_time"] > 0 and row["peak_mem_gb"] > 0
     assert row["protocol"]["channels_last"] is False and row["protocol"]["compile"] is False
+    assert first["flops_per_step"] == flops and first["images_per_s"] == pytest.approx(2 / first["step_time"])
+
+
+def test_the_eval_loader_is_built_once_per_run(oracle_run):
+    suite, _, outcome, built = oracle_run
+    assert len(outcome.spec.rundir.rows()) == 2                       # two evaluations ...
+    assert built == [suite.train.batch_size, suite.data.eval_batch_size]   # ... one target stream, one eval loader
 
 
 def test_report_speed_shows_the_rows(oracle_run, capsys):
-    _, results, outcome = oracle_run
-    (row,) = outcome.spec.rundir.rows()
+    _, results, outcome, _ = oracle_run
+    rows = outcome.spec.rundir.rows()
+    flops = rows[-1]["flops_per_step"]
     (table,) = speed_tables(load_records(results))
-    assert "Oracle" in table and "GFLOP/step" in table and f"{row['flops_per_step'] / 1e9:.4g}" in table
+    assert "Oracle" in table and "GFLOP/step" in table and f"{flops / 1e9:.4g}" in table
     assert main(["report", "--results", str(results), "--speed"]) == 0
     assert "training speed" in capsys.readouterr().out
 

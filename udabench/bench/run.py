@@ -56,7 +56,8 @@ def settings_of(precisions: list[str], channels_last: bool = False, compile: boo
 def bench(suite: Suite, methods: list[str], settings: list[Setting], inputs: BenchInputs, device: torch.device,
           iterations: int = 10, warmup: int = 3, methods_dirs=(), say=lambda line: None,
           floor_size: int | None = None) -> dict:
-    """Every (method, setting) timed; returns ``{"env", "floor", "train": [rows], "eval": [rows]}``."""
+    """Every (method, setting) timed. Returns the report: ``env`` (versions, device), ``sizes``, ``floor_tflops``
+    per precision, ``train`` (one row per method × setting) and ``eval`` (one row per setting)."""
     classes = {name: get_method(name, methods_dirs) for name in methods}
     floor = {p: matmul_tflops(device, p, floor_size) for p in dict.fromkeys(s.precision for s in settings)}
     say("matmul floor: " + ", ".join(f"{p} {t:.3g} TFLOP/s" for p, t in floor.items()))

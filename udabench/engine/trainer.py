@@ -62,6 +62,7 @@ class Trainer:
     def __init__(self, spec: RunSpec, data: SuiteData, device: torch.device, dist: DistInfo = DistInfo()):
         self.spec, self.data, self.device, self.dist = spec, data, device, dist
         self.cfg = spec.suite.train
+        self._eval_loaders: dict[int, DataLoader] = {}
 
     def run(self) -> list[dict]:
         spec = self.spec
@@ -234,8 +235,11 @@ class Trainer:
                 "run_id": self.spec.rundir.id, "hparams": asdict(self.spec.hparams)}
 
     def _score(self, dataset):
-        shard = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world_size))
-        loader = self._loader(shard, self.spec.suite.data.eval_batch_size)
+        """One loader per eval split for the whole run, so its (persistent) workers start once, not per evaluation."""
+        loader = self._eval_loaders.get(id(dataset))
+        if loader is None:
+            shard = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world_size))
+            loader = self._eval_loaders[id(dataset)] = self._loader(shard, self.spec.suite.data.eval_batch_size)
         return evaluate(lambda x: self.ctx.model(x).main, loader, self.ctx.num_classes, self.device,
                         self.ctx.autocast, self.dist.world_size)
 
