@@ -1,7 +1,7 @@
 """Does the data pipeline keep up with a step? Data wait at paper sizes, original files vs the prepared cache.
 
 Writes GTA5-format frames (1914×1052) and Cityscapes-format frames (2048×1024) with the test suite's
-writers (tests/conftest.py), then feeds the trainer's own streams (``engine.trainer.Streams`` over
+writers (tests/helpers.py), then feeds the trainer's own streams (``engine.trainer.Streams`` over
 ``make_loader``: the source at 1280×720 and the target at 1024×512, batch 1 + 1) to a loop that
 sleeps ``--step-ms`` per step, as the host does while a GPU computes. The data wait of a step is the
 time the loop blocks on its batches (the first step, which starts the workers, is reported apart).
@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from conftest import write_cityscapes, write_gta5  # noqa: E402
+from helpers import write_cityscapes, write_gta5  # noqa: E402
 
 from udabench.data import get_dataset, open_original  # noqa: E402
 from udabench.data.cache import prepare  # noqa: E402

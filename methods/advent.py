@@ -62,34 +62,31 @@ class AdvEnt(Method):
             for level in levels}
         self.weights = {"main": self.hp.lambda_adv, "aux": self.hp.lambda_adv_aux}
 
-    def maps(self, out, size) -> dict[str, torch.Tensor]:
+    def probs(self, out, size) -> dict[str, torch.Tensor]:
         """Softmax maps of every adapted level, at the input size."""
-        heads = {"main": out.main, "aux": out.aux}
-        return {level: upsample(heads[level].float(), size).softmax(1) for level in self.discriminators}
+        return {level: upsample(logits.float(), size).softmax(1) for level, logits in out.levels().items()}
 
     def train_step(self, source, target, step):
         ctx = self.ctx
         with ctx.autocast():
             src_out = ctx.model(source["image"])
             loss, logs = ctx.supervised_loss(src_out, source["label"])
-            src_maps = {k: self_information(p).detach() for k, p in self.maps(src_out, source["image"].shape[-2:]).items()}
+            src_probs = self.probs(src_out, source["image"].shape[-2:])
+            src_maps = {k: self_information(p).detach() for k, p in src_probs.items()}
         ctx.backward(loss)
 
         # Segmenter step: target maps should fool D (label "source"); D receives no gradient.
-        for d in self.discriminators.values():
-            self.set_requires_grad(d, False)
-        with ctx.autocast():
-            tgt_probs = self.maps(ctx.model(target["image"]), target["image"].shape[-2:])
-            tgt_maps = {k: self_information(p) for k, p in tgt_probs.items()}
-            adv = sum(self.weights[k] * bce(d(tgt_maps[k]), SOURCE) for k, d in self.discriminators.items())
-            logs["loss_adv"] = adv.item()
-            if self.hp.class_prior:
-                cp = class_ratio_prior_loss(tgt_probs["main"], ctx.source_class_histogram(), self.hp.cp_mu)
-                logs["loss_cp"] = cp.item()
-                adv = adv + self.hp.lambda_cp * cp
-        ctx.backward(adv)
-        for d in self.discriminators.values():
-            self.set_requires_grad(d, True)
+        with self.frozen(*self.discriminators.values()):
+            with ctx.autocast():
+                tgt_probs = self.probs(ctx.model(target["image"]), target["image"].shape[-2:])
+                tgt_maps = {k: self_information(p) for k, p in tgt_probs.items()}
+                adv = sum(self.weights[k] * bce(d(tgt_maps[k]), SOURCE) for k, d in self.discriminators.items())
+                logs["loss_adv"] = adv.item()
+                if self.hp.class_prior:
+                    cp = class_ratio_prior_loss(tgt_probs["main"], ctx.source_class_histogram(), self.hp.cp_mu)
+                    logs["loss_cp"] = cp.item()
+                    adv = adv + self.hp.lambda_cp * cp
+            ctx.backward(adv)
 
         # Discriminator step on detached maps: the segmenter receives no gradient.
         with ctx.autocast():

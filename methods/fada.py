@@ -87,14 +87,13 @@ class FADA(Method):
         ctx.backward(loss)
 
         # Segmenter step: target features should be classified as "source, class a_t"; D gets no gradient.
-        self.set_requires_grad(self.d, False)
-        with ctx.autocast():
-            tgt = ctx.model(target["image"])
-            tgt_soft = fada_soft_labels(tgt.main, hp.temperature, hp.clip)
-            adv = fine_grained_adversarial_loss(self.d(tgt.features), tgt_soft, "source")
-        logs["loss_adv"] = adv.item()
-        ctx.backward(hp.lambda_adv * adv)
-        self.set_requires_grad(self.d, True)
+        with self.frozen(self.d):
+            with ctx.autocast():
+                tgt = ctx.model(target["image"])
+                tgt_soft = fada_soft_labels(tgt.main, hp.temperature, hp.clip)
+                adv = fine_grained_adversarial_loss(self.d(tgt.features), tgt_soft, "source")
+            logs["loss_adv"] = adv.item()
+            ctx.backward(hp.lambda_adv * adv)
 
         # Discriminator step on detached features: the segmenter gets no gradient.
         with ctx.autocast():

@@ -20,11 +20,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 from udabench import Method, register
 from udabench.classes import IGNORE_INDEX
-from udabench.losses import iw_maxsquare_loss, maxsquare_loss, upsample
+from udabench.losses import (
+    iw_maxsquare_loss,
+    maxsquare_loss,
+    segmentation_loss,
+    upsample,
+)
 
 
 @register
@@ -65,8 +69,7 @@ class MaxSquare(Method):
             if self.hp.self_guided:
                 aux_logits = upsample(out.aux.float(), size)
                 guide = self_guided_labels(prob.detach(), aux_logits.detach().softmax(1), self.hp.threshold)
-                guided = F.cross_entropy(aux_logits, guide, ignore_index=IGNORE_INDEX) if (guide != IGNORE_INDEX).any() \
-                    else aux_logits.sum() * 0
+                guided = segmentation_loss(aux_logits, guide)   # 0 when no pixel is confident enough
                 logs["loss_guided"] = guided.item()
                 loss = loss + self.hp.lambda_seg_aux * self.hp.lambda_target * guided
         self.ctx.backward(loss)

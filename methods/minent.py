@@ -46,17 +46,17 @@ class MinEnt(Method):
         with self.ctx.autocast():
             out = self.ctx.model(target["image"])
             loss = 0.0
-            for head, weight, tag in ((out.main, self.hp.lambda_ent, ""), (out.aux, self.hp.lambda_ent_aux, "_aux")):
-                if head is None:
-                    continue
+            weights = {"main": self.hp.lambda_ent, "aux": self.hp.lambda_ent_aux}
+            for level, head in out.levels().items():
+                tag = "" if level == "main" else f"_{level}"
                 prob = upsample(head.float(), target["image"].shape[-2:]).softmax(1)
                 mask = entropy_ranking_mask(prob, self.hp.er_fraction) if self.hp.entropy_ranking else None
                 ent = entropy_loss(prob, mask)
                 logs[f"loss_ent{tag}"] = ent.item()
-                loss = loss + weight * ent
+                loss = loss + weights[level] * ent
                 if self.hp.class_prior:
                     cp = class_ratio_prior_loss(prob, self.ctx.source_class_histogram(), self.hp.cp_mu)
                     logs[f"loss_cp{tag}"] = cp.item()
-                    loss = loss + weight * cp
+                    loss = loss + weights[level] * cp
         self.ctx.backward(loss)
         return logs

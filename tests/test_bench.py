@@ -77,7 +77,7 @@ def test_matmul_floor_is_a_rate():
 def bench_report(tmp_path_factory, tiny_data):
     """One ``udabench bench --json`` of the tiny suite, source-only and AdvEnt, fp32, 2 timed steps, 3 eval images."""
     import yaml
-    from conftest import tiny_suite_dict
+    from helpers import tiny_suite_dict
 
     path = tmp_path_factory.mktemp("bench") / "suite.yaml"
     suite = tiny_suite_dict(tiny_data)
@@ -140,7 +140,7 @@ def test_bench_bad_precision_is_a_clear_error(write_suite, capsys):
 @pytest.fixture(scope="module")
 def oracle_run(tmp_path_factory, tiny_data):
     import yaml
-    from conftest import tiny_suite_dict
+    from helpers import tiny_suite_dict
 
     base = tmp_path_factory.mktemp("speedrows")
     (base / "suite.yaml").write_text(yaml.safe_dump(tiny_suite_dict(tiny_data, iterations=4, eval_every=2)))

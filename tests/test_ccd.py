@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import tiny_suite_dict
+from helpers import tiny_suite_dict
 
-from udabench.analysis import class_center_distance
-from udabench.analysis import features as features_module
+from udabench.analysis import ccd_features, class_center_distance
 from udabench.analysis.ccd import ccd_table
-from udabench.analysis.features import ClassSample, labels_on_grid, suite_ccd
+from udabench.analysis.ccd_features import ClassSample, labels_on_grid, suite_ccd
 from udabench.classes import CLASS_SETS
 from udabench.cli import main
 from udabench.errors import UdabenchError
@@ -176,7 +175,7 @@ def test_suite_ccd_rows_budget_and_cache(finished, monkeypatch):
     def no_model(*args):
         raise AssertionError("cached CCD must not load the model")
 
-    monkeypatch.setattr(features_module, "load_run", no_model)
+    monkeypatch.setattr(ccd_features, "load_run", no_model)
     again = suite_ccd(finished, "tiny", samples_per_class=5, progress=False)
     assert again.equals(ccd)
     with pytest.raises(AssertionError, match="must not load"):       # another budget is computed anew

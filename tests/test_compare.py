@@ -1,15 +1,17 @@
 """Paired bootstrap over images: checked against a plain loop over resamples, pairing by image name, errors."""
 
+import logging
 import warnings
 
 import numpy as np
 import pytest
-from test_report import write_run
+from helpers import write_run
 
 from udabench.analysis.compare import paired_bootstrap
 from udabench.analysis.records import load_records
 from udabench.analysis.selection import select
 from udabench.cli import main
+from udabench.engine.rundir import RunDir
 from udabench.errors import UdabenchError
 
 CLASSES = ["road", "sidewalk", "car"]
@@ -43,8 +45,7 @@ def write_eval_run(results, method, label, seed, cms, order, step=10, eval_file=
     extra = {"eval_file": f"eval/step{step:07d}.npz"} if eval_file else {}
     run = write_run(results, method, label, seed, [(step, [None if np.isnan(v) else float(v) for v in ious], extra)],
                     classes=CLASSES, subsets=SUBSETS)
-    (run / "eval").mkdir()
-    np.savez_compressed(run / "eval" / f"step{step:07d}.npz", cm=cms[order], names=np.array(IMAGES)[order])
+    RunDir.open(run).save_eval(step, cms[order], list(np.array(IMAGES)[order]))
     return run
 
 
@@ -141,4 +142,24 @@ def test_no_common_seed_is_a_clear_error(tmp_path):
     write_eval_run(tmp_path, "a", "A", 0, confusions(rng, 0.7), np.arange(12))
     write_eval_run(tmp_path, "b", "B", 1, confusions(rng, 0.7), np.arange(12))
     with pytest.raises(UdabenchError, match="no seed was run by both methods"):
+        paired_bootstrap(select(load_records(tmp_path)), "a", "b")
+
+
+def test_a_truncated_eval_file_costs_its_seed_pair_with_a_named_warning(tmp_path, caplog, capsys):
+    caplog.set_level(logging.WARNING, logger="udabench")
+    rng = np.random.default_rng(0)
+    for seed in (0, 1):
+        for method in ("a", "b"):
+            write_eval_run(tmp_path, method, method.upper(), seed, confusions(rng, 0.7), np.arange(len(IMAGES)))
+    damaged = next(tmp_path.glob("toy/b/seed1-*/eval/*.npz"))
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    comparison = paired_bootstrap(select(load_records(tmp_path)), "a", "b", resamples=20)
+    assert comparison.seeds == [0]
+    assert "Seeds left out because a per-image matrix file is damaged: 1." in comparison.notes
+    assert str(damaged) in caplog.text
+    assert main(["report", "--results", str(tmp_path), "--compare", "a", "b"]) == 0
+    assert "seed pairs 0)" in capsys.readouterr().out
+    for npz in tmp_path.glob("toy/b/*/eval/*.npz"):
+        npz.write_bytes(b"")
+    with pytest.raises(UdabenchError, match="every seed pair are damaged"):
         paired_bootstrap(select(load_records(tmp_path)), "a", "b")

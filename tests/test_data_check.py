@@ -6,9 +6,15 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import palette_png, write_cityscapes, write_gta5
+from helpers import (
+    palette_png,
+    write_cityscapes,
+    write_gta5,
+    write_nthu,
+    write_png16,
+    write_synthia,
+)
 from PIL import Image
-from test_datasets import write_nthu, write_synthia
 
 from udabench.cli import main
 from udabench.data import READERS
@@ -85,8 +91,6 @@ def test_truncated_image_is_an_error_and_workers_give_the_same_report(tmp_path):
 
 def test_stray_synthia_id_above_255_is_reported(tmp_path):
     write_synthia(tmp_path / "SYNTHIA", [7])
-    from test_datasets import write_png16
-
     label = np.zeros((8, 8, 3), dtype=np.uint16)
     label[..., 0] = 300                                  # not a SYNTHIA class; clipped to 255 and ignored
     write_png16(tmp_path / "SYNTHIA" / "GT" / "LABELS" / "0000007.png", label)

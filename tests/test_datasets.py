@@ -3,14 +3,24 @@ pixel by pixel against the published maps (reference §1.5, §2.5, §3.5, §4.2)
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import image_for, palette_png, random_label_ids, write_gta5
+from helpers import (
+    CITYSCAPES_TO_13,
+    CITYSCAPES_TO_16,
+    CITYSCAPES_TO_19,
+    SIXTEEN_TO_13,
+    SYNTHIA_TO_16,
+    H,
+    W,
+    palette_png,
+    write_gta5,
+    write_nthu,
+    write_synthia,
+)
 from PIL import Image
 
 from udabench.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS, IGNORE_INDEX
@@ -19,74 +29,12 @@ from udabench.data.base import MEAN, STD, normalise, read_label_ids
 from udabench.data.cache import PreparedDataset, prepare
 from udabench.errors import DataError
 
-H, W = 40, 80
-
-# The published maps, written out literally (not derived from udabench's tables).
-CITYSCAPES_TO_19 = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
-                    26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
-CITYSCAPES_TO_16 = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 23: 9, 24: 10, 25: 11, 26: 12,
-                    28: 13, 32: 14, 33: 15}
-CITYSCAPES_TO_13 = {7: 0, 8: 1, 11: 2, 19: 3, 20: 4, 21: 5, 23: 6, 24: 7, 25: 8, 26: 9, 28: 10, 32: 11, 33: 12}
-SYNTHIA_TO_16 = {3: 0, 4: 1, 2: 2, 21: 3, 5: 4, 7: 5, 15: 6, 9: 7, 6: 8, 1: 9, 10: 10, 17: 11, 8: 12, 19: 13,
-                 12: 14, 11: 15}
-SIXTEEN_TO_13 = [0, 1, 2, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]   # 13-class subset as indices into the 16
-
 
 def expected_train_ids(ids: np.ndarray, table: dict[int, int]) -> np.ndarray:
     out = np.full(ids.shape, IGNORE_INDEX, dtype=np.int64)
     for raw, train in table.items():
         out[ids == raw] = train
     return out
-
-
-def blocky(rng: np.random.Generator, values, h: int = H, w: int = W) -> np.ndarray:
-    coarse = rng.choice(np.asarray(values), size=(h // 4 + 1, w // 4 + 1))
-    return np.kron(coarse, np.ones((4, 4), dtype=coarse.dtype))[:h, :w]
-
-
-# ---- fixture writers (also used by test_data_check.py) ---------------------------------------------
-
-def write_png16(path: Path, rgb: np.ndarray) -> None:
-    """A 16-bit RGB PNG written by hand, so the test does not rely on the decoder's channel order."""
-    h, w, _ = rgb.shape
-    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in rgb)
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
-                     + chunk(b"IEND", b""))
-
-
-def write_synthia(root: Path, ids: list[int], h: int = H, w: int = W, seed: int = 2) -> dict[str, np.ndarray]:
-    """SYNTHIA-RAND-CITYSCAPES files for the given numeric ids; returns the class-id map of each file."""
-    rng = np.random.default_rng(seed)
-    (root / "RGB").mkdir(parents=True)
-    (root / "GT" / "LABELS").mkdir(parents=True)
-    classes = {}
-    for i in ids:
-        name = f"{i:07d}"
-        cls = blocky(rng, np.arange(23), h, w).astype(np.uint16)
-        instance = rng.integers(0, 3000, size=(h, w), dtype=np.uint16)   # above 255: a wrong channel shows
-        write_png16(root / "GT" / "LABELS" / f"{name}.png", np.stack([cls, instance, (cls + 7) % 23], -1))
-        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / "RGB" / f"{name}.png")
-        classes[name] = cls
-    return classes
-
-
-def write_nthu(root: Path, city: str, n_train: int, n_test: int, h: int = H, w: int = W, seed: int = 3) -> Path:
-    rng = np.random.default_rng(seed)
-    for folder in ("Images/Train", "Images/Test", "Labels/Test"):
-        (root / city / folder).mkdir(parents=True)
-    for i in range(n_train):
-        Image.fromarray(image_for(random_label_ids(rng, h, w), rng)).save(
-            root / city / "Images" / "Train" / f"pano_{i:05d}_0_0.jpg")
-    for i in range(n_test):
-        ids = random_label_ids(rng, h, w)
-        Image.fromarray(image_for(ids, rng)).save(root / city / "Images" / "Test" / f"pano_{i:05d}_0_180.jpg")
-        Image.fromarray(ids, mode="L").save(root / city / "Labels" / "Test" / f"pano_{i:05d}_0_180_eval.png")
-    return root
 
 
 # ---- GTA5 ------------------------------------------------------------------------------------------

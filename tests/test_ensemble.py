@@ -42,3 +42,19 @@ def test_ensemble_row_equals_an_independent_average(write_suite, tmp_path):
 
     again = run_suite(load_suite(path), tmp_path)  # idempotent: nothing retrained or re-scored
     assert all(o.status == "skipped" for o in again)
+
+
+def test_a_synthetic_suite_run_rebuilds_its_suite(tmp_path):
+    """The identity of a synthetic suite's run carries the generator version, which is no suite key."""
+    from udabench.config import Suite
+    from udabench.data.synthetic import SyntheticConfig
+    from udabench.engine.rundir import RunDir, identity_of
+    from udabench.schema import from_dict
+
+    suite = from_dict(Suite, {"name": "syn", "data": {"source": {"dataset": "synthetic-sim"},
+                                                       "target": {"dataset": "synthetic-real"},
+                                                       "eval": {"dataset": "synthetic-real", "split": "val"}}}, "", "-")
+    suite.synthetic = SyntheticConfig()
+    run = RunDir(tmp_path, "syn", "source_only", identity_of(suite, 0, method="source_only", hparams={}))
+    run.prepare({})
+    assert RunDir.open(run.path).suite().synthetic == suite.synthetic

@@ -7,12 +7,16 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import write_cityscapes
+from helpers import (
+    CITYSCAPES_TO_13,
+    CITYSCAPES_TO_16,
+    CITYSCAPES_TO_19,
+    write_cityscapes,
+)
 from PIL import Image
-from test_datasets import CITYSCAPES_TO_13, CITYSCAPES_TO_16, CITYSCAPES_TO_19
 
-from udabench.analysis.export import export_predictions, label_id_table
-from udabench.classes import CLASS_SETS, get_class_set
+from udabench.analysis.export import export_predictions
+from udabench.classes import CLASS_SETS, get_class_set, label_id_table
 from udabench.cli import main
 from udabench.data import get_dataset
 from udabench.data.base import MEAN, STD

@@ -6,11 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import tiny_suite_dict
+from helpers import tiny_suite_dict, write_run
 from PIL import Image
 
-from udabench.analysis.features import PredictionPanels, prediction_panels
+from udabench.analysis.ccd_features import META
 from udabench.analysis.figures import method_order, write_figures
+from udabench.analysis.panels import PredictionPanels, prediction_panels
+from udabench.analysis.records import load_records
 from udabench.classes import CLASS_SETS
 from udabench.cli import main
 
@@ -20,26 +22,23 @@ ALL = ["iou_heatmap", "gain_over_source_only", "miou_vs_iteration", "ccd_per_cla
 
 
 @pytest.fixture(scope="module")
-def records() -> pd.DataFrame:
+def records(tmp_path_factory) -> pd.DataFrame:
     """Three seeds of four methods, evaluated at steps 100 and 200; better methods score higher."""
     rng = np.random.default_rng(0)
-    rows = []
+    results = tmp_path_factory.mktemp("figures")
     for rank, (method, label) in enumerate(METHODS.items()):
         for seed in range(3):
-            for step in (100, 200):
-                iou = dict(zip(CLASSES, np.clip(rng.normal(20 + 10 * rank + step / 20, 5, len(CLASSES)), 0, 100)))
-                miou = float(np.mean(list(iou.values())))
-                rows.append({"suite": "toy", "method": method, "method_label": label, "seed": seed,
-                             "run_id": f"{method}-{seed}", "step": step, "miou": miou,
-                             "class_sets": {"cityscapes19": {"iou": iou, "miou": miou}}})
-    return pd.DataFrame(rows)
+            rows = [(step, np.clip(rng.normal(20 + 10 * rank + step / 20, 5, len(CLASSES)), 0, 100).tolist())
+                    for step in (100, 200)]
+            write_run(results, method, label, seed, rows, classes=CLASSES)
+    return load_records(results)
 
 
 @pytest.fixture(scope="module")
 def ccd(records) -> pd.DataFrame:
     rng = np.random.default_rng(1)
     runs = records.drop_duplicates("run_id")
-    return pd.DataFrame([{**run[["suite", "method", "method_label", "seed", "run_id"]].to_dict(), "scope": scope,
+    return pd.DataFrame([{**run[list(META)].to_dict(), "scope": scope,
                           "class": name, "ccd": rng.uniform(0.5, 3.0), "samples": 10}
                          for _, run in runs.iterrows() for scope in ("source", "target", "joint") for name in CLASSES])
 
@@ -104,5 +103,6 @@ def test_prediction_panels_of_finished_runs(tmp_path, tiny_data):
     shapes = {a.shape for a in [*got.images, *got.labels, *got.predictions["Oracle"], *got.entropies["Oracle"]]}
     assert shapes == {(32, 64, 3)}                                   # everything at the network input size
     assert list(prediction_panels(tmp_path / "r", "tiny", ["oracle"], num_images=1).predictions) == ["Oracle"]
-    records = pd.read_json(next((tmp_path / "r").glob("tiny/oracle/*/metrics.jsonl")), lines=True)
-    assert_valid(write_figures(records, records, "cityscapes19", tmp_path / "fig", panels=got))
+    records = load_records(tmp_path / "r", "tiny")
+    oracle = records[records["method"] == "oracle"]
+    assert_valid(write_figures(oracle, oracle, "cityscapes19", tmp_path / "fig", panels=got))

@@ -8,8 +8,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import palette_png
-from test_datasets import write_nthu
+from helpers import palette_png, write_nthu
 
 from udabench.cli import main
 from udabench.config import load_suite

@@ -1,58 +1,21 @@
-"""Report tables from crafted run records (DomainBed collect_results style golden tests).
-
-``write_run`` crafts a run directory (metrics.jsonl rows, ``done`` marker); tests/test_selection.py and
-tests/test_compare.py use it too.
-"""
-
-import json
-from pathlib import Path
+"""Report tables from crafted run directories (DomainBed collect_results style golden tests), one row per
+configuration, roles and kinds as data (tests/helpers.py writes the runs as udabench does)."""
 
 import pytest
+from helpers import write_ensemble, write_run
 
-from udabench.analysis.records import load_records, select_last
+from udabench.analysis.records import load_records
+from udabench.analysis.render import render
 from udabench.analysis.report import build_report
-from udabench.analysis.tables import (
-    miou_table,
-    oracle_gap_table,
-    per_class_table,
-    render,
-)
+from udabench.analysis.selection import select
+from udabench.analysis.tables import miou_table, oracle_gap_table, per_class_table
 from udabench.classes import get_class_set
 from udabench.cli import main
 from udabench.errors import UdabenchError
 
-CLASSES = ["road", "car"]
 
-
-def write_run(results, method, label, seed, rows, done=True, suite="toy", classes=CLASSES, protocol=None,
-              subsets=None, class_set="cityscapes19"):
-    """rows: (step, ious) or (step, ious, extra fields); a None IoU is a class absent from the eval set.
-
-    ``subsets`` maps extra class-set names to their classes, scored from the same IoUs as the suite's.
-    """
-    tag = "-".join(str(v).replace("/", "_") for v in (protocol or {}).values())
-    run = Path(results) / suite / method / f"seed{seed}-{method}{tag}"
-    run.mkdir(parents=True)
-    identity = {"suite": {"name": suite, "classes": class_set}, "run": {"method": method, "seed": seed}}
-    (run / "config.yaml").write_text(json.dumps(identity))   # JSON is YAML
-    with (run / "metrics.jsonl").open("w") as f:
-        for step, ious, *extra in rows:
-            iou = dict(zip(classes, ious))
-            sets = {class_set: classes, **(subsets or {})}
-            class_sets = {name: {"iou": {c: iou[c] for c in names}, "miou": _nanmean([iou[c] for c in names])}
-                          for name, names in sets.items()}
-            row = {"suite": suite, "method": method, "method_label": label, "seed": seed, "run_id": run.name,
-                   "step": step, "miou": class_sets[class_set]["miou"], "class_sets": class_sets,
-                   **({"protocol": protocol} if protocol else {}), **(extra[0] if extra else {})}
-            f.write(json.dumps(row) + "\n")
-    if done:
-        (run / "done").write_text("")
-    return run
-
-
-def _nanmean(values):
-    known = [v for v in values if v is not None]
-    return sum(known) / len(known)
+def select_last(records):
+    return select(records, "last")
 
 
 @pytest.fixture
@@ -173,7 +136,7 @@ def report(golden, fmt):
     return build_report(load_records(results), fmt, suites_dir=suites)
 
 
-TITLE = "toy: per-class IoU (%), cityscapes19; selection: last; mean ± std over seeds"
+TITLE = "toy: per-class IoU (%), cityscapes19 on cityscapes; selection: last; mean ± std over seeds"
 
 
 def test_golden_markdown(golden):
@@ -191,7 +154,7 @@ def test_golden_markdown(golden):
         "- [1] Doe et al., Table 1, 'MinEnt'\n"
         "- Bold: best measured value of each column (published rows are not ranked).\n"
         "\n"
-        "**toy: oracle gap (mIoU, cityscapes19); selection: last**\n"
+        "**toy: oracle gap (mIoU, cityscapes19) on cityscapes; selection: last**\n"
         "\n"
         "| method | source | mIoU | oracle mIoU | gap | seeds |\n"
         "|---|---|---:|---:|---:|---:|\n"
@@ -215,7 +178,7 @@ def test_golden_csv(golden):
         "Oracle,\"measured, target labels\",90.00,,1,70.00,,1,80.00,,1,45.00,1\n"
         "MinEnt (paper),paper [1],84.40,,,78.50,,,42.30,,,,\n"
         "\n"
-        "# toy: oracle gap (mIoU, cityscapes19); selection: last\n"
+        "# toy: oracle gap (mIoU, cityscapes19) on cityscapes; selection: last\n"
         "method,source,mIoU,mIoU std,mIoU n,oracle mIoU,oracle mIoU std,oracle mIoU n,gap,seeds\n"
         "Source-only,measured,35.00,7.07,2,80.00,,1,45.00,2\n"
         "AdvEnt,measured,60.00,28.28,2,80.00,,1,20.00,2\n"
@@ -226,7 +189,7 @@ def test_golden_latex(golden):
     assert report(golden, "latex").startswith(
         "\\begin{table}[t]\n"
         "\\centering\n"
-        "\\caption{toy: per-class IoU (\\%), cityscapes19; selection: last; mean $\\pm$ std over seeds}\n"
+        "\\caption{toy: per-class IoU (\\%), cityscapes19 on cityscapes; selection: last; mean $\\pm$ std over seeds}\n"
         "\\begin{tabular}{llrrrrr}\n"
         "\\toprule\n"
         "method & source & road & car & mIoU & gain & seeds \\\\\n"
@@ -274,9 +237,9 @@ def test_suite_file_found_by_its_name_key(golden):
 
 
 def test_published_rows_of_another_backbone_are_left_out_and_counted(tmp_path):
-    protocol = {"backbone": "resnet101", "eval": "cityscapes/val"}
-    write_run(tmp_path / "r", "minent", "MinEnt", 0, [(10, [60.0, 40.0])], protocol=protocol)
-    write_run(tmp_path / "r", "advent", "AdvEnt", 0, [(10, [50.0, 40.0])], protocol=protocol)
+    settings = {"model.backbone": "resnet101"}
+    write_run(tmp_path / "r", "minent", "MinEnt", 0, [(10, [60.0, 40.0])], settings=settings)
+    write_run(tmp_path / "r", "advent", "AdvEnt", 0, [(10, [50.0, 40.0])], settings=settings)
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "toy.yaml").write_text(SUITE_YAML + """\
   "MinEnt VGG (paper)":
@@ -317,9 +280,15 @@ references:
         "| AdvEnt | measured | 46.6 ± 8.4 | 55.0 ± 7.1 | 2 |",     # mIoU16 650/16 and 840/16; mIoU13 50 and 60
         "| AdvEnt (paper) | paper [1] | 40.8 | 47.6 | - |"]
     assert "mIoU13 is the papers' mIoU*" in summary
-    assert "**syn: per-class IoU (%), synthia13; selection: last; mean ± std over seeds**" in out
-    thirteen = out.split("synthia13; selection: last; mean ± std over seeds**")[1]
+    assert "**syn: per-class IoU (%), synthia13 on cityscapes; selection: last; mean ± std over seeds**" in out
+    thirteen = out.split("synthia13 on cityscapes; selection: last; mean ± std over seeds**")[1]
     assert "| AdvEnt (paper) | paper [1] |" + " - |" * 13 + " 47.6 | - |" in thirteen   # mIoU* only
+
+
+def city_settings(city):
+    """A cross-city run: Cityscapes -> one NTHU city, as ``--set data.target.dataset=... data.eval.dataset=...``."""
+    return {"data.source.dataset": "cityscapes", "data.target.dataset": city, "data.eval.dataset": city,
+            "data.eval.split": "test"}
 
 
 def test_cross_city_gives_one_column_per_city_and_each_city_its_papers(tmp_path):
@@ -328,9 +297,9 @@ def test_cross_city_gives_one_column_per_city_and_each_city_its_papers(tmp_path)
         for seed in (0, 1):
             bump = 10.0 * seed
             write_run(results, "maxsquare", "MaxSquare", seed, [(10, [ious[0] + bump, ious[1] + bump])],
-                      suite="cc", protocol={"eval": f"{city}/test", "backbone": "resnet101"})
+                      suite="cc", settings=city_settings(city))
     write_run(results, "source_only", "Source-only", 0, [(10, [10.0, 10.0])], suite="cc",
-              protocol={"eval": "crosscity-rome/test", "backbone": "resnet101"})
+              settings=city_settings("crosscity-rome"))
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "cc.yaml").write_text("""\
 name: cc
@@ -377,10 +346,125 @@ def test_best_is_ranked_as_printed_and_ties_are_all_marked(tmp_path):
 def test_runs_of_one_method_with_different_settings_are_kept_apart(tmp_path):
     """Two λ values of MinEnt must not be averaged as if they were seeds of one row."""
     for seed in (0, 1):
-        write_run(tmp_path, "minent", "MinEnt", seed, [(10, [60.0 + seed, 40.0], {"hparams": {"lambda_ent": 1.0}})])
-    write_run(tmp_path, "minent", "MinEnt", 2, [(10, [20.0, 20.0], {"hparams": {"lambda_ent": 4.0}})])
-    write_run(tmp_path, "source_only", "Source-only", 0, [(10, [50.0, 30.0], {"hparams": {}})])
+        write_run(tmp_path, "minent", "MinEnt", seed, [(10, [60.0 + seed, 40.0])], hparams={"lambda_ent": 1.0})
+    write_run(tmp_path, "minent", "MinEnt", 2, [(10, [20.0, 20.0])], hparams={"lambda_ent": 4.0})
+    write_run(tmp_path, "source_only", "Source-only", 0, [(10, [50.0, 30.0])])
     table = per_class_table(select_last(load_records(tmp_path)), "cityscapes19")
     assert table.loc["MinEnt (lambda_ent=1.0)", "mIoU"] == 50.25 and table.loc["MinEnt (lambda_ent=1.0)", "seeds"] == 2
     assert table.loc["MinEnt (lambda_ent=4.0)", "mIoU"] == 20.0 and table.loc["MinEnt (lambda_ent=4.0)", "seeds"] == 1
     assert table.loc["Source-only", "seeds"] == 1  # a method with one setting keeps its plain name
+
+
+# --- one row per configuration; roles and kinds are data --------------------------------------------
+
+def rows_of(table):
+    return {label: (table.loc[label, "mIoU"], table.loc[label, "seeds"]) for label in table.index}
+
+
+def test_two_lr_values_and_two_source_only_settings_stay_apart_and_keep_their_gains(tmp_path, capsys):
+    """Every method run at two learning rates: one row per (method, lr), each gain against its own Source-only."""
+    for lr, bump in ((0.01, 0.0), (0.0001, -30.0)):
+        at = {"train.lr": lr}
+        write_run(tmp_path, "source_only", "Source-only", 0, [(10, [50.0 + bump, 30.0 + bump])], settings=at)
+        write_run(tmp_path, "source_only", "Source-only", 1, [(10, [40.0 + bump, 20.0 + bump])], settings=at)
+        write_run(tmp_path, "minent", "MinEnt", 0, [(10, [70.0 + bump, 50.0 + bump])], settings=at)
+    write_run(tmp_path, "advent", "AdvEnt", 0, [(10, [66.0, 44.0])], settings={"train.lr": 0.01})
+    write_run(tmp_path, "oracle", "Oracle", 0, [(10, [90.0, 70.0])], settings={"train.lr": 0.01})
+    table = per_class_table(select_last(load_records(tmp_path)), "cityscapes19")
+    assert list(table.index) == ["Source-only (lr=0.0001)", "Source-only (lr=0.01)", "AdvEnt (lr=0.01)",
+                                 "MinEnt (lr=0.0001)", "MinEnt (lr=0.01)", "Oracle (lr=0.01)"]
+    assert rows_of(table) == {"Source-only (lr=0.0001)": (5.0, 2), "Source-only (lr=0.01)": (35.0, 2),
+                              "AdvEnt (lr=0.01)": (55.0, 1), "MinEnt (lr=0.0001)": (30.0, 1),
+                              "MinEnt (lr=0.01)": (60.0, 1), "Oracle (lr=0.01)": (80.0, 1)}
+    gain = table["gain"].to_dict()
+    assert gain["MinEnt (lr=0.0001)"] == 25.0 and gain["MinEnt (lr=0.01)"] == 25.0 and gain["AdvEnt (lr=0.01)"] == 20.0
+    assert gain["Oracle (lr=0.01)"] == 45.0 and table["gain"].iloc[:2].isna().all()     # bounds: no gain of their own
+    assert main(["report", "--results", str(tmp_path), "--compare", "minent", "source_only"]) == 2
+    assert "several runs with seed 0" in capsys.readouterr().err                        # rows are never mixed
+
+
+def test_two_source_only_settings_each_give_the_gain_of_their_own_rows(tmp_path):
+    for bn_mode, iou in (("train", 40.0), ("frozen", 20.0)):
+        at = {"model.bn_mode": bn_mode}
+        write_run(tmp_path, "source_only", "Source-only", 0, [(10, [iou, iou])], settings=at)
+        write_run(tmp_path, "target_bn", "Target-BN", 0, [(10, [iou + 5, iou + 5])], settings=at)
+    write_run(tmp_path, "minent", "MinEnt", 0, [(10, [50.0, 50.0])], settings={"model.bn_mode": "train"})
+    table = per_class_table(select_last(load_records(tmp_path)), "cityscapes19")
+    assert list(table.index) == ["Source-only (bn_mode=frozen)", "Source-only (bn_mode=train)",
+                                 "MinEnt (bn_mode=train)", "Target-BN (bn_mode=frozen)", "Target-BN (bn_mode=train)"]
+    assert table["gain"].dropna().to_dict() == {"MinEnt (bn_mode=train)": 10.0, "Target-BN (bn_mode=frozen)": 5.0,
+                                                 "Target-BN (bn_mode=train)": 5.0}
+
+
+def test_an_oracle_variant_is_an_upper_bound_never_bolded_or_ranked(tmp_path):
+    """Two oracle settings (their hyper-parameters differ): both upper bounds, last, never the best of a column."""
+    write_run(tmp_path, "source_only", "Source-only", 0, [(10, [40.0, 20.0])])
+    write_run(tmp_path, "minent", "MinEnt", 0, [(10, [50.0, 30.0])])
+    write_run(tmp_path, "advent", "AdvEnt", 0, [(10, [45.0, 37.0])])
+    for weight, ious in ((1.0, [95.0, 75.0]), (0.5, [85.0, 65.0])):
+        write_run(tmp_path, "oracle", "Oracle", 0, [(10, ious)], hparams={"seg_weight": weight})
+    selected = select_last(load_records(tmp_path))
+    table = per_class_table(selected, "cityscapes19")
+    md = render(table, "md", bold=True)
+    assert "| Oracle (seg_weight=0.5) | measured, target labels | 85.0 | 65.0 | 75.0 | +45.0 | 1 |" in md
+    assert "| Oracle (seg_weight=1.0) | measured, target labels | 95.0 | 75.0 | 85.0 | +55.0 | 1 |" in md
+    assert "| AdvEnt | measured | 45.0 | **37.0** | **41.0** | **+11.0** | 1 |" in md   # the best UDA car, mIoU
+    assert "| MinEnt | measured | **50.0** | 30.0 | 40.0 | +10.0 | 1 |" in md         # the best UDA road IoU
+    gap = oracle_gap_table(selected, "cityscapes19")
+    assert list(gap.index) == ["Source-only", "AdvEnt", "MinEnt"]     # two oracles of one setting: no single gap
+    assert gap["oracle mIoU"].isna().all()
+
+
+def test_released_rows_are_their_own_rows_never_averaged_ranked_or_in_a_gain(golden):
+    """A scored released checkpoint of AdvEnt beats every trained row: it stays apart, after the oracle and
+    before the published rows, and is neither averaged with trained AdvEnt, nor bolded, nor given a gain."""
+    results, suites = golden
+    write_run(results, "advent", "AdvEnt", 0, [(0, [99.0, 99.0])], kind="released",
+              hparams={"checkpoint": "GTA2Cityscapes_advent.pth"})
+    out = build_report(load_records(results), "md", suites_dir=suites).split("\n\n**toy: oracle gap")
+    assert out[0].splitlines()[4:11] == [
+        "| Source-only | measured | 45.0 ± 7.1 | 25.0 ± 7.1 | 35.0 ± 7.1 | - | 2 |",
+        "| AdvEnt | measured | **70.0 ± 14.1** | 20.0 [n=1] | **60.0 ± 28.3** | **+25.0** | 2 |",
+        "| MinEnt | measured | 65.0 ± 7.1 | **45.0 ± 7.1** | 55.0 ± 7.1 | +20.0 | 2 |",
+        "| Oracle | measured, target labels | 90.0 | 70.0 | 80.0 | +45.0 | 1 |",
+        "| AdvEnt (released checkpoint) | released checkpoint | 99.0 | 99.0 | 99.0 | - | 1 |",
+        "| MinEnt (paper) | paper [1] | 84.4 | 78.5 | 42.3 | - | - |",
+        ""]
+    assert "released" not in out[1]                                       # no oracle gap for a released model
+    text = build_report(load_records(results), "text", suites_dir=suites)
+    lines = text.splitlines()
+    assert lines[7].startswith("-----") and lines[8].startswith("AdvEnt (released checkpoint)")   # rules between
+    assert lines[9].startswith("-----") and lines[10].startswith("MinEnt (paper)")               # the kinds
+
+
+def test_references_yaml_gives_published_rows_and_the_suite_order_without_a_suites_dir(tmp_path):
+    """``run_suite`` writes results/<suite>/references.yaml; a renamed suite (--set name=...) keeps its papers."""
+    from udabench.config import load_suite
+    from udabench.engine.runner import write_references
+
+    suite_yaml = SUITE_YAML.replace("${NOT_SET_ANYWHERE}", "/data")
+    (tmp_path / "toy.yaml").write_text(suite_yaml + "methods: {source_only: {}, minent: {}, advent: {}}\n")
+    suite = load_suite(tmp_path / "toy.yaml", ["name=toy_renamed"])
+    results = tmp_path / "results"
+    write_references(suite, results)
+    for method, label, ious in (("advent", "AdvEnt", [50.0, 30.0]), ("minent", "MinEnt", [60.0, 40.0]),
+                                ("oracle", "Oracle", [90.0, 70.0]), ("source_only", "Source-only", [40.0, 20.0])):
+        write_run(results, method, label, 0, [(10, ious)], suite="toy_renamed")
+    out = build_report(load_records(results), "text", suites_dir=tmp_path / "nowhere")
+    labels = [line.split("  ")[0] for line in out.splitlines()[3:9]]
+    assert labels == ["Source-only", "MinEnt", "AdvEnt", "Oracle", "-" * 14, "MinEnt (paper)"]   # the suite's order
+    assert "Published rows not shown" not in out and "[1] Doe et al., Table 1, 'MinEnt'" in out
+
+
+def test_an_ensemble_is_one_row_over_seeds_and_apart_when_its_members_settings_differ(tmp_path):
+    """Its identity names member runs (one per seed): their settings, not their ids, make the row."""
+    members = {}
+    for seed, weight in ((0, 1.0), (1, 1.0), (2, 4.0)):
+        members[seed] = [write_run(tmp_path, "source_only", "Source-only", seed, [(10, [40.0, 20.0])]),
+                         write_run(tmp_path, "minent", "MinEnt", seed, [(10, [50.0, 30.0])],
+                                   hparams={"lambda_ent": weight})]
+        write_ensemble(tmp_path, "SO+MinEnt", members[seed], seed, [44.0 + seed, 24.0])
+    table = per_class_table(select_last(load_records(tmp_path)), "cityscapes19")
+    assert rows_of(table)["SO+MinEnt (lambda_ent=1.0)"] == (34.25, 2)     # seeds 0 and 1: (34 + 34.5) / 2
+    assert rows_of(table)["SO+MinEnt (lambda_ent=4.0)"] == (35.0, 1)
+    assert table.loc["SO+MinEnt (lambda_ent=1.0)", "gain"] == 4.25        # against the one Source-only row

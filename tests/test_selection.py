@@ -1,7 +1,7 @@
 """Selection protocols pick the right checkpoint on crafted records; bad names and missing fields are clear errors."""
 
 import pytest
-from test_report import write_run
+from helpers import write_run
 
 from udabench.analysis import selection
 from udabench.analysis.records import load_records

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from udabench.analysis.records import load_records, select_last
+from udabench.analysis.records import load_records
+from udabench.analysis.selection import select
 from udabench.analysis.tables import per_class_table
 from udabench.cli import main
 
@@ -19,7 +20,7 @@ SUITE = str(Path(__file__).resolve().parent.parent / "suites" / "toy_sim2real.ya
 def table(tmp_path_factory):
     results = tmp_path_factory.mktemp("toy_results")
     assert main(["run", SUITE, "--seeds", "0,1,2", "--results", str(results)]) == 0
-    return per_class_table(select_last(load_records(results, "toy_sim2real")), "cityscapes19")["mIoU"]
+    return per_class_table(select(load_records(results, "toy_sim2real")), "cityscapes19")["mIoU"]
 
 
 def test_the_shift_matters(table):

@@ -134,7 +134,7 @@ def test_source_only_never_feeds_target_images_to_the_model(write_suite, tmp_pat
 
 
 def test_source_only_bn_statistics_do_not_depend_on_target_data(write_suite, tmp_path, tiny_data):
-    from conftest import write_cityscapes
+    from helpers import write_cityscapes
 
     other = write_cityscapes(tmp_path / "other_cs", {"train": 6, "val": 4}, seed=99)
     states = []

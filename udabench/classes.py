@@ -66,6 +66,18 @@ class ClassSet:
         return lut
 
 
+def label_id_table(class_set: ClassSet) -> np.ndarray:
+    """Train id of ``class_set`` -> Cityscapes label id (the benchmark-server encoding)."""
+    return np.array([CITYSCAPES_LABEL_IDS[c] for c in class_set.cityscapes19_ids], dtype=np.uint8)
+
+
+def colour_table(class_set: ClassSet) -> np.ndarray:
+    """256×3 palette: class colours by train id, ignored pixels black."""
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[: class_set.num_classes] = class_set.colors
+    return table
+
+
 def ignore_lut() -> np.ndarray:
     """A 256-entry uint8 id table mapping every id to ``IGNORE_INDEX``, to be filled in."""
     return np.full(256, IGNORE_INDEX, dtype=np.uint8)
@@ -88,6 +100,10 @@ CLASS_SETS: dict[str, ClassSet] = {
     "synthia13": _subset("synthia13", [0, 1, 2, 6, 7, 8, 10, 11, 12, 13, 15, 17, 18]),
     "crosscity13": _subset("crosscity13", [0, 1, 2, 6, 7, 8, 10, 11, 12, 13, 15, 17, 18]),
 }
+
+
+# Names the papers use for a class subset's mIoU (a note under the tables that show it).
+SUBSET_NOTES = {"synthia13": "mIoU13 is the papers' mIoU* (SYNTHIA's 16 classes without wall, fence and pole)."}
 
 
 def get_class_set(name: str) -> ClassSet:

@@ -7,6 +7,7 @@ a run that fails mid-way is marked ``failed``, the others go on, and the exit co
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import textwrap
@@ -27,7 +28,17 @@ BACKBONES = {
 }
 
 
+class _Warnings(logging.Handler):
+    """``udabench: warning: ...`` on whatever stderr is at the time (warnings name the file they are about)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print("udabench: warning: " + record.getMessage(), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    logger = logging.getLogger("udabench")
+    if not any(isinstance(h, _Warnings) for h in logger.handlers):
+        logger.addHandler(_Warnings(logging.WARNING))
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -38,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     except UdabenchError as exc:
         if args.debug:
             raise
-        print("udabench: error: " + "\n".join(textwrap.wrap(str(exc), 100)), file=sys.stderr)
+        print("udabench: error: " + "\n".join(textwrap.wrap(str(exc), 100, break_long_words=False,
+                                                            break_on_hyphens=False)), file=sys.stderr)  # paths whole
         return 2
     except KeyboardInterrupt:
         print("udabench: interrupted; finished runs and the last checkpoints are kept.", file=sys.stderr)
@@ -65,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default="results", help="results folder (default: results/)")
     run.add_argument("--quick", action="store_true",
                      help="smoke test: a few iterations, batch 2, at most 8 images per split, tiny inputs")
+    run.add_argument("--check-data", choices=("sample", "all", "none"), default="sample",
+                     help="pre-flight decoding of the suite's data before any training: a sample of each split "
+                          "(default, seconds), all files (as `udabench data check`), or none")
     run.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", parents=[common], help="tables from finished runs",
@@ -99,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--html", action="store_true",
                      help="write RESULTS/<suite>/report.html: tables and figures on one offline page "
                           "(implies --figures)")
-    rep.add_argument("--device", default="cpu", help="device for CCD features and prediction panels (default: cpu)")
+    rep.add_argument("--device", default="cpu", type=_device,
+                     help="device for CCD features and prediction panels (default: cpu)")
     rep.set_defaults(func=cmd_report)
 
     ben = sub.add_parser("bench", parents=[common], help="time a suite's training steps and evaluation",
@@ -127,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "for Cityscapes)")
     ben.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a suite key, as for `udabench run` (repeatable)")
-    ben.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the suite's train.device)")
+    ben.add_argument("--device", type=_device, help="auto | cpu | cuda | cuda:N (default: the suite's train.device)")
     ben.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     ben.add_argument("--floor-size", type=int, metavar="N",
                      help="matrix size of the matmul floor probe (default: 8192 on CUDA, 1024 on a CPU)")
@@ -171,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     viz.add_argument("--out", help="output folder (default: RUN/export)")
     viz.add_argument("--limit", type=int, metavar="N", help="only the first N eval images")
     viz.add_argument("--no-overlays", dest="overlays", action="store_false", help="write the label PNGs only")
-    viz.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    viz.add_argument("--device", default="auto", type=_device, help="auto | cpu | cuda | cuda:N (default: auto)")
     viz.set_defaults(func=cmd_viz)
     return parser
 
@@ -181,7 +197,8 @@ def cmd_run(args) -> int:
     from .engine.runner import run_suite
 
     suite = load_suite(args.suite, args.overrides, quick=args.quick)
-    outcomes = run_suite(suite, args.results, args.methods, args.seeds, args.methods_dir, args.debug)
+    outcomes = run_suite(suite, args.results, args.methods, args.seeds, args.methods_dir, args.debug,
+                         args.check_data)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports for all
     failed = [o for o in outcomes if o.status == "failed"]
@@ -229,13 +246,13 @@ def cmd_bench(args) -> int:
 
 def cmd_list(args) -> int:
     if args.what == "methods":
-        from .registry import BROKEN, discover
+        from .registry import available
 
-        methods = discover(args.methods_dir)
-        width = max(map(len, methods), default=10)
-        for name, cls in sorted(methods.items()):
+        found = available(args.methods_dir)
+        width = max(map(len, found.methods), default=10)
+        for name, cls in sorted(found.methods.items()):
             print(f"{name:<{width}}  {cls.paper}\n{'':<{width}}  {cls.description}")
-        for file, error in BROKEN.items():
+        for file, error in found.broken.items():
             print(f"{file.stem:<{width}}  BROKEN plugin {file}: {error}")
     elif args.what == "suites":
         import yaml
@@ -254,7 +271,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_data_check(args) -> int:
-    from .analysis.tables import render
+    from .analysis.render import render
     from .config import load_suite
     from .data.check import check_suite, summary_table
 
@@ -273,7 +290,7 @@ def cmd_data_check(args) -> int:
 
 
 def cmd_data_prepare(args) -> int:
-    from .analysis.tables import render
+    from .analysis.render import render
     from .config import load_suite
     from .data.prepare import prepare_suite
 
@@ -292,19 +309,39 @@ def cmd_viz(args) -> int:
 
 
 def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expects a comma-separated list, got {text!r}, an empty one; leave the "
+                                         f"option out to use the suite's list")
+    return items
+
+
+def _device(text: str) -> str:
+    from .config import DEVICE
+
+    if not DEVICE.ok(text):
+        raise argparse.ArgumentTypeError(f"must be {DEVICE.expected}, got {text!r}")
+    return text
 
 
 def _size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
+        if width < 1 or height < 1:
+            raise ValueError
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 2048x1024, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels, e.g. 2048x1024, got {text!r}") from None
     return width, height
 
 
 def _csv_int(text: str) -> list[int]:
+    from .config import SEED
+
     try:
-        return [int(t) for t in _csv(text)]
+        seeds = [int(t) for t in _csv(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds expects comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expects comma-separated integers, got {text!r}") from None
+    for seed in seeds:
+        if not SEED.ok(seed):
+            raise argparse.ArgumentTypeError(f"seed {seed} must be {SEED.expected}, as in a suite's seeds")
+    return seeds

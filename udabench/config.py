@@ -9,25 +9,50 @@ from __future__ import annotations
 import copy
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from .classes import CLASS_SETS, ClassSet
-from .data.synthetic import SyntheticConfig
+from .data.synthetic import DomainStyle, SyntheticConfig
 from .errors import ConfigError
-from .schema import closest, from_dict, to_dict
+from .schema import (
+    FOLDER_NAME,
+    FOLDER_NAME_RULE,
+    NOT_EMPTY,
+    above,
+    at_least,
+    below,
+    between,
+    closest,
+    constrain,
+    each,
+    from_dict,
+    matches,
+    setting,
+    show,
+    to_dict,
+)
+
+# Seeds seed numpy (< 2**32) and torch, and the trainer derives more from them (seed + 7919, seed * 1000 +
+# stream); up to 2**31 - 1 every derived seed stays valid.
+SEED_MAX = 2**31 - 1
+SEED = between(0, SEED_MAX)
+MIN_SIZE = 8   # the network's output stride: a smaller input has no output cell
+NAME = matches(FOLDER_NAME, f"a folder name: {FOLDER_NAME_RULE}",
+               "The name, after ${VAR} expansion and --set name=..., becomes the suite's folder under --results.")
+DEVICE = matches(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N", "Set train.device to one of those.")
 
 
 @dataclass
 class DatasetConfig:
-    dataset: str                              # a name known to udabench.data.get_dataset
-    split: str = "train"
+    dataset: str = setting(MISSING, NOT_EMPTY)    # a name known to udabench.data.get_dataset
+    split: str = setting("train", NOT_EMPTY)
     root: str = ""                            # folder of the dataset; synthetic ones default to the cache
-    size: tuple[int, int] | None = None       # network input (width, height); None = native
-    limit: int | None = None                  # use only the first N items (smoke tests)
+    size: tuple[int, int] | None = setting(None, each(at_least(MIN_SIZE)))  # network input (W, H); None = native
+    limit: int | None = setting(None, at_least(1))  # use only the first N items (smoke tests)
 
 
 @dataclass
@@ -36,15 +61,15 @@ class DataConfig:
     target: DatasetConfig
     eval: DatasetConfig                       # target eval split: labels kept at native resolution
     source_val: DatasetConfig | None = None   # held-out labelled source split, scored at every evaluation
-    eval_batch_size: int = 1
-    num_workers: int = 0
+    eval_batch_size: int = setting(1, at_least(1))
+    num_workers: int = setting(0, at_least(0))
 
 
 @dataclass
 class ModelConfig:
-    backbone: str = "resnet101"               # any timm model with features_only and output_stride
-    pretrained: str = "none"                  # "none" | "timm" (timm's own weights) | path to a state dict
-    aspp_dilations: tuple[int, ...] = (6, 12, 18, 24)   # (6, 12) = AdaptSegNet/MaxSquare 2-branch variant
+    backbone: str = setting("resnet101", NOT_EMPTY)   # any timm model with features_only and output_stride
+    pretrained: str = setting("none", NOT_EMPTY)      # "none" | "timm" (timm's own weights) | path to a state dict
+    aspp_dilations: tuple[int, ...] = setting((6, 12, 18, 24), NOT_EMPTY, each(at_least(1)))  # (6, 12) = 2-branch
     multi_level: bool = True                  # auxiliary ASPP head on layer3 (ADVENT/AdaptSegNet)
     bn_mode: Literal["frozen", "frozen_affine", "train"] = "frozen"
     channels_last: bool = False
@@ -52,19 +77,19 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = 120000
-    batch_size: int = 1                       # per domain: B source + B target images per step
-    lr: float = 2.5e-4
-    head_lr_mult: float = 10.0                # ASPP heads at 10x the backbone LR (DeepLab-V2)
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    poly_power: float = 0.9
-    seg_aux_weight: float = 0.1               # source CE on the auxiliary head
-    source_warmup: int = 0                    # first steps of UDA methods are plain source training
-    eval_every: int = 2000
-    checkpoint_every: int = 1000
-    log_every: int = 50
-    device: str = "auto"                      # "auto" | "cpu" | "cuda" | "cuda:N"
+    iterations: int = setting(120000, at_least(1))
+    batch_size: int = setting(1, at_least(1))     # per domain: B source + B target images per step
+    lr: float = setting(2.5e-4, above(0))
+    head_lr_mult: float = setting(10.0, above(0))  # ASPP heads at 10x the backbone LR (DeepLab-V2)
+    momentum: float = setting(0.9, at_least(0), below(1))
+    weight_decay: float = setting(5e-4, at_least(0))
+    poly_power: float = setting(0.9, at_least(0))
+    seg_aux_weight: float = setting(0.1, at_least(0))  # source CE on the auxiliary head
+    source_warmup: int = setting(0, at_least(0))  # first steps of UDA methods are plain source training
+    eval_every: int = setting(2000, at_least(1))
+    checkpoint_every: int = setting(1000, at_least(1))
+    log_every: int = setting(50, at_least(1))
+    device: str = setting("auto", DEVICE)         # "auto" | "cpu" | "cuda" | "cuda:N"
     amp: Literal["none", "bf16", "fp16"] = "none"
     compile: bool = False                     # torch.compile the segmenter and the methods' modules
     deterministic: bool = False
@@ -83,7 +108,7 @@ class ReferenceRow:
 
 @dataclass
 class Suite:
-    name: str
+    name: str = setting(MISSING, NAME)
     data: DataConfig
     description: str = ""
     classes: str = "cityscapes19"             # class set the model is trained on
@@ -94,7 +119,7 @@ class Suite:
     oracle: bool = True
     ensembles: dict[str, list[str]] = field(default_factory=dict)  # row label -> methods averaged
     references: dict[str, ReferenceRow] = field(default_factory=dict)  # row label -> published numbers
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] = setting([0], NOT_EMPTY, each(SEED))
     synthetic: SyntheticConfig | None = None
     source_file: str = ""                     # set by load_suite, not read from YAML
 
@@ -110,6 +135,13 @@ class Suite:
         return names
 
 
+# The synthetic generator's knobs, declared here: the generator module knows nothing of suite files.
+UNIT = between(0, 1)
+constrain(SyntheticConfig, seed=SEED, height=at_least(MIN_SIZE), width=at_least(MIN_SIZE), num_source=at_least(1),
+          num_target_train=at_least(1), num_target_val=at_least(1))
+constrain(DomainStyle, palette_shift=UNIT, texture=UNIT, blur=at_least(0), noise=at_least(0), lighting=UNIT,
+          horizon=UNIT, object_frequency=at_least(0), vehicle_frequency=at_least(0))
+
 # What `--quick` changes: a few iterations on tiny inputs, for smoke tests of a whole suite.
 QUICK_OVERRIDES = {
     "train.iterations": 4, "train.eval_every": 4, "train.checkpoint_every": 2, "train.log_every": 1,
@@ -121,18 +153,12 @@ QUICK_MAX_WIDTH = 64
 
 def load_suite(path: str | Path, overrides: list[str] = (), quick: bool = False) -> Suite:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"suite file {str(path)!r} does not exist. Pass the path of a suite YAML "
-                          f"(see `udabench list suites`).")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}. Fix the syntax at the line shown.") from None
+    raw = read_suite_file(path)
     if quick:
         raw = apply_overrides(raw, [f"{k}={v}" for k, v in QUICK_OVERRIDES.items()], str(path))
     raw = apply_overrides(raw, list(overrides), str(path))
     raw = expand_env(raw, str(path))
-    if isinstance(raw, dict) and "source_file" in raw:
+    if "source_file" in raw:
         raise ConfigError(f"{path}: 'source_file' is set by udabench, not by the suite file.")
     suite = from_dict(Suite, raw, "", str(path))
     suite.source_file = str(path)
@@ -142,7 +168,79 @@ def load_suite(path: str | Path, overrides: list[str] = (), quick: bool = False)
     return suite
 
 
+def read_suite_file(path: Path) -> dict:
+    """The raw mapping of a suite file; anything else (a folder, an empty file, a list) is a clear error."""
+    if path.is_dir():
+        inside = sorted(path.glob("*.yaml"))
+        example = f" (it holds {inside[0]}{' and more' if len(inside) > 1 else ''})" if inside else ""
+        raise ConfigError(f"{path} is a folder, not a suite file{example}. Pass the path of one suite YAML, "
+                          f"e.g. suites/toy_sim2real.yaml (see `udabench list suites`).")
+    if not path.is_file():
+        raise ConfigError(f"suite file {str(path)!r} does not exist. Pass the path of a suite YAML "
+                          f"(see `udabench list suites`).")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text (UTF-8) file; a suite is a YAML file like "
+                          f"suites/toy_sim2real.yaml.") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the suite file {path}: {exc.strerror or exc}. Check its permissions.") from None
+    raw = parse_yaml(text, str(path))
+    if raw is None:
+        raise ConfigError(f"{path} is empty (no settings). A suite needs at least 'name' and 'data'; start from "
+                          f"suites/toy_sim2real.yaml.")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level is a {type(raw).__name__} ({show(raw)}), but a suite is a mapping "
+                          f"of keys to values (name: ..., data: ..., train: ...); see suites/toy_sim2real.yaml.")
+    return raw
+
+
+class SuiteLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        first: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":   # `<<: *defaults` may be overridden, by design
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = first.setdefault(key, key_node)
+            except TypeError:   # an unhashable key: SafeLoader reports it
+                continue
+            if seen is not key_node:
+                raise DuplicateKeyError(None, None, f"key {show(key)} is given twice in one mapping (first on line "
+                                        f"{seen.start_mark.line + 1}), and YAML would silently keep the last one",
+                                        key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    pass
+
+
+def parse_yaml(text: str, source: str, fix: str = "Fix the syntax at the line shown.") -> Any:
+    """``text`` parsed by ``SuiteLoader``; any problem is a ``ConfigError`` naming ``source`` and the line."""
+    try:
+        return yaml.load(text, SuiteLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or str(exc)
+        if isinstance(exc, DuplicateKeyError):
+            fix = "Remove one of them."
+        elif "could not determine a constructor for the tag" in problem:
+            fix = ("udabench reads YAML with a safe loader: tags that build Python objects (!!python/...) or "
+                   "other custom tags are refused; write plain values (numbers, strings, lists, mappings).")
+        raise ConfigError(f"{source}{where}: not valid YAML: {problem}. {fix}") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        # raised by PyYAML's constructors for a date like 2024-13-01, `!!int x`, an integer of over 4300
+        # digits, or by its parser for thousands of nested brackets
+        raise ConfigError(f"{source}: not valid YAML: {type(exc).__name__}: {exc}. {fix}") from None
+
+
 def validate(suite: Suite) -> None:
+    """Checks across settings; each setting's own range is declared on its field (``setting``)."""
     src = suite.source_file
     for name in [suite.classes, *suite.eval_class_sets]:
         if name not in CLASS_SETS:
@@ -154,15 +252,11 @@ def validate(suite: Suite) -> None:
         except ValueError:
             raise ConfigError(f"{src}: eval_class_sets entry {sub!r} is not a subset of the training "
                               f"classes {suite.classes!r}.") from None
-    if not suite.seeds:
-        raise ConfigError(f"{src}: 'seeds' is empty; give at least one seed, e.g. seeds: [0].")
-    if suite.train.iterations < 1:
-        raise ConfigError(f"{src}: train.iterations must be >= 1.")
-    for key in ("eval_every", "checkpoint_every", "log_every", "batch_size"):
-        if getattr(suite.train, key) < 1:
-            raise ConfigError(f"{src}: train.{key} must be >= 1.")
-    if not suite.model.aspp_dilations:
-        raise ConfigError(f"{src}: model.aspp_dilations needs at least one dilation.")
+    train = suite.train
+    if train.source_warmup >= train.iterations:
+        raise ConfigError(f"{src}: train.source_warmup ({train.source_warmup}) must be less than train.iterations "
+                          f"({train.iterations}): otherwise no method ever adapts and every UDA row is Source-only. "
+                          f"Lower train.source_warmup (e.g. to half the iterations) or set it to 0.")
     names, sets = CLASS_SETS[suite.classes].names, [suite.classes, *suite.eval_class_sets]
     for label, row in suite.references.items():
         for key, known in (("iou", names), ("miou", sets)):
@@ -176,15 +270,16 @@ def apply_overrides(raw: Any, overrides: list[str], source: str) -> dict:
     raw = copy.deepcopy(raw) if isinstance(raw, dict) else {}
     for item in overrides:
         key, sep, text = item.partition("=")
-        if not sep or not key:
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
             raise ConfigError(f"override {item!r} must look like key.sub=value (e.g. train.iterations=100).")
         node = raw
-        parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part!r} in {source} is not a mapping.")
-        node[parts[-1]] = yaml.safe_load(text)
+        node[parts[-1]] = parse_yaml(text, f"override {item!r}", "The value is read as YAML: quote a string "
+                                     "that contains YAML syntax, e.g. --set 'name=\"[x]\"'.")
     return raw
 
 
@@ -220,6 +315,8 @@ def _shrink_for_quick(suite: Suite) -> None:
             scale = QUICK_MAX_WIDTH / ds.size[0]
             ds.size = (QUICK_MAX_WIDTH, max(8, round(ds.size[1] * scale)))
     suite.data.eval_batch_size = min(suite.data.eval_batch_size, 2)
+    if suite.train.source_warmup:   # keep the shared warm-up in the smoke test: half of the few steps
+        suite.train.source_warmup = suite.train.iterations // 2
 
 
 def resolved_dict(suite: Suite) -> dict:

@@ -18,5 +18,10 @@ class CheckpointError(UdabenchError):
     """A checkpoint that cannot be read or does not fit the run; it stops the suite (bad input)."""
 
 
+class PluginError(UdabenchError):
+    """A method plugin that breaks the plugin contract (docs/adding-a-method.md); the message names its file.
+    Met inside a run (e.g. what ``train_step`` returns), it stops the suite like a ``CheckpointError``."""
+
+
 class NonFiniteLoss(UdabenchError):
     """A method logged a NaN or infinite loss: the update is not applied and the run is marked failed."""

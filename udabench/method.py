@@ -26,10 +26,17 @@ Batches are dicts ``{"image": N×3×H×W, "label": N×H×W, "name": [...]}`` alr
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import numbers
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
 from torch import nn
+
+from .errors import PluginError
+from .schema import show
 
 
 class Method:
@@ -64,10 +71,42 @@ class Method:
         return self.ctx.register_module(name, module, optimizer=optimizer, lr=lr, **optim_kwargs)
 
     @staticmethod
-    def set_requires_grad(module: nn.Module, flag: bool) -> None:
-        for p in module.parameters():
-            p.requires_grad_(flag)
+    @contextlib.contextmanager
+    def frozen(*modules: nn.Module) -> Iterator[None]:
+        """No gradient reaches the parameters of ``modules`` inside the block (e.g. a discriminator while the
+        segmenter learns to fool it); their ``requires_grad`` flags are restored afterwards."""
+        params = [p for m in modules for p in m.parameters()]
+        flags = [p.requires_grad for p in params]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, flag in zip(params, flags):
+                p.requires_grad_(flag)
 
     @classmethod
     def row_label(cls) -> str:
         return cls.display_name or cls.name
+
+
+def check_logs(logs, method: type[Method], step: int) -> dict[str, float]:
+    """What ``train_step`` returned, as the harness logs it: a dict of names to floats; else a ``PluginError``
+    naming the plugin file (a tensor kept in the logs would also keep its autograd graph alive)."""
+    fix = "train_step must return a dict of loss names to Python floats, e.g. {'loss_seg': loss.item()}"
+    if not isinstance(logs, dict):
+        raise PluginError(f"{plugin_file(method)}: {method.__name__}.train_step returned {type(logs).__name__} "
+                          f"{show(logs)} at step {step}; {fix}.")
+    bad = [f"{k!r}: {type(v).__name__} {show(v)}" for k, v in logs.items()
+           if not isinstance(k, str) or not isinstance(v, numbers.Real) or isinstance(v, bool)]
+    if bad:
+        raise PluginError(f"{plugin_file(method)}: {method.__name__}.train_step returned {'; '.join(bad[:3])} at "
+                          f"step {step}; {fix} (call .item() on a tensor).")
+    return {k: float(v) for k, v in logs.items()}
+
+
+def plugin_file(method: type[Method]) -> str:
+    try:
+        return inspect.getfile(method)
+    except TypeError:   # a class without a source file (defined interactively)
+        return f"method {method.name!r}"

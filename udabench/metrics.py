@@ -38,10 +38,13 @@ def per_image_confusion(pred: torch.Tensor, label: torch.Tensor, num_classes: in
 
 
 def per_class_iou(cm: torch.Tensor) -> torch.Tensor:
-    """IoU per class = TP / (TP + FP + FN); NaN where the class is in neither prediction nor label."""
+    """IoU per class = TP / (TP + FP + FN); NaN where the class is in neither prediction nor label.
+
+    ``cm`` is one C×C matrix or a stack of them (…×C×C, e.g. bootstrap replicates): the result is …×C.
+    """
     cm = cm.to(torch.float64)
-    tp = cm.diagonal()
-    union = cm.sum(0) + cm.sum(1) - tp
+    tp = cm.diagonal(dim1=-2, dim2=-1)
+    union = cm.sum(-2) + cm.sum(-1) - tp
     return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
 
 

@@ -1,24 +1,32 @@
 """Method registry and discovery of plugin files.
 
-Every ``*.py`` file in the method folders is imported on first use. A file that fails to import is
-remembered with its error and reported by name when asked for; the other methods keep working.
+Every ``*.py`` file in the method folders is imported once, on first use. A file that fails to import,
+or whose class breaks the plugin contract (``@register`` checks the name, ``Hparams`` and
+``train_step``), is remembered with its error and line and reported by name when asked for; the other
+methods keep working. Which methods exist is worked out per set of folders, built-ins first: a file
+registering a name that an earlier file of those folders registered (e.g. a copy of a built-in that kept
+its name) is reported as broken, and asking for that name is an error naming both files.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import inspect
 import os
+import re
 import sys
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError, UdabenchError
+from .errors import ConfigError, PluginError
 from .method import Method
-from .schema import closest
+from .schema import FOLDER_NAME, FOLDER_NAME_RULE, check_supported, closest
 
-METHODS: dict[str, type[Method]] = {}
-_ORIGIN: dict[str, Path] = {}          # method name -> file that registered it
-BROKEN: dict[Path, str] = {}           # plugin file -> one-line error
+METHODS: dict[str, type[Method]] = {}          # registered by Python code outside the method folders
+_BY_FILE: dict[Path, list[type[Method]]] = {}  # plugin file -> the methods it registered
+BROKEN: dict[Path, str] = {}                   # plugin file -> one-line error (failed to import)
 _LOADED: set[Path] = set()
 _current_file: Path | None = None
 
@@ -27,15 +35,36 @@ BUILTIN_DIR = Path(__file__).resolve().parent.parent / "methods"
 
 def register(cls: type[Method]) -> type[Method]:
     """Class decorator: make a Method subclass available under ``cls.name``."""
-    if not (isinstance(cls, type) and issubclass(cls, Method)) or not cls.name:
-        raise TypeError(f"@register expects a Method subclass with a 'name', got {cls!r}")
     where = _current_file or Path(sys.modules[cls.__module__].__file__ or "?")
-    if cls.name in METHODS and _ORIGIN.get(cls.name) != where:
-        raise UdabenchError(f"method name {cls.name!r} is registered twice: in {_ORIGIN[cls.name]} and in "
-                            f"{where}. Rename one of them.")
-    METHODS[cls.name] = cls
-    _ORIGIN[cls.name] = where
+    problem = contract_problem(cls)
+    if problem:
+        raise PluginError(f"{where}: @register {getattr(cls, '__name__', cls)!r}: {problem}")
+    if _current_file is not None:
+        _BY_FILE.setdefault(_current_file, []).append(cls)
+    elif cls.name in METHODS and METHODS[cls.name] is not cls:
+        raise PluginError(f"{where}: method name {cls.name!r} is already registered by "
+                          f"{inspect.getfile(METHODS[cls.name])}. Rename one of them.")
+    else:
+        METHODS[cls.name] = cls
     return cls
+
+
+def contract_problem(cls) -> str:
+    """What keeps ``cls`` from being a method (docs/adding-a-method.md), or ""."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        return "expects a subclass of udabench.Method"
+    if not isinstance(cls.name, str) or not re.fullmatch(FOLDER_NAME, cls.name):
+        return (f"name = {cls.name!r} must be a folder name ({FOLDER_NAME_RULE}): each run is written to "
+                f"<results>/<suite>/<name>/")
+    if not (isinstance(cls.Hparams, type) and dataclasses.is_dataclass(cls.Hparams)):
+        return "Hparams must be a @dataclass (of the method's hyper-parameters, with their defaults)"
+    try:
+        check_supported(cls.Hparams)
+    except TypeError as exc:
+        return f"Hparams: {exc}"
+    if cls.train_step is Method.train_step:
+        return "it does not define train_step(self, source, target, step)"
+    return ""
 
 
 def method_dirs(extra: list[str | Path] = ()) -> list[Path]:
@@ -46,9 +75,19 @@ def method_dirs(extra: list[str | Path] = ()) -> list[Path]:
     return dirs
 
 
-def discover(extra_dirs: list[str | Path] = ()) -> dict[str, type[Method]]:
-    """Import every plugin file once; return the registry."""
-    global _current_file
+@dataclass
+class Available:
+    """The methods of one set of folders."""
+
+    methods: dict[str, type[Method]] = field(default_factory=dict)
+    origin: dict[str, Path] = field(default_factory=dict)             # method name -> its file
+    broken: dict[Path, str] = field(default_factory=dict)             # file -> why none of its methods is usable
+    clashes: dict[str, list[Path]] = field(default_factory=dict)      # method name -> later files registering it
+
+
+def available(extra_dirs: list[str | Path] = ()) -> Available:
+    """Import every plugin file of the folders once; what they provide, in folder order (built-ins first)."""
+    found = Available(dict(METHODS), {name: Path(inspect.getfile(cls)) for name, cls in METHODS.items()})
     for folder in method_dirs(extra_dirs):
         if not folder.is_dir():
             if folder != BUILTIN_DIR:
@@ -57,36 +96,74 @@ def discover(extra_dirs: list[str | Path] = ()) -> dict[str, type[Method]]:
             continue
         for file in sorted(folder.glob("*.py")):
             file = file.resolve()
-            if file in _LOADED or file.name.startswith("_"):
+            if file.name.startswith("_"):
                 continue
-            _LOADED.add(file)
-            _current_file = file
-            try:
-                spec = importlib.util.spec_from_file_location(f"udabench_methods.{file.stem}", file)
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[spec.name] = module
-                spec.loader.exec_module(module)
-            except UdabenchError:
-                raise
-            except Exception as exc:  # any error in a third-party plugin must not break the others
-                last = traceback.extract_tb(exc.__traceback__)[-1]
-                BROKEN[file] = f"{type(exc).__name__}: {exc} (line {last.lineno})"
-            finally:
-                _current_file = None
-    return METHODS
+            load(file)
+            if file in BROKEN:
+                found.broken[file] = BROKEN[file]
+            for cls in _BY_FILE.get(file, []):
+                if cls.name in found.methods and found.origin[cls.name] != file:
+                    found.clashes.setdefault(cls.name, []).append(file)
+                    found.broken[file] = (f"method name {cls.name!r} is already registered by "
+                                          f"{found.origin[cls.name]}; give the class a name of its own")
+                else:
+                    found.methods[cls.name], found.origin[cls.name] = cls, file
+    return found
+
+
+def load(file: Path) -> None:
+    """Import one plugin file (once): its classes go to ``_BY_FILE``, or its error to ``BROKEN``."""
+    global _current_file
+    if file in _LOADED:
+        return
+    _LOADED.add(file)
+    _current_file = file
+    try:
+        spec = importlib.util.spec_from_file_location(f"udabench_methods.{file.stem}", file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    except Exception as exc:  # any error in a third-party plugin must not break the others
+        BROKEN[file] = import_error(exc, file)
+        _BY_FILE.pop(file, None)   # a class registered before the error is not usable either
+    finally:
+        _current_file = None
+
+
+def import_error(exc: Exception, file: Path) -> str:
+    """One line for a plugin file that failed to import, with the line of that file it failed at."""
+    if isinstance(exc, PluginError):
+        text = str(exc).removeprefix(f"{file}: ")
+    elif isinstance(exc, SyntaxError):
+        text = f"{type(exc).__name__}: {exc.msg}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, SyntaxError) and exc.filename == str(file):
+        line = exc.lineno
+    else:   # the innermost frame in the plugin file itself, not in the library it called
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(file)]
+        line = frames[-1].lineno if frames else None
+    return f"line {line}: {text}" if line else text
+
+
+def discover(extra_dirs: list[str | Path] = ()) -> dict[str, type[Method]]:
+    """Every usable method of the built-in and the given folders, by name."""
+    return available(extra_dirs).methods
 
 
 def get_method(name: str, extra_dirs: list[str | Path] = ()) -> type[Method]:
-    discover(extra_dirs)
-    if name in METHODS:
-        return METHODS[name]
-    broken = [f for f in BROKEN if f.stem == name]
+    found = available(extra_dirs)
+    if name in found.clashes:
+        files = ", ".join(map(str, found.clashes[name]))
+        raise ConfigError(f"method {name!r} is defined twice: in {found.origin[name]} and in {files}, so which "
+                          f"one would run is ambiguous. Rename the method (name = \"...\") in {files}; the other "
+                          f"methods are unaffected.")
+    if name in found.methods:
+        return found.methods[name]
+    broken = [f for f in found.broken if f.stem == name]
     if broken:
-        raise ConfigError(f"method {name!r}: its plugin file {broken[0]} failed to import: {BROKEN[broken[0]]}. "
-                          f"Fix that file; the other methods are unaffected.")
-    raise ConfigError(f"unknown method {name!r}.{closest(name, METHODS)} Available: {', '.join(sorted(METHODS))}. "
-                      f"A new method is one file in methods/ (docs/adding-a-method.md).")
-
-
-def origin(name: str) -> Path:
-    return _ORIGIN[name]
+        raise ConfigError(f"method {name!r}: its plugin file {broken[0]} failed to import ({found.broken[broken[0]]})."
+                          f" Fix that file; the other methods are unaffected.")
+    raise ConfigError(f"unknown method {name!r}.{closest(name, found.methods)} Available: "
+                      f"{', '.join(sorted(found.methods))}. A new method is one file in methods/ "
+                      f"(docs/adding-a-method.md).")

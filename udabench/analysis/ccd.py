@@ -3,7 +3,7 @@
 CCD(i) = 1/(K-1) · Σ_{j≠i} [ (1/|S_i|) Σ_{x∈S_i} ‖x − μ_i‖² ] / ‖μ_i − μ_j‖
 
 the intra-class spread of class i over its distance to every other class centre: lower means
-tighter, better separated classes. K counts the classes that have samples (DESIGN §5).
+tighter, better separated classes. K counts the classes that have samples (docs/analyses.md).
 """
 
 from __future__ import annotations
@@ -46,14 +46,15 @@ def class_center_distance(features: torch.Tensor, labels: torch.Tensor, num_clas
 
 
 def ccd_table(ccd: pd.DataFrame, scope: str = "joint") -> pd.DataFrame:
-    """Methods (Source-only first, Oracle last) × classes, mean CCD over seeds, plus each run's class mean.
+    """Configurations (table order: Source-only first, Oracle last) × classes, mean CCD over seeds, plus
+    each run's class mean.
 
-    ``ccd`` is the long-form frame of ``features.suite_ccd``. The "mean" column averages, over seeds,
+    ``ccd`` is the long-form frame of ``ccd_features.suite_ccd``. The "mean" column averages, over seeds,
     the nan-mean over classes of each run.
     """
     rows = []
     for _, group in ordered_groups(ccd[ccd["scope"] == scope]):
-        per_run = group.pivot_table(index="run_id", columns="class", values="ccd", sort=False, dropna=False)
-        rows.append({"method": group["method_label"].iloc[0], **per_run.mean().to_dict(),
+        per_run = group.pivot_table(index="run_dir", columns="class", values="ccd", sort=False, dropna=False)
+        rows.append({"method": group["label"].iloc[0], **per_run.mean().to_dict(),
                      "mean": per_run.mean(axis=1).mean(), "seeds": len(per_run)})
     return pd.DataFrame(rows).set_index("method")

@@ -10,15 +10,19 @@ replicates. docs/reporting.md states the procedure.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..engine.rundir import RunDir
-from ..errors import UdabenchError
+from ..errors import CheckpointError, UdabenchError
+from ..metrics import per_class_iou
+
+log = logging.getLogger("udabench")
 
 
 @dataclass
@@ -31,29 +35,39 @@ class Comparison:
 
 def paired_bootstrap(selected: pd.DataFrame, a: str, b: str, resamples: int = 1000, level: float = 0.95,
                      seed: int = 0) -> Comparison:
-    """Compare methods ``a`` and ``b`` (method names) on the selected rows of one suite and eval target."""
+    """Compare methods ``a`` and ``b`` (method names) on the selected rows of one suite and eval target.
+
+    A seed pair whose per-image matrices are damaged is left out with a warning naming the file.
+    """
     rows = {m: _one_run_per_seed(selected, m) for m in (a, b)}
-    seeds = sorted(set(rows[a].index) & set(rows[b].index))
-    if not seeds:
+    paired = sorted(set(rows[a].index) & set(rows[b].index))
+    if not paired:
         raise UdabenchError(f"--compare {a} {b}: no seed was run by both methods (seeds of {a}: "
                             f"{sorted(rows[a].index)}, of {b}: {sorted(rows[b].index)}); pairs need equal seeds.")
+    loaded, damaged = _load_pairs(rows, a, b, paired)
+    if not loaded:
+        raise UdabenchError(f"--compare {a} {b}: the per-image matrices of every seed pair are damaged (see the "
+                            f"warnings above); re-run those runs.")
+    seeds = sorted(loaded)
     first = rows[a].loc[seeds[0]]
-    cms = _load_aligned([rows[m].loc[s] for s in seeds for m in (a, b)])
+    cms = _aligned([rows[m].loc[s] for s in seeds for m in (a, b)], [part for s in seeds for part in loaded[s]])
     cms = cms.reshape(len(seeds), 2, *cms.shape[1:])                     # seed pair × method × image × C × C
     class_names = list(first["class_sets"][_training_set(first)]["iou"])
     if cms.shape[-1] != len(class_names):
         raise UdabenchError(f"{first['run_dir']}: the per-image matrices are {cms.shape[-1]}×{cms.shape[-1]} but the "
                             f"run scores {len(class_names)} classes ({_training_set(first)}).")
     subsets = {f"mIoU{len(r['iou'])}": [class_names.index(c) for c in r["iou"]] for r in first["class_sets"].values()}
-    label = {m: rows[m].loc[seeds[0], "method_label"] for m in (a, b)}
+    label = {m: rows[m].loc[seeds[0], "label"] for m in (a, b)}
     stats = bootstrap_delta(cms, list(subsets.values()), resamples, level, seed)
     table = pd.DataFrame(dict(zip([label[a], label[b], "delta", "CI low", "CI high"], stats)),
                          index=pd.Index([*class_names, *subsets], name="class"))
-    unpaired = {m: sorted(set(rows[m].index) - set(seeds)) for m in (a, b)}
+    unpaired = {m: sorted(set(rows[m].index) - set(paired)) for m in (a, b)}
     notes = [f"{100 * level:g}% CI: percentile bootstrap over the {cms.shape[2]} eval images ({resamples} resamples, "
              f"RNG seed {seed}); each resample is used for both methods and every seed pair."]
     notes += [f"Seeds of {label[m]} without a partner (left out): {', '.join(map(str, s))}."
               for m, s in unpaired.items() if s]
+    if damaged:
+        notes.append(f"Seeds left out because a per-image matrix file is damaged: {', '.join(map(str, damaged))}.")
     return Comparison(table, seeds, cms.shape[2], notes)
 
 
@@ -88,40 +102,53 @@ def _one_run_per_seed(selected: pd.DataFrame, method: str) -> pd.DataFrame:
     runs = selected[selected["method"] == method]
     twice = runs["seed"][runs["seed"].duplicated()].tolist()
     if twice:
-        raise UdabenchError(f"--compare: method {method!r} has several runs with seed {twice[0]} "
-                            f"({', '.join(runs.loc[runs['seed'] == twice[0], 'run_dir'])}); keep one per seed "
-                            f"(e.g. with --results pointing at one set of runs).")
+        rows = sorted(set(runs.loc[runs["seed"] == twice[0], "label"]))
+        raise UdabenchError(f"--compare: method {method!r} has several runs with seed {twice[0]} (table rows "
+                            f"{'; '.join(rows)}: {', '.join(runs.loc[runs['seed'] == twice[0], 'run_dir'])}); keep "
+                            f"one configuration per method (e.g. with --results pointing at one set of runs).")
     return runs.set_index("seed")
 
 
-def _load_aligned(rows: list[pd.Series]) -> np.ndarray:
+def _load_pairs(rows: dict[str, pd.DataFrame], a: str, b: str, seeds: list[int]):
+    """({seed: [(cm, names) of A, of B]}, seeds whose files are damaged, each named in a warning)."""
+    loaded, damaged = {}, []
+    for seed in seeds:
+        try:
+            loaded[seed] = [_per_image(rows[m].loc[seed]) for m in (a, b)]
+        except CheckpointError as exc:
+            log.warning(f"--compare {a} {b}: seed {seed} left out: {exc}")
+            damaged.append(seed)
+    return loaded, damaged
+
+
+def _per_image(row: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    file = row.get("eval_file")
+    if not isinstance(file, str):
+        raise UdabenchError(f"run {row['run_dir']} (step {row['step']}) has no per-image confusion matrices "
+                            f"('eval_file' is missing from its metrics row); --compare needs runs evaluated "
+                            f"by a udabench version that saves them. Re-run it.")
+    cm, names = RunDir.open(row["run_dir"]).load_eval(file)
+    return cm, np.array(names)
+
+
+def _aligned(rows: list[pd.Series], loaded: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """Every run's per-image matrices, images in one order (sorted names); all runs must share the images."""
     names, stacked = None, []
-    for row in rows:
-        file = row.get("eval_file")
-        if not isinstance(file, str):
-            raise UdabenchError(f"run {row['run_dir']} (step {row['step']}) has no per-image confusion matrices "
-                                f"('eval_file' is missing from its metrics row); --compare needs runs evaluated "
-                                f"by a udabench version that saves them. Re-run it.")
-        path = Path(row["run_dir"]) / file
-        cm, image_names = RunDir.open(row["run_dir"]).load_eval(file)
-        image_names = np.array(image_names)
+    for row, (cm, image_names) in zip(rows, loaded):
         order = np.argsort(image_names)
         if names is None:
             names = image_names[order]
         elif len(image_names) != len(names) or (image_names[order] != names).any():
-            raise UdabenchError(f"{path}: evaluated on other images than {rows[0]['run_dir']}; a paired "
-                                f"comparison needs both methods scored on the same eval images.")
+            raise UdabenchError(f"{row['run_dir']}/{row['eval_file']}: evaluated on other images than "
+                                f"{rows[0]['run_dir']}; a paired comparison needs both methods scored on the "
+                                f"same eval images.")
         stacked.append(cm[order])
     return np.stack(stacked)
 
 
 def _iou(cm: np.ndarray) -> np.ndarray:
-    """Per-class IoU (%) of ``...×C×C`` matrices; NaN for a class absent from prediction and label."""
-    tp = np.diagonal(cm, axis1=-2, axis2=-1)
-    union = cm.sum(-1) + cm.sum(-2) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, 100 * tp / union, np.nan)
+    """Per-class IoU (%) of ``...×C×C`` matrices (``metrics.per_class_iou``); NaN for an absent class."""
+    return 100 * per_class_iou(torch.from_numpy(cm)).numpy()
 
 
 def _training_set(row: pd.Series) -> str:

@@ -18,37 +18,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from ..classes import CITYSCAPES_LABEL_IDS, ClassSet, get_class_set
-from ..config import DatasetConfig, Suite
-from ..data import get_dataset
-from ..data.base import MEAN, STD
-from ..engine.rundir import RunDir
-from ..losses import entropy_map, upsample
+from ..classes import ClassSet, colour_table, get_class_set, label_id_table
 from ..metrics import confusion_matrix
-
-
-def label_id_table(class_set: ClassSet) -> np.ndarray:
-    """Train id of ``class_set`` -> Cityscapes label id (the benchmark-server encoding)."""
-    return np.array([CITYSCAPES_LABEL_IDS[c] for c in class_set.cityscapes19_ids], dtype=np.uint8)
-
-
-def colour_table(class_set: ClassSet) -> np.ndarray:
-    """256×3 palette: class colours by train id, ignored pixels black."""
-    table = np.zeros((256, 3), dtype=np.uint8)
-    table[: class_set.num_classes] = class_set.colors
-    return table
-
-
-def load_run(run: str | Path, device: torch.device) -> tuple[Suite, torch.nn.Module]:
-    """The suite and the final segmentation model of a finished run directory."""
-    rundir = RunDir.open(run)
-    return rundir.suite(), rundir.final_model(device)
-
-
-def native_split(suite: Suite, ds: DatasetConfig, limit: int | None = None):
-    """One of the suite's datasets at its network input size with labels at native resolution (as evaluated)."""
-    return get_dataset(ds.dataset, ds.root, ds.split, size=ds.size, class_set=suite.classes, resize_label=False,
-                       limit=limit or ds.limit, synthetic=suite.synthetic)
+from .panels import overlay_panels
+from .runs import load_run, native_split, predict
 
 
 @torch.no_grad()
@@ -77,32 +50,6 @@ def export_predictions(forward: Callable[[torch.Tensor], torch.Tensor], dataset,
                                     None if label is None else label.numpy(), colours)
             Image.fromarray(np.concatenate(panels, axis=1)).save(out / "overlays" / f"{item['name']}.png")
     return cm
-
-
-def predict(forward: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, size,
-            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prediction and normalised entropy (H×W, on the CPU) of one 3×h×w image; the class scores are
-    up-sampled bilinearly to ``size`` first, as in the evaluation protocol."""
-    prob = upsample(forward(image[None].to(device)).float(), size).softmax(1)
-    return prob.argmax(1)[0].cpu(), entropy_map(prob)[0].cpu()
-
-
-def overlay_panels(image: torch.Tensor, pred: np.ndarray, entropy: np.ndarray, label: np.ndarray | None,
-                   colours: np.ndarray, alpha: float = 0.5) -> list[np.ndarray]:
-    """Image, prediction blended over it (``alpha`` = 1: plain class colours), entropy map, ground truth:
-    uint8 H×W×3 each, at the input size."""
-    from matplotlib import colormaps
-
-    rgb = np.clip(image.numpy().transpose(1, 2, 0) * STD + MEAN, 0, 255).astype(np.uint8)
-    size = (rgb.shape[1], rgb.shape[0])
-    shrink = lambda ids: np.asarray(Image.fromarray(ids.astype(np.uint8)).resize(size, Image.NEAREST))
-    heat = np.asarray(Image.fromarray(entropy.astype(np.float32)).resize(size, Image.BILINEAR))
-    viridis = (colormaps["viridis"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
-    panels = [rgb, ((1 - alpha) * rgb + alpha * colours[shrink(pred)]).astype(np.uint8),
-              viridis[np.clip(heat * 255, 0, 255).astype(np.uint8)]]
-    if label is not None:
-        panels.append(colours[shrink(label)])   # ignored pixels (255) are black
-    return panels
 
 
 def export_run(run: str | Path, device: torch.device, out: str | Path | None = None, limit: int | None = None,

@@ -2,7 +2,7 @@
 
 Figures are ``matplotlib.figure.Figure`` objects rendered straight to files (Agg for PNG), never
 through pyplot: no display is needed and the caller's matplotlib backend and state are left alone.
-Methods are ordered as in the tables: Source-only first, Oracle last.
+Rows are the tables' rows (one per configuration, ``label``), in table order: Source-only first, Oracle last.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..classes import get_class_set
-from .features import PredictionPanels
-from .tables import ORACLE, SOURCE_ONLY, ordered_groups, per_class_table
+from .panels import PredictionPanels
+from .tables import matching, ordered_groups, per_class_table
 
 STYLE = "whitegrid"
 
@@ -30,8 +30,8 @@ def write_figures(selected: pd.DataFrame, records: pd.DataFrame, class_set: str,
     """Draw every report figure of one suite into ``out_dir``; return the files (PNG and PDF of each).
 
     ``selected``: one evaluation row per run (chosen by the ``selection`` protocol, named in titles);
-    ``records``: every evaluation row (for the learning curves); ``ccd``: ``features.suite_ccd``
-    output; ``panels``: ``features.prediction_panels`` output. Figures whose data are missing (no
+    ``records``: every evaluation row (for the learning curves); ``ccd``: ``ccd_features.suite_ccd``
+    output; ``panels``: ``panels.prediction_panels`` output. Figures whose data are missing (no
     Source-only run, no CCD, no panels) are skipped. File names: iou_heatmap, gain_over_source_only,
     ccd_per_class, miou_vs_iteration, predictions.
     """
@@ -76,12 +76,12 @@ def save(fig: Figure, stem: Path) -> list[Path]:
 
 
 def method_order(frame: pd.DataFrame) -> list[str]:
-    """Method labels of ``frame`` (columns method, method_label) in table order."""
-    return [group["method_label"].iloc[0] for _, group in ordered_groups(frame)]
+    """Row labels of ``frame`` (records columns) in table order."""
+    return [group["label"].iloc[0] for _, group in ordered_groups(frame)]
 
 
 def iou_means(selected: pd.DataFrame, class_set: str) -> pd.DataFrame:
-    """Methods × (class IoUs, mIoU): the means over seeds of the report's per-class table."""
+    """Rows × (class IoUs, mIoU): the means over seeds of the report's per-class table."""
     classes = list(selected["class_sets"].iloc[0][class_set]["iou"])
     return per_class_table(selected, class_set)[[*classes, "mIoU"]].astype(float)
 
@@ -91,17 +91,18 @@ def iou_heatmap(selected: pd.DataFrame, class_set: str, title: str) -> Figure:
 
 
 def gain_over_source_only(selected: pd.DataFrame, class_set: str, title: str) -> Figure | None:
-    """Per-class IoU of each method minus Source-only's (means over seeds); None without Source-only."""
-    baseline = selected.loc[selected["method"] == SOURCE_ONLY, "method_label"]
-    if baseline.empty:
+    """Per-class IoU of each row minus that of its Source-only row (the lower bound of the same suite
+    settings; means over seeds); rows without one are left out, and None when no row has one."""
+    baseline = matching(selected, "lower_bound")
+    if not baseline:
         return None
     table = iou_means(selected, class_set)
-    gain = (table - table.loc[baseline.iloc[0]]).drop(index=baseline.iloc[0])
-    if gain.empty:
-        return None
+    rows = [row for row in table.index if row in baseline]
+    gain = pd.DataFrame([table.loc[row] - table.loc[baseline[row]] for row in rows], index=rows)
     # The colour range follows the UDA rows: the Oracle's far larger gains would wash them out (its
     # cells saturate; their values are printed).
-    adapted = gain.drop(index=selected.loc[selected["method"] == ORACLE, "method_label"], errors="ignore")
+    bounds = selected.loc[selected["role"] == "upper_bound", "label"]
+    adapted = gain.drop(index=bounds, errors="ignore")
     limit = max(float(np.nanmax(np.abs((adapted if not adapted.empty else gain).to_numpy()))), 1.0)
     return _heatmap(gain, title, cmap="vlag_r", vmin=-limit, vmax=limit, fmt="+.1f")
 
@@ -122,7 +123,7 @@ def miou_vs_iteration(records: pd.DataFrame, class_set: str, title: str, palette
     data = records.assign(mIoU=[row[class_set]["miou"] for row in records["class_sets"]])
     fig = Figure(figsize=(7, 4))
     ax = fig.add_subplot()
-    sns.lineplot(data=data, x="step", y="mIoU", hue="method_label", hue_order=method_order(records),
+    sns.lineplot(data=data, x="step", y="mIoU", hue="label", hue_order=method_order(records),
                  palette=palette, errorbar="sd", marker="o", ax=ax)
     ax.set(title=title, xlabel="iteration", ylabel="mIoU (%)")
     ax.legend(title="", fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -136,11 +137,11 @@ def ccd_per_class(ccd: pd.DataFrame, title: str, palette=None) -> Figure:
     """
     scope = "joint" if "joint" in set(ccd["scope"]) else ccd["scope"].iloc[0]
     data = ccd[ccd["scope"] == scope]
-    means = data.groupby(["run_id", "method", "method_label"], as_index=False, sort=False)["ccd"].mean()
+    means = data.groupby(["run_dir", "label"], as_index=False, sort=False)["ccd"].mean()
     data = pd.concat([data, means.assign(**{"class": "mean"})], ignore_index=True)
     fig = Figure(figsize=(2 + 0.55 * data["class"].nunique(), 4))
     ax = fig.add_subplot()
-    sns.barplot(data=data, x="class", y="ccd", hue="method_label", hue_order=method_order(ccd), palette=palette,
+    sns.barplot(data=data, x="class", y="ccd", hue="label", hue_order=method_order(ccd), palette=palette,
                 errorbar="sd", err_kws={"linewidth": 0.8}, ax=ax)
     ax.set(title=f"{title} ({scope} features)", xlabel="", ylabel="CCD (mean ± std over seeds)")
     ax.tick_params(axis="x", rotation=60)

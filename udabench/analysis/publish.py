@@ -11,12 +11,13 @@ from pathlib import Path
 import pandas as pd
 
 from .ccd import ccd_table
-from .features import prediction_panels, suite_ccd
+from .ccd_features import suite_ccd
 from .figures import write_figures
 from .html import write_html
+from .panels import prediction_panels
+from .render import render
 from .report import build_report
 from .selection import get_selection, select
-from .tables import render
 
 
 def ccd_tables(results, records: pd.DataFrame, fmt: str, samples_per_class: int, device: str) -> list[str]:
@@ -25,10 +26,13 @@ def ccd_tables(results, records: pd.DataFrame, fmt: str, samples_per_class: int,
     for suite in sorted(records["suite"].unique()):
         ccd = suite_ccd(results, suite, samples_per_class=samples_per_class, device=device)
         if len(ccd):
-            title = (f"{suite}: class-center distance (FADA eq. 9) on layer4 features, source+target eval images, "
-                     f"≤ {samples_per_class} per class and domain; lower = more compact classes")
-            parts.append(render(ccd_table(ccd), fmt, title))
+            parts.append(render(ccd_table(ccd), fmt, ccd_title(suite, samples_per_class)))
     return parts
+
+
+def ccd_title(suite: str, samples_per_class: int) -> str:
+    return (f"{suite}: class-center distance (FADA eq. 9) on layer4 features, source+target eval images, "
+            f"≤ {samples_per_class} per class and domain; lower = more compact classes")
 
 
 def publish(results, records: pd.DataFrame, selection: str, suites_dir, *, html: bool, ccd: bool,
@@ -39,17 +43,19 @@ def publish(results, records: pd.DataFrame, selection: str, suites_dir, *, html:
     written = []
     for suite, group in selected.groupby("suite", sort=True):
         suite_dir = Path(results) / suite
+        suite_records = records[records["suite"] == suite]
         ccd_rows = suite_ccd(results, suite, samples_per_class=samples_per_class, device=device) if ccd else None
+        ccd_rows = ccd_rows if ccd_rows is not None and len(ccd_rows) else None
         panels = prediction_panels(results, suite, device=device)
         class_set = next(iter(group["class_sets"].iloc[0]))
-        figures = write_figures(group, records[records["suite"] == suite], class_set, suite_dir / "figures",
+        figures = write_figures(group, suite_records, class_set, suite_dir / "figures",
                                 ccd=ccd_rows, panels=panels, selection=sel.title)
         written += figures
         if html:
-            sections = [("Tables", build_report(records[records["suite"] == suite], "md", selection, True,
-                                                suites_dir=suites_dir))]
-            if ccd_rows is not None and len(ccd_rows):
-                sections.append(("Class-center distance", render(ccd_table(ccd_rows), "md")))
+            sections = [("Tables", build_report(suite_records, "html", selection, True, suites_dir=suites_dir))]
+            if ccd_rows is not None:
+                sections.append(("Class-center distance", render(ccd_table(ccd_rows), "html",
+                                                                 ccd_title(suite, samples_per_class))))
             pngs = [p for p in figures if p.suffix == ".png"]
             written.append(write_html(suite, sections, pngs, suite_dir / "report.html"))
     return written

@@ -1,7 +1,8 @@
 """``udabench report``: selected evaluation rows -> the tables of a paper, per suite, eval target and class set.
 
-Published rows come from the suite file (``references:``), found by suite name in a suites folder;
-they are shown beside the measured rows, marked "paper [k]", and never averaged or ranked with them.
+Published rows come from ``results/<suite>/references.yaml`` (written by ``udabench run``), else from the
+suite file found by suite name in ``--suites-dir`` (``published.py``); they are shown beside the measured
+rows, marked "paper [k]", and never averaged, ranked or in a gain.
 """
 
 from __future__ import annotations
@@ -9,25 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from ..config import ReferenceRow, Suite, validate
+from ..classes import SUBSET_NOTES
+from ..config import ReferenceRow
+from ..engine.rundir import REFERENCES
 from ..errors import UdabenchError
-from ..schema import from_dict
 from .compare import paired_bootstrap
+from .published import published
 from .records import protocol_field
+from .render import render
 from .selection import Selection, get_selection, select
-from .tables import (
-    ORACLE,
-    miou_table,
-    oracle_gap_table,
-    paper_notes,
-    per_class_table,
-    render,
-)
-
-# Names the papers use for a class subset's mIoU.
-SUBSET_NOTES = {"synthia13": "mIoU13 is the papers' mIoU* (SYNTHIA's 16 classes without wall, fence and pole)."}
+from .tables import miou_table, oracle_gap_table, paper_notes, per_class_table
 
 
 def build_report(records: pd.DataFrame, fmt: str = "text", selection: str = "last", tables: bool = True,
@@ -42,8 +35,8 @@ def build_report(records: pd.DataFrame, fmt: str = "text", selection: str = "las
         if tables:
             parts += _suite_tables(suite, group, sel, fmt, Path(suites_dir))
         elif not compare:
-            runs = group[["method_label", "seed", "step", "miou"]]
-            runs = runs.rename(columns={"method_label": "method", "miou": "mIoU"})
+            runs = group[["label", "seed", "step", "miou"]]
+            runs = runs.rename(columns={"label": "method", "miou": "mIoU"})
             parts.append(render(runs.set_index("method"), fmt, f"{suite}: finished runs, selection: {sel.title}",
                                 notes=sel.notes()))
         if compare:
@@ -57,7 +50,7 @@ def build_report(records: pd.DataFrame, fmt: str = "text", selection: str = "las
 
 
 def _suite_tables(suite: str, group: pd.DataFrame, sel: Selection, fmt: str, suites_dir: Path) -> list[str]:
-    references, ref_notes = _references(suites_dir, suite, group)
+    references, ref_notes = _references(group["suite_dir"].iloc[0], suites_dir, suite, group)
     notes = sel.notes() + _ensemble_notes(group, sel) + ref_notes
     targets = sorted(group["eval_target"].unique())
     class_sets = list(group["class_sets"].iloc[0])
@@ -70,7 +63,7 @@ def _suite_tables(suite: str, group: pd.DataFrame, sel: Selection, fmt: str, sui
             title = f"{suite}: per-class IoU (%), {class_set}{where}; selection: {sel.title}; mean ± std over seeds"
             parts.append(render(per_class_table(runs, class_set, refs, sel.marker), fmt, title,
                                 notes=notes + paper_notes(refs), bold=True))
-            if (runs["method"] == ORACLE).any():
+            if (runs["role"] == "upper_bound").any():
                 title = f"{suite}: oracle gap (mIoU, {class_set}){where}; selection: {sel.title}"
                 parts.append(render(oracle_gap_table(runs, class_set, sel.marker), fmt, title, notes=notes,
                                     bold=True))
@@ -125,43 +118,17 @@ def _ensemble_notes(group: pd.DataFrame, sel: Selection) -> list[str]:
     return [f"Ensemble rows average their members' final models: selection {sel.name!r} does not apply to them."]
 
 
-def _references(suites_dir: Path, suite: str, group: pd.DataFrame) -> tuple[list[tuple[str, ReferenceRow]], list[str]]:
+def _references(suite_dir: str, suites_dir: Path, suite: str,
+                group: pd.DataFrame) -> tuple[list[tuple[str, ReferenceRow]], list[str]]:
     """The suite's published rows for the backbone(s) of its runs, and notes on what is not shown."""
-    path = find_suite_file(suites_dir, suite)
-    if path is None:
-        return [], [f"Published rows not shown: no suite file named {suite!r} in {suites_dir}/ (--suites-dir)."]
-    references = list(read_references(path).items())
+    found = published(suite_dir, suite, suites_dir)
+    if not found.found:
+        return [], [f"Published rows not shown: no suite file named {suite!r} in {suites_dir}/ (--suites-dir) and "
+                    f"no {Path(suite_dir) / REFERENCES} (which `udabench run` writes)."]
+    references = list(found.references.items())
     backbones = set(protocol_field(group, "backbone")) - {""}
     shown = [(label, r) for label, r in references if not backbones or r.backbone in backbones]
     other = sorted({r.backbone for _, r in references} - backbones) if len(shown) < len(references) else []
     hidden = [f"{len(references) - len(shown)} published rows of other backbones ({', '.join(other)}) "
               f"not shown."] if other else []
     return shown, hidden
-
-
-def find_suite_file(suites_dir: Path, suite: str) -> Path | None:
-    """``<suite>.yaml`` in ``suites_dir``, else the YAML file there whose ``name:`` is ``suite``."""
-    named = suites_dir / f"{suite}.yaml"
-    if named.is_file():
-        return named
-    for path in sorted(suites_dir.glob("*.yaml")):
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError:
-            continue      # another suite's syntax error is not this report's problem
-        if isinstance(raw, dict) and raw.get("name") == suite:
-            return path
-    return None
-
-
-def read_references(path: Path) -> dict[str, ReferenceRow]:
-    """A suite file's ``references``, validated like ``load_suite`` but without expanding ``${ENV}`` paths:
-    a report needs no dataset, so ``$UDABENCH_DATA`` need not be set."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UdabenchError(f"{path}: not valid YAML: {exc}. Fix it or pass another --suites-dir.") from None
-    suite = from_dict(Suite, raw, "", str(path))
-    suite.source_file = str(path)
-    validate(suite)
-    return suite.references

@@ -13,7 +13,7 @@ import math
 import pandas as pd
 
 from .records import protocol_field
-from .tables import render
+from .render import render
 
 COLUMNS = ("step_time", "data_time", "compute_time", "images_per_s", "flops_per_step", "peak_mem_gb")
 
@@ -31,15 +31,18 @@ def speed_tables(records: pd.DataFrame, fmt: str = "text") -> list[str]:
 
 
 def speed_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per method (setting variants are kept apart by ``load_records``)."""
+    """One row per configuration (``load_records``: runs that differ in a setting, e.g. ``train.amp``, are
+    rows of their own), in the report's row order; only trained (measured) runs have speed fields."""
+    rows = rows[rows["kind"] == "measured"]
     rows = rows.assign(**{c: pd.to_numeric(rows[c], errors="coerce") if c in rows else math.nan for c in COLUMNS})
     warmup = pd.to_numeric(protocol_field(rows, "source_warmup"), errors="coerce").fillna(0)
     rows = rows.assign(setting=_settings(rows), adapting=rows["step"] > warmup)
     out = []
-    for label, group in rows.groupby("method_label", sort=True):
+    for _, group in sorted(rows.groupby("config"), key=lambda item: (item[1]["row_order"].iloc[0], item[0])):
         group = group[group["adapting"]] if group["adapting"].any() else group
         mean = group[list(COLUMNS)].mean()
-        out.append({"method": label, "setting": group["setting"].iloc[0], "seeds": group["seed"].nunique(),
+        out.append({"method": group["label"].iloc[0], "setting": group["setting"].iloc[0],
+                    "seeds": group["seed"].nunique(),
                     "ms/step": _fmt(1000 * mean["step_time"]), "data ms": _fmt(1000 * mean["data_time"]),
                     "compute ms": _fmt(1000 * mean["compute_time"]),
                     "data %": _fmt(100 * mean["data_time"] / mean["step_time"]),

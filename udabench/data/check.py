@@ -19,10 +19,12 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import DataError
-from . import resolve, suite_datasets
-from .base import Sample
+from . import SYNTHETIC, resolve, suite_datasets
+from .base import DECODE_ERRORS, Sample, id_ranges
 from .layout import DatasetKind, many
 from .parallel import map_files
+
+SCORED = ("eval", "source_val")   # suite roles whose labels score the model
 
 
 @dataclass
@@ -44,7 +46,9 @@ class Report:
     expected: int | None = None
     sizes: Counter = field(default_factory=Counter)
     resized_labels: int = 0
+    decoded: int = 0                     # files decoded (all of the split, or the first N / a sample)
     stray_ids: dict[int, list[str]] = field(default_factory=dict)
+    roles: list[str] = field(default_factory=list)   # what the suite uses it as: source, target, eval, source_val
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -58,7 +62,7 @@ def inspect(read_label, sample: Sample) -> Finding:
         with Image.open(sample.image) as img:
             size = img.size
             img.verify()   # checks the PNG chunk checksums: catches truncated downloads without decoding
-    except (OSError, SyntaxError) as exc:
+    except DECODE_ERRORS as exc:
         return Finding(error=f"image {sample.image} is unreadable ({exc})")
     if sample.label is None:
         return Finding(size)
@@ -71,14 +75,19 @@ def inspect(read_label, sample: Sample) -> Finding:
 
 
 def check_dataset(name: str, kind: DatasetKind, root: Path, split: str, workers: int = 0,
-                  limit: int | None = None) -> Report:
-    """Scan, then decode every sample (the first ``limit`` only, if given) of one dataset split."""
-    report = Report(name, split, str(root), expected=kind.expected.get(split))
+                  limit: int | None = None, sample: int | None = None, official: bool = True) -> Report:
+    """Scan, then decode every sample of one dataset split: the first ``limit`` only, if given, and of
+    those only ``sample`` spread evenly (first and last included; 0: none), if given. ``official``: compare
+    the image count with the official split size."""
+    report = Report(name, split, str(root), expected=kind.expected.get(split) if official else None)
     scan = kind.scan(root, split)
     report.errors += scan.problems
     report.images, report.labelled = scan.images, sum(s.label is not None for s in scan.samples)
     samples = scan.samples[:limit] if limit else scan.samples
+    if sample is not None and len(samples) > sample:
+        samples = [samples[i] for i in np.unique(np.linspace(0, len(samples) - 1, sample).round().astype(int))]
     findings = map_files(partial(inspect, kind.read_label), samples, workers, f"{kind.title} {split}")
+    report.decoded = len(samples)
     summarise(report, kind, samples, findings)
     return report
 
@@ -101,12 +110,16 @@ def summarise(report: Report, kind: DatasetKind, samples: list[Sample], findings
         report.errors.append(f"{len(unreadable)} file(s) cannot be decoded: {many(unreadable)}.")
     if stray:
         ids = "; ".join(f"id {i} in {len(files)} label(s), e.g. {files[0]}" for i, files in report.stray_ids.items())
-        report.errors.append(f"label values outside the {kind.title} label ids ({_ranges(kind.label_ids)}): {ids}. "
+        report.errors.append(f"label values outside the {kind.title} label ids ({id_ranges(kind.label_ids)}): {ids}. "
                              f"Such pixels would be silently ignored; the files are probably not the original "
                              f"{kind.title} labels (e.g. train-id or colour PNGs).")
-    if resized:
+    if resized and kind.resize_mismatched:
         report.warnings.append(f"{len(resized)} label(s) differ in size from their image and are resized to it "
                                f"(nearest): {many(resized)}.")
+    elif resized:
+        report.errors.append(f"{len(resized)} label(s) differ in size from their image: {many(resized)}. "
+                             f"{kind.title} labels have their image's size, so these pairs are probably not the "
+                             f"original files (only GTA5's known mismatched frames are resized); restore them.")
     if not report.images and not report.errors:
         report.errors.append(f"no images found under {report.root} for split {report.split!r}.")
     if report.expected is not None and report.images != report.expected and report.images:
@@ -114,20 +127,28 @@ def summarise(report: Report, kind: DatasetKind, samples: list[Sample], findings
                                f"{report.expected}: results are not comparable with the papers' numbers.")
 
 
-def check_suite(suite, workers: int = 0, limit: int | None = None) -> list[Report]:
-    reports, seen = [], set()
-    for _, ds, _ in suite_datasets(suite):
-        key = (ds.dataset, ds.root, ds.split)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            kind, root = resolve(ds.dataset, ds.root, suite.synthetic)
-        except DataError as exc:
-            reports.append(Report(ds.dataset, ds.split, ds.root or "-", errors=[str(exc)]))
-            continue
-        reports.append(check_dataset(ds.dataset, kind, root, ds.split, workers, limit))
-    return reports
+def check_suite(suite, workers: int = 0, limit: int | None = None, sample: int | None = None,
+                suite_limits: bool = False) -> list[Report]:
+    """One report per distinct dataset split of the suite (see ``check_dataset``), with the roles it plays;
+    ``suite_limits``: check only the items a run uses (each entry's ``limit``) instead of ``limit``."""
+    reports: dict[tuple, Report] = {}
+    for role, ds, _ in suite_datasets(suite):
+        first = (ds.limit if suite_limits else None) or limit
+        key = (ds.dataset, ds.root, ds.split, first)
+        if key not in reports:
+            try:
+                kind, root = resolve(ds.dataset, ds.root, suite.synthetic)
+            except DataError as exc:
+                reports[key] = Report(ds.dataset, ds.split, ds.root or "-", errors=[str(exc)])
+            else:   # generated data have no official size to compare with
+                reports[key] = check_dataset(ds.dataset, kind, root, ds.split, workers, first, sample,
+                                             official=ds.dataset not in SYNTHETIC)
+        report = reports[key]
+        report.roles.append(role)
+        if role in SCORED and report.images and not report.labelled:
+            report.errors.append(f"it is the suite's data.{role}, which is scored against labels, but this split "
+                                 f"has none; use a labelled split (e.g. Cityscapes val, NTHU test).")
+    return list(reports.values())
 
 
 def summary_table(reports: list[Report]) -> pd.DataFrame:
@@ -146,11 +167,3 @@ def _size(size) -> str:
     return f"{size[0]}x{size[1]}" if size else "-"
 
 
-def _ranges(ids) -> str:
-    ids, parts, start = sorted(ids), [], None
-    for i, v in enumerate(ids):
-        start = v if start is None else start
-        if i + 1 == len(ids) or ids[i + 1] != v + 1:
-            parts.append(f"{start}-{v}" if v > start else str(v))
-            start = None
-    return ", ".join(parts)

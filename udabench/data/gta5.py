@@ -5,8 +5,9 @@ Splits: ``all`` (every frame), and ``train`` / ``val`` / ``test`` from a list fi
 ``read_mapping.zip``) placed at ``<root>/split.mat``: MATLAB arrays ``trainIds``, ``valIds``,
 ``testIds`` of 1-based frame numbers (frame 42 is ``00042.png``).
 
-A few frames have a label whose size differs from the image; the ``Decoder`` resizes such a label to
-its image (nearest) and ``udabench data check`` counts them.
+A few frames of the release have a label whose size differs from the image; the ``Decoder`` resizes
+such a label to its image (nearest) on purpose and ``udabench data check`` counts them (a warning).
+Every other dataset refuses such a pair (see ``DatasetKind.resize_mismatched``).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def read_split_mat(path: Path, split: str) -> list[str]:
     return [str(int(i)) for i in ids if i <= EXPECTED["all"]]
 
 
-GTA5 = DatasetKind("GTA5", scan, label_ids=frozenset(range(34)), expected=EXPECTED)
+GTA5 = DatasetKind("GTA5", scan, label_ids=frozenset(range(34)), expected=EXPECTED, resize_mismatched=True)
 
 
 def gta5(root: str | Path, split: str, class_set: ClassSet, **kw):

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..classes import ClassSet
 from ..errors import DataError
-from .base import Decoder, Sample, SegmentationDataset, read_label_ids
+from .base import Decoder, Sample, SegmentationDataset, known_ids_table, read_label_ids
 
 EXAMPLES = 3   # problems about many files name this many of them
 
@@ -38,6 +38,7 @@ class DatasetKind:
     expected: Mapping[str, int]                       # split -> number of images in the official release
     lut: Callable[[ClassSet], np.ndarray] = ClassSet.cityscapes_lut   # raw id -> train id of a class set
     read_label: Callable[[Path], np.ndarray] = read_label_ids         # file -> raw ids, uint8 H×W
+    resize_mismatched: bool = False   # a label of another size than its image: resized to it, else an error
 
     def open(self, root: str | Path, split: str, class_set: ClassSet, size=None,
              resize_label: bool = True) -> SegmentationDataset:
@@ -46,8 +47,11 @@ class DatasetKind:
         if scan.problems:
             raise DataError(f"{description}: " + " ".join(scan.problems)
                             + " Run `udabench data check SUITE` for a full report.")
-        decoder = Decoder(self.lut(class_set), tuple(size) if size else None, resize_label, self.read_label)
-        return SegmentationDataset(scan.samples, decoder, description)
+        return SegmentationDataset(scan.samples, self.decoder(class_set, size, resize_label), description)
+
+    def decoder(self, class_set: ClassSet, size=None, resize_label: bool = True) -> Decoder:
+        return Decoder(self.lut(class_set), tuple(size) if size else None, resize_label, self.read_label,
+                       known_ids_table(self.label_ids), self.resize_mismatched)
 
 
 def expect_folders(root: Path, folders: Mapping[str, str]) -> list[str]:

@@ -29,16 +29,15 @@ from . import checkpoint
 
 log = logging.getLogger("udabench")
 
+REFERENCES = "references.yaml"   # results/<suite>/references.yaml: the suite's published rows and method order
+
 # Suite fields that do not define a run: adding a method or a seed must not orphan finished runs.
 NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description")
 
 
 def suite_identity(suite: Suite) -> dict:
     """The part of a run's identity that its suite gives (everything that changes what a run computes)."""
-    base = {k: v for k, v in resolved_dict(suite).items() if k not in NOT_IDENTITY}
-    if suite.synthetic is not None:  # same knobs, new scenes: a finished run of older scenes must not count
-        base["synthetic_generator"] = GENERATOR_VERSION
-    return base
+    return {k: v for k, v in resolved_dict(suite).items() if k not in NOT_IDENTITY}
 
 
 def run_id(identity: dict) -> str:
@@ -106,6 +105,7 @@ class RunDir:
         return from_dict(Suite, self.identity["suite"], "", str(self.config))
 
     # -- paths and state ---------------------------------------------------------------------------
+    suite_dir = property(lambda self: self.path.parent.parent)   # results/<suite>: its runs, _warmup/, REFERENCES
     config = property(lambda self: self.path / "config.yaml")
     metrics = property(lambda self: self.path / "metrics.jsonl")
     checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
@@ -198,6 +198,11 @@ class RunDir:
         except Exception as exc:
             raise CheckpointError(f"cannot read the per-image matrices {path}: {exc}.") from None
 
+    def members(self) -> list["RunDir"]:
+        """The member runs of an ensemble (beside it in the suite folder); a missing one is a ``UdabenchError``."""
+        return [RunDir.open(self.suite_dir / method / run_id)
+                for method, run_id in zip(self.run["member_methods"], self.run["members"])]
+
     def final_model(self, device):
         """The segmentation model of this finished run, built from its suite, in eval mode."""
         from ..models import build_model
@@ -218,4 +223,6 @@ class RunDir:
 
 def identity_of(suite: Suite, seed: int, **run) -> dict:
     """A run identity: the suite's part and the run's own (method, hparams, ...; dataclasses as dicts)."""
+    if suite.synthetic is not None:  # same knobs, new scenes: a finished run of older scenes must not count
+        run["synthetic_generator"] = GENERATOR_VERSION
     return {"suite": suite_identity(suite), "run": {**{k: to_dict(v) for k, v in run.items()}, "seed": seed}}

@@ -7,24 +7,30 @@ others go on; finished runs are skipped on a re-run.
 
 from __future__ import annotations
 
+import logging
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 from tqdm import tqdm
 
 from ..config import Suite
 from ..data import get_dataset, suite_datasets
-from ..errors import CheckpointError, ConfigError, UdabenchError
+from ..errors import CheckpointError, ConfigError, PluginError, UdabenchError
+from ..io import atomic_write_text
 from ..models import build_model
+from ..preflight import preflight
 from ..registry import get_method
-from ..schema import from_dict
+from ..schema import from_dict, to_dict
 from .distributed import init_distributed
-from .ensemble import ensemble_rundir, evaluate_ensemble
+from .ensemble import ensemble_rundir, evaluate_ensemble, slug
 from .environment import collect_env
-from .rundir import RunDir, identity_of, run_id
+from .rundir import REFERENCES, RunDir, identity_of, run_id
 from .trainer import RunSpec, SuiteData, Trainer
+
+log = logging.getLogger("udabench")
 
 
 @dataclass
@@ -70,11 +76,13 @@ def build_data(suite: Suite, needs_target: bool = True) -> SuiteData:
 
 
 def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] | None = None,
-              seeds: list[int] | None = None, methods_dirs=(), debug: bool = False) -> list[Outcome]:
+              seeds: list[int] | None = None, methods_dirs=(), debug: bool = False,
+              check_data: str = "sample") -> list[Outcome]:
     specs = plan_runs(suite, results, methods, seeds, methods_dirs)
     for members in suite.ensembles.values():
         for member in members:
             get_method(member, methods_dirs)  # unknown member methods fail now, not later
+    preflight(suite, results, specs, check_data)  # results folder, device, data: before anything is built
     build_model(suite.model, suite.class_set.num_classes)  # bad model settings or weights fail now
     device = resolve_device(suite.train.device)
     dist = init_distributed(device.type)
@@ -83,6 +91,8 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
         torch.cuda.set_device(device)
     data = build_data(suite, needs_target=any(s.method.uses_target for s in specs))
     say = tqdm.write if dist.is_main else (lambda _: None)
+    if dist.is_main:
+        write_references(suite, results, methods)
     outcomes = []
     for spec in specs:
         label = f"{spec.method.name} seed {spec.seed}"
@@ -94,7 +104,7 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
             say(f"{label}: resuming from {spec.rundir.checkpoint}")
         try:
             rows = Trainer(spec, data, device, dist).run()
-        except CheckpointError:
+        except (CheckpointError, PluginError):
             raise  # bad input: stop with exit code 2; finished runs and this run's files stay as they are
         except KeyboardInterrupt:
             say(f"{label}: interrupted. Finished runs are kept; run the same command again to resume "
@@ -117,6 +127,19 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
     return outcomes
 
 
+def write_references(suite: Suite, results, methods: list[str] | None = None) -> None:
+    """``results/<suite>/references.yaml``: the suite's published rows (validated with the suite) and its row
+    order (method names, then ensembles as their rows name them), so ``report`` needs the results folder only."""
+    order = [*dict.fromkeys([*suite.method_names(), *(methods or [])]), *map(slug, suite.ensembles)]
+    path = Path(results) / suite.name / REFERENCES
+    text = yaml.safe_dump({"methods": order, "references": to_dict(suite.references)}, sort_keys=False,
+                          allow_unicode=True)
+    if path.is_file() and path.read_text() == text:
+        return   # a re-run of finished runs writes nothing (the folder may be read-only by now)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+
+
 def run_ensembles(suite: Suite, results, seeds: list[int], methods_dirs, data: SuiteData, device, say) -> None:
     """Score every ensemble of the suite whose member runs are finished (evaluation only).
 
@@ -130,6 +153,6 @@ def run_ensembles(suite: Suite, results, seeds: list[int], methods_dirs, data: S
             try:
                 row = evaluate_ensemble(suite, name, specs, rundir, data.eval, device, collect_env(device))
             except UdabenchError as exc:
-                say(f"{name} seed {seed}: ensemble not scored: {exc}")
+                log.warning(f"{name} seed {seed}: ensemble not scored: {exc}")
                 continue
             say(f"{name} seed {seed}: ensemble of {', '.join(members)}, mIoU {row['miou']:.2f} ({rundir.path})")

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..config import Suite
 from ..errors import CheckpointError, NonFiniteLoss
-from ..method import Method
+from ..method import Method, check_logs
 from . import checkpoint
 from .build import build_run
 from .checkpoint import SEGMENTER
@@ -109,7 +109,7 @@ class Trainer:
         first run to finish them saves a snapshot, the others load it (with its evaluation rows). All
         generators are re-seeded when adaptation starts, so loading and recomputing are bit-identical.
         """
-        steps = min(self.cfg.source_warmup, self.cfg.iterations) if self.spec.method.uses_source else 0
+        steps = self.cfg.source_warmup if self.spec.method.uses_source else 0
         if start > steps or not steps:
             return start
         snapshot = self.spec.warmup_snapshot
@@ -163,6 +163,7 @@ class Trainer:
                 logs, self.flops_per_step = count_flops(run_step)
             else:
                 logs = run_step()
+            logs = check_logs(logs, self.spec.method, step)
             self._check_finite(logs, step)
             ctx.finish_step()
             synchronize(self.device)

@@ -35,6 +35,10 @@ class SegOutput(NamedTuple):
     aux: torch.Tensor | None        # same from the layer3 head, None without multi-level
     features: torch.Tensor          # N×D×h×w last-level features: layer4, fc7 for VGG-16 (FADA, class centres)
 
+    def levels(self) -> dict[str, torch.Tensor]:
+        """The heads' logits by level, ``{"main": ..., "aux": ...}``, without a missing auxiliary head."""
+        return {"main": self.main} | ({"aux": self.aux} if self.aux is not None else {})
+
 
 class ASPPClassifier(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, dilations=(6, 12, 18, 24)):

@@ -1,0 +1,103 @@
+"""Pictures of predictions: the overlay strip of ``udabench viz`` and the per-method panels of the
+``predictions`` figure (ADVENT Fig. 1 layout), from the final models of a suite's runs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..classes import colour_table, get_class_set
+from ..data.base import MEAN, STD
+from ..errors import UdabenchError
+from .records import load_records
+from .runs import evenly_spaced, load_run, model_runs, native_split, predict
+from .tables import ordered_groups
+
+log = logging.getLogger("udabench")
+
+
+def overlay_panels(image: torch.Tensor, pred: np.ndarray, entropy: np.ndarray, label: np.ndarray | None,
+                   colours: np.ndarray, alpha: float = 0.5) -> list[np.ndarray]:
+    """Image, prediction blended over it (``alpha`` = 1: plain class colours), entropy map, ground truth:
+    uint8 H×W×3 each, at the input size."""
+    from matplotlib import colormaps
+
+    rgb = np.clip(image.numpy().transpose(1, 2, 0) * STD + MEAN, 0, 255).astype(np.uint8)
+    size = (rgb.shape[1], rgb.shape[0])
+    shrink = lambda ids: np.asarray(Image.fromarray(ids.astype(np.uint8)).resize(size, Image.NEAREST))
+    heat = np.asarray(Image.fromarray(entropy.astype(np.float32)).resize(size, Image.BILINEAR))
+    viridis = (colormaps["viridis"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    panels = [rgb, ((1 - alpha) * rgb + alpha * colours[shrink(pred)]).astype(np.uint8),
+              viridis[np.clip(heat * 255, 0, 255).astype(np.uint8)]]
+    if label is not None:
+        panels.append(colours[shrink(label)])   # ignored pixels (255) are black
+    return panels
+
+
+@dataclass
+class PredictionPanels:
+    """Eval images with their ground truth, and each table row's prediction and entropy map of them
+    (uint8 H×W×3 at the network input size; rows in table order)."""
+
+    names: list[str]
+    classes: str                                                             # class set name (colour legend)
+    images: list[np.ndarray]
+    labels: list[np.ndarray]
+    predictions: dict[str, list[np.ndarray]] = field(default_factory=dict)   # row label -> class colours
+    entropies: dict[str, list[np.ndarray]] = field(default_factory=dict)     # row label -> viridis, 0..1
+
+
+@torch.no_grad()
+def prediction_panels(results: str | Path, suite_name: str, methods: list[str] | None = None, *, num_images: int = 3,
+                      device: str | torch.device = "cpu") -> PredictionPanels:
+    """``num_images`` eval images spread over the split, through the final model of the lowest-seed run
+    of each configuration (of ``methods`` only, when given) that has a model. A run whose checkpoint is
+    damaged is skipped with a warning naming it (the next seed stands in)."""
+    device = torch.device(device)
+    runs = model_runs(load_records(results, suite_name))
+    if methods is not None:
+        runs = runs[runs["method"].isin(methods)]
+    panels = None
+    for _, group in ordered_groups(runs):
+        loaded = _first_loadable(group["run_dir"], device)
+        if loaded is None:
+            continue
+        suite, model = loaded
+        if panels is None:   # one suite, one eval split: images and ground truth from the first run
+            items = list(evenly_spaced(native_split(suite, suite.data.eval), num_images))
+            panels = PredictionPanels([item["name"] for item in items], suite.classes, [], [])
+        coloured = colour_panels(model, items, colour_table(get_class_set(suite.classes)), device)
+        if not panels.images:
+            panels.images, panels.labels = [c[0] for c in coloured], [c[3] for c in coloured]
+        label = group["label"].iloc[0]
+        panels.predictions[label] = [c[1] for c in coloured]
+        panels.entropies[label] = [c[2] for c in coloured]
+    if panels is None:
+        which = f" of {', '.join(methods)}" if methods is not None else ""
+        raise UdabenchError(f"no finished run{which} in {Path(results) / suite_name} has a readable model of its "
+                            f"own (ensembles and released checkpoints have none); run those methods first.")
+    return panels
+
+
+def _first_loadable(run_dirs, device: torch.device):
+    for run_dir in run_dirs:
+        try:
+            return load_run(run_dir, device)
+        except UdabenchError as exc:
+            log.warning(f"prediction panels: skipped {run_dir}: {exc}")
+    return None
+
+
+def colour_panels(model, items: list[dict], colours: np.ndarray, device: torch.device) -> list[list[np.ndarray]]:
+    """[image, prediction, entropy map, ground truth] of each item as uint8 H×W×3 pictures (plain class colours)."""
+    out = []
+    for item in items:
+        pred, entropy = predict(lambda x: model(x).main, item["image"], item["label"].shape, device)
+        out.append(overlay_panels(item["image"], pred.numpy(), entropy.numpy(), item["label"].numpy(), colours,
+                                  alpha=1.0))
+    return out

@@ -1,0 +1,51 @@
+"""The final model of a finished run and what the analyses feed it: its splits at the evaluated sizes,
+and predictions up-sampled as in the evaluation protocol. Shared by export, CCD features and figure panels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.data import Subset
+
+from ..config import DatasetConfig, Suite
+from ..data import get_dataset
+from ..engine.rundir import RunDir
+from ..losses import entropy_map, upsample
+
+
+def load_run(run: str | Path, device: torch.device) -> tuple[Suite, torch.nn.Module]:
+    """The suite and the final segmentation model of a finished run directory (``RunDir.final_model``)."""
+    rundir = RunDir.open(run)
+    return rundir.suite(), rundir.final_model(device)
+
+
+def model_runs(records: pd.DataFrame) -> pd.DataFrame:
+    """One record per run of ``records`` that trained a model of its own (measured, not an ensemble),
+    by table order then seed."""
+    runs = records[records["kind"] == "measured"].drop_duplicates("run_dir")
+    own_model = [("method" in RunDir.open(path).run) for path in runs["run_dir"]]
+    return runs[own_model].sort_values(["row_order", "seed"], kind="stable")
+
+
+def native_split(suite: Suite, ds: DatasetConfig, limit: int | None = None):
+    """One of the suite's datasets at its network input size with labels at native resolution (as evaluated)."""
+    return get_dataset(ds.dataset, ds.root, ds.split, size=ds.size, class_set=suite.classes, resize_label=False,
+                       limit=limit or ds.limit, synthetic=suite.synthetic)
+
+
+def evenly_spaced(dataset, n: int) -> Subset:
+    """``n`` items spread over the whole dataset (all of it when it is smaller)."""
+    n = min(n, len(dataset))
+    return Subset(dataset, [i * len(dataset) // n for i in range(n)])
+
+
+def predict(forward: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, size,
+            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prediction and normalised entropy (H×W, on the CPU) of one 3×h×w image; the class scores are
+    up-sampled bilinearly to ``size`` first, as in the evaluation protocol."""
+    prob = upsample(forward(image[None].to(device)).float(), size).softmax(1)
+    return prob.argmax(1)[0].cpu(), entropy_map(prob)[0].cpu()
