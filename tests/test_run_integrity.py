@@ -16,10 +16,11 @@ from udabench import Method
 from udabench.cli import main
 from udabench.config import load_suite
 from udabench.engine import checkpoint
+from udabench.engine.rows import TIMING_FIELDS
 from udabench.engine.runner import run_suite
 from udabench.registry import METHODS, register
 
-VOLATILE = ("time", "step_time", "peak_mem_gb")
+VOLATILE = ("time", *TIMING_FIELDS)
 
 
 class Noisy(Method):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import random
-import resource
 import signal
 import time
 from collections import defaultdict
@@ -38,6 +37,7 @@ from .preempt import RunInterrupted, StopRequest, ignore_stop_signals
 from .rows import metrics_row
 from .rundir import RunDir
 from .sampling import ResumableSampler
+from .speed import count_flops, peak_memory_gb, reset_peak_memory, synchronize
 
 WAIT_POLL_S = 2.0   # how often a run waiting for another process's shared warm-up looks again
 
@@ -73,6 +73,7 @@ class Trainer:
         self.cfg = spec.suite.train
         self.claim, self.stop = claim, stop if stop is not None else StopRequest()
         self._claims = [claim] if claim is not None else []   # every claim whose heartbeat the loop refreshes
+        self._eval_loaders: dict[int, DataLoader] = {}
 
     def run(self) -> list[dict]:
         spec = self.spec
@@ -82,6 +83,7 @@ class Trainer:
         self.streams = Streams({"source": self.data.source, "target": self.data.target}, spec.seed,
                                self.cfg.batch_size, self.dist, self._loader)
         self.meter = Meter()
+        reset_peak_memory(self.device)
         try:
             start = self._resume()
             start = self._warm_up(start)
@@ -90,6 +92,7 @@ class Trainer:
             self._train(start, self.cfg.iterations, self._method_step, domains)
         finally:
             self.streams.close()
+            self._eval_loaders.clear()   # their persistent workers too (see Streams.close)
         if self.dist.is_main:
             spec.rundir.mark_done()
         return spec.rundir.rows()
@@ -191,6 +194,8 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------
     def _train(self, start: int, end: int, step_fn: StepFn, domains: list[str]) -> None:
+        """The first step of a phase is FLOP-counted and left out of the timings (worker start-up,
+        autotuning and compilation make it an outlier anyway)."""
         cfg, ctx = self.cfg, self.ctx
         desc = f"{self.spec.method.name} seed {self.spec.seed}"
         bar = tqdm(range(start, end), initial=start, total=cfg.iterations, desc=desc,
@@ -198,12 +203,19 @@ class Trainer:
         for step in bar:
             t0 = time.perf_counter()
             batches = {d: self._to_device(self.streams.batch(d, step)) for d in domains}
+            t1 = time.perf_counter()
             lr = ctx.start_step(step)
-            logs = step_fn(batches.get("source"), batches.get("target"), step)
+            run_step = lambda: step_fn(batches.get("source"), batches.get("target"), step)
+            if step == start:
+                logs, self.flops_per_step = count_flops(run_step)
+            else:
+                logs = run_step()
             logs = check_logs(logs, self.spec.method, step)
             self._check_finite(logs, step)
             ctx.finish_step()
-            self.meter.add(logs, time.perf_counter() - t0)
+            synchronize(self.device)
+            images = sum(b["image"].shape[0] for b in batches.values()) * self.dist.world_size
+            self.meter.add(logs, None if step == start else (t1 - t0, time.perf_counter() - t1, images))
             bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.iterations:
@@ -240,11 +252,8 @@ class Trainer:
                             world_size=self.dist.world_size)
 
     def _loader(self, dataset, batch_size: int, seed: int = 0, **kw) -> DataLoader:
-        """Worker seeds come from the loader's own generator: building a loader never draws from the global RNG."""
-        workers = self.spec.suite.data.num_workers
-        return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed),
-                          worker_init_fn=ignore_stop_signals, **kw)
+        return make_loader(dataset, batch_size, self.spec.suite.data.num_workers, self.device, seed,
+                           worker_init_fn=ignore_stop_signals, **kw)
 
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -263,7 +272,8 @@ class Trainer:
                  f"lr {lr:.2e}"]
         recent = self.meter.means(last=self.cfg.log_every)
         parts += [f"{k} {v:.4f}" for k, v in recent["losses"].items()]
-        parts.append(f"{recent['step_time']:.3f}s/it")
+        if recent["step_time"] is not None:
+            parts.append(f"{recent['step_time']:.3f}s/it")
         line = "  ".join(parts)
         if self.dist.is_main:
             tqdm.write(line)
@@ -283,8 +293,9 @@ class Trainer:
             means = self.meter.means()
             self.spec.rundir.append_row(metrics_row(
                 suite, seed=self.spec.seed, step=step, scores=scores(suite, result.cm, result.entropy),
-                **self._row_identity(), losses=means["losses"], lr=lr, step_time=means["step_time"],
-                peak_mem_gb=peak_memory_gb(self.device), world_size=self.dist.world_size, **extra))
+                **self._row_identity(), losses=means.pop("losses"), lr=lr, **means,
+                flops_per_step=self.flops_per_step, peak_mem_gb=peak_memory_gb(self.device),
+                world_size=self.dist.world_size, **extra))
 
     def _row_identity(self) -> dict:
         """The fields that say whose row it is (also written into the rows a loaded warm-up copies)."""
@@ -293,8 +304,11 @@ class Trainer:
                 "run_id": self.spec.rundir.id, "hparams": asdict(self.spec.hparams)}
 
     def _score(self, dataset):
-        shard = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world_size))
-        loader = self._loader(shard, self.spec.suite.data.eval_batch_size)
+        """One loader per eval split for the whole run, so its (persistent) workers start once, not per evaluation."""
+        loader = self._eval_loaders.get(id(dataset))
+        if loader is None:
+            shard = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world_size))
+            loader = self._eval_loaders[id(dataset)] = self._loader(shard, self.spec.suite.data.eval_batch_size)
         return evaluate(lambda x: self.ctx.model(x).main, loader, self.ctx.num_classes, self.device,
                         self.ctx.autocast, self.dist.world_size, self.spec.suite.eval)
 
@@ -326,40 +340,61 @@ class Streams:
 
 
 class Meter:
-    """Logged losses and step times since the last evaluation; checkpointed, so a resumed run's rows are exact."""
+    """Logged losses and step timings since the last evaluation; checkpointed, so a resumed run's rows are exact.
+
+    A step's time is split into data wait (batches fetched and copied to the device) and compute (the
+    step itself, until the device is done); ``images`` counts the images of a step over every rank.
+    """
+
+    TIMINGS = ("data_times", "compute_times", "images")
 
     def __init__(self):
         self.losses: dict[str, list[float]] = defaultdict(list)
-        self.step_times: list[float] = []
+        self.data_times: list[float] = []
+        self.compute_times: list[float] = []
+        self.images: list[int] = []
 
-    def add(self, logs: dict[str, float], seconds: float) -> None:
+    def add(self, logs: dict[str, float], timing: tuple[float, float, int] | None) -> None:
+        """``timing`` = (data seconds, compute seconds, images), or None for a step left out of the timings."""
         for key, value in logs.items():
             self.losses[key].append(float(value))
-        self.step_times.append(seconds)
+        if timing is not None:
+            for name, value in zip(self.TIMINGS, timing):
+                getattr(self, name).append(value)
 
     def means(self, last: int | None = None) -> dict:
-        """Mean of every loss and of the step time, over the last ``last`` steps (all when None)."""
+        """Mean of every loss and of the timings over the last ``last`` steps (all when None); timings are
+        None when no step was timed."""
         window = slice(-last, None) if last else slice(None)
+        data, compute, images = (np.asarray(getattr(self, name)[window], dtype=float) for name in self.TIMINGS)
+        step = data + compute
+        timed = step.size > 0
         return {"losses": {k: float(np.mean(v[window])) for k, v in self.losses.items()},
-                "step_time": float(np.mean(self.step_times[window])) if self.step_times else None}
+                "step_time": float(step.mean()) if timed else None,
+                "data_time": float(data.mean()) if timed else None,
+                "compute_time": float(compute.mean()) if timed else None,
+                "images_per_s": float(images.sum() / step.sum()) if timed else None}
 
     def clear(self) -> None:
         self.losses.clear()
-        self.step_times.clear()
+        for name in self.TIMINGS:
+            getattr(self, name).clear()
 
     def state_dict(self) -> dict:
-        return {"losses": dict(self.losses), "step_times": list(self.step_times)}
+        return {"losses": dict(self.losses), **{name: list(getattr(self, name)) for name in self.TIMINGS}}
 
     def load_state_dict(self, state: dict) -> None:
         self.clear()
         self.losses.update({k: list(v) for k, v in state["losses"].items()})
-        self.step_times.extend(state["step_times"])
+        for name in self.TIMINGS:  # absent from checkpoints of earlier versions: timing restarts
+            getattr(self, name).extend(state.get(name, []))
 
 
-def peak_memory_gb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB -> GiB (process RSS)
+def make_loader(dataset, batch_size: int, workers: int, device: torch.device, seed: int = 0, **kw) -> DataLoader:
+    """The loader of every split. Worker seeds come from the loader's own generator: building a loader never
+    draws from the global RNG."""
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda",
+                      persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed), **kw)
 
 
 def stream_seed(seed: int, stream: str) -> int:
