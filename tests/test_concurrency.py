@@ -11,11 +11,12 @@ from helpers import subprocess_env
 
 from udabench.config import load_suite
 from udabench.engine import checkpoint
+from udabench.engine.rows import TIMING_FIELDS
 from udabench.engine.rundir import RunDir
 from udabench.engine.runner import plan_runs, run_suite
 
 TOY = str(Path(__file__).resolve().parent.parent / "suites" / "toy_sim2real.yaml")
-VOLATILE = ("time", "step_time", "peak_mem_gb", "warmup_from")   # warmup_from: whichever run wrote the warm-up
+VOLATILE = ("time", *TIMING_FIELDS, "warmup_from")   # measured times; warmup_from: whichever run wrote the warm-up
 
 
 def strip(rundir):

@@ -13,13 +13,14 @@ from helpers import next_claim, subprocess_env
 
 from udabench.cli import main
 from udabench.config import load_suite
+from udabench.engine.rows import TIMING_FIELDS
 from udabench.engine.runner import plan_runs, run_suite
 from udabench.errors import ConfigError
 from udabench.launch import child_arguments, launcher_settings
 from udabench.launch.local import gpu_slots
 from udabench.launch.slurm import minutes
 
-VOLATILE = ("time", "step_time", "peak_mem_gb")
+VOLATILE = ("time", *TIMING_FIELDS)
 
 
 def test_children_inherit_every_option_but_the_launchers_and_the_choice_of_runs():

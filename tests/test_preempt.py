@@ -12,9 +12,10 @@ from helpers import next_claim, subprocess_env
 
 from udabench.cli import main
 from udabench.engine import checkpoint
+from udabench.engine.rows import TIMING_FIELDS
 from udabench.engine.runner import plan_runs
 
-VOLATILE = ("time", "step_time", "peak_mem_gb")
+VOLATILE = ("time", *TIMING_FIELDS)
 
 
 def rundir_of(path, results, plugins):
