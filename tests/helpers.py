@@ -1,13 +1,18 @@
 """What several test modules share: the published label maps written out literally, writers of tiny
-datasets in each exact on-disk format, a tiny suite, and run directories written as udabench writes them."""
+datasets in each exact on-disk format, a tiny suite, run directories written as udabench writes them, and the
+environment of `udabench` child processes."""
 
 from __future__ import annotations
 
+import json
+import os
 import struct
+import time
 import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from udabench.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS
@@ -223,3 +228,25 @@ def write_ensemble(results, name, members: list[Path], seed, ious, suite="toy", 
 def _nanmean(values):
     known = [v for v in values if v is not None]
     return sum(known) / len(known)
+
+
+def subprocess_env(**extra) -> dict:
+    """The environment for a `udabench` child: this checkout first on the path, this process's thread count
+    (so that its numbers equal this process's bit for bit)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(torch.get_num_threads()), **extra}
+
+
+def next_claim(results: Path, ready, timeout: float = 240) -> Path:
+    """The claim file of the first run below ``results`` whose record satisfies ``ready`` (waits for it)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for claim in results.glob("*/*/*/claim.json"):
+            try:
+                if ready(json.loads(claim.read_text())):
+                    return claim
+            except (OSError, ValueError):
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"no claimed run below {results} became ready within {timeout} s")

@@ -8,6 +8,7 @@ from udabench import Method, register
 from udabench.config import load_suite
 from udabench.engine import checkpoint
 from udabench.engine.rows import TIMING_FIELDS
+from udabench.engine.rundir import RunDir
 from udabench.engine.runner import build_data, plan_runs, run_suite
 from udabench.losses import entropy_map
 
@@ -172,6 +173,28 @@ def test_metrics_rows_are_self_describing(write_suite, tmp_path):
     assert 0 <= row["target_entropy"] <= 1 and "loss_seg" in row["losses"]
 
 
+@pytest.mark.parametrize("start", [0, 3])   # from the start, and resumed at step 3
+def test_n_processes_at_batch_b_read_what_one_process_reads_at_batch_n_times_b(start):
+    """README "Several GPUs per run": 4 processes at batch 1 read, step by step, the very images one process reads
+    at batch 4 (so the effective batch, not the world size, decides what a step sees)."""
+    from torch.utils.data import DataLoader
+
+    from udabench.engine.distributed import DistInfo
+    from udabench.engine.trainer import Streams
+
+    images = list(range(10))                  # 6 steps of 4 cross two epochs of 10
+    loader = lambda dataset, batch, seed, **kw: DataLoader(dataset, batch_size=batch, **kw)
+
+    def read(world, rank, batch):
+        streams = Streams({"source": images}, 5, batch, DistInfo(rank=rank, world_size=world), loader)
+        return [streams.batch("source", step).tolist() for step in range(start, start + 6)]
+
+    one = read(1, 0, 4)
+    four = [read(4, rank, 1) for rank in range(4)]
+    assert [[four[rank][step][0] for rank in range(4)] for step in range(6)] == one   # rank r: the r-th image
+    assert len({tuple(batch) for batch in one}) > 1                 # the steps do read different images
+
+
 def test_two_process_distributed_run_on_cpu(write_suite, tmp_path):
     """torchrun with 2 CPU ranks (gloo): gradients averaged, eval sharded and all-reduced, rank 0 writes."""
     import subprocess
@@ -184,10 +207,21 @@ def test_two_process_distributed_run_on_cpu(write_suite, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("runs finished") == 1
     single = run_suite(load_suite(path), tmp_path / "single", methods=["source_only"])[0].spec.rundir
-    ddp_rows = next((tmp_path / "ddp").glob("tiny/source_only/*/metrics.jsonl")).read_text().splitlines()
+    ddp_dir = next((tmp_path / "ddp").glob("tiny/source_only/*/metrics.jsonl")).parent
+    ddp_rows = ddp_dir.joinpath("metrics.jsonl").read_text().splitlines()
     ddp_cm = json.loads(ddp_rows[-1])["confusion"]
     single_cm = single.rows()[-1]["confusion"]
     assert len(ddp_rows) == 2 and sum(map(sum, ddp_cm)) == sum(map(sum, single_cm))  # every eval pixel once
+
+    # World size is part of the run: its own id (single-process ids unchanged), protocol and environment.
+    ddp_protocol, single_protocol = json.loads(ddp_rows[-1])["protocol"], single.rows()[-1]["protocol"]
+    assert ddp_dir.name != single.id and "world_size" not in single.identity["run"]
+    assert RunDir.open(ddp_dir).world_size == 2
+    assert (ddp_protocol["world_size"], ddp_protocol["effective_batch_size"]) == (2, 4)      # batch_size 2 each
+    assert (single_protocol["world_size"], single_protocol["effective_batch_size"]) == (1, 2)
+    assert json.loads(ddp_dir.joinpath("env.json").read_text())["world_size"] == 2
+    assert json.loads(single.path.joinpath("env.json").read_text())["world_size"] == 1
+    assert checkpoint.load(ddp_dir / "checkpoints" / "last.pt")["world_size"] == 2
 
 
 def test_source_warmup_then_same_target_batches_as_without_skipping(write_suite, tmp_path):

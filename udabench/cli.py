@@ -1,4 +1,4 @@
-"""``udabench run | eval | report | bench | list | data check | data prepare | viz`` — the command line.
+"""``udabench run | status | eval | report | bench | list | data check | data prepare | viz`` — the command line.
 
 Bad input ends with one clear paragraph on stderr and exit code 2 (``--debug`` shows the traceback);
 a run that fails mid-way is marked ``failed``, the others go on, and the exit code is 1.
@@ -13,9 +13,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+from .builtin import find_suite
 from .errors import UdabenchError
+from .launch import add_arguments as add_launch_arguments
+from .launch import positive_int
 
-ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("text", "md", "csv", "latex")
 CHECKPOINT_FORMATS = ("udabench", "advent", "maxsquare", "fada")   # = udabench.models.released.FORMATS (tested)
 
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.addHandler(_Warnings(logging.WARNING))
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # what launchers pass on to their children
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -61,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="train and evaluate the methods of a suite",
                          description="Train and evaluate every (method, seed) of a suite. Finished runs are "
                                      "skipped, unfinished ones resume from their last checkpoint.")
-    run.add_argument("suite", help="suite YAML file, e.g. suites/toy_sim2real.yaml")
+    run.add_argument("suite", help="suite YAML file, e.g. suites/toy_sim2real.yaml, or a suite's name "
+                                   "(`udabench list suites`), e.g. toy_sim2real")
     run.add_argument("--methods", type=_csv, help="comma-separated methods (default: the suite's, plus the oracle)")
     run.add_argument("--seeds", type=_csv_int, help="comma-separated seeds (default: the suite's)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -72,7 +76,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--check-data", choices=("sample", "all", "none"), default="sample",
                      help="pre-flight decoding of the suite's data before any training: a sample of each split "
                           "(default, seconds), all files (as `udabench data check`), or none")
+    add_launch_arguments(run)
     run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", parents=[common], help="where every run of a suite stands",
+                            description="One line per run: done, running (host, pid, step, steps/s, ETA), "
+                                        "interrupted, failed (the reason), partial (killed; resumes) or pending, "
+                                        "and a count per state. Given the suite (file or name, with the options "
+                                        "it is run with) it lists every run those plan; otherwise every run that "
+                                        "`udabench run` planned in the results folder (RESULTS/<suite>/plan.json), "
+                                        "then any other run directory found there (docs/launching.md).")
+    status.add_argument("suite_file", nargs="?", metavar="SUITE", help="suite YAML file or name, as given to run")
+    status.add_argument("--results", default="results", help="results folder (default: results/)")
+    status.add_argument("--suite", help="without SUITE: only the runs of this suite name")
+    status.add_argument("--methods", type=_csv, help="as given to run")
+    status.add_argument("--seeds", type=_csv_int, help="as given to run")
+    status.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="as given to run (repeatable)")
+    status.add_argument("--quick", action="store_true", help="as given to run")
+    status.add_argument("--gpus-per-run", type=positive_int, metavar="G",
+                        help="processes per run (torchrun's --nproc_per_node; default: the suite's "
+                             "launcher.gpus_per_run, 1)")
+    status.set_defaults(func=cmd_status)
 
     ev = sub.add_parser("eval", parents=[common], help="score a trained checkpoint on a suite's eval split",
                         description="Score a checkpoint (a udabench run's, or one released by the ADVENT, MaxSquare or "
@@ -81,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "sets the network it was trained as and its paper's evaluation (docs/protocol.md); "
                                     "--set changes any of it. Writes an evaluation-only run directory, "
                                     "RESULTS/<suite>/released-<name>/, whose row has \"kind\": \"released\".")
-    ev.add_argument("suite", help="suite YAML file naming the eval split and the classes, e.g. suites/gta5_cityscapes.yaml")
+    ev.add_argument("suite", help="suite YAML file or name naming the eval split and the classes, e.g. "
+                                  "suites/gta5_cityscapes.yaml")
     ev.add_argument("--checkpoint", required=True, metavar="FILE", help="the checkpoint file to score")
     ev.add_argument("--format", choices=CHECKPOINT_FORMATS, default="udabench",
                     help="layout of the file (default: udabench, a run's checkpoints/last.pt); advent, maxsquare and "
@@ -206,16 +232,47 @@ def cmd_run(args) -> int:
     from .config import load_suite
     from .engine.runner import run_suite
 
-    suite = load_suite(args.suite, args.overrides, quick=args.quick)
+    suite = load_suite(find_suite(args.suite), args.overrides, quick=args.quick)
+    if args.launcher:
+        from .launch import launch
+
+        return launch(suite, args, args.argv)
     outcomes = run_suite(suite, args.results, args.methods, args.seeds, args.methods_dir, args.debug,
                          args.check_data)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports for all
-    failed = [o for o in outcomes if o.status == "failed"]
-    print(f"{len(outcomes) - len(failed)} of {len(outcomes)} runs finished; results in {Path(args.results) / suite.name}")
-    if failed:
-        print("failed: " + ", ".join(f"{o.spec.method.name} seed {o.spec.seed}" for o in failed), file=sys.stderr)
+    runs = lambda status: ", ".join(f"{o.spec.method.name} seed {o.spec.seed}" for o in outcomes if o.status == status)
+    finished = sum(o.status in ("trained", "skipped") for o in outcomes)
+    print(f"{finished} of {len(outcomes)} runs finished; results in {Path(args.results) / suite.name}")
+    for status, why in (("busy", "left to the live processes that claimed them"),
+                        ("lost", "taken over by other processes")):
+        if runs(status):
+            print(f"{why}: {runs(status)} (see `udabench status`)")
+    stopped = [o for o in outcomes if o.status in ("interrupted", "stopped")]
+    if stopped:
+        from .engine.preempt import exit_code
+
+        for status, what in (("interrupted", "interrupted"), ("stopped", "not started")):
+            if runs(status):
+                print(f"{what}: {runs(status)}; run the same command again to resume", file=sys.stderr)
+        return exit_code(stopped[0].signum)
+    if runs("failed"):
+        print(f"failed: {runs('failed')}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .config import load_suite
+    from .engine.status import found_states, planned_states, render
+
+    if args.suite_file:
+        suite = load_suite(find_suite(args.suite_file), args.overrides, quick=args.quick)
+        world = args.gpus_per_run or suite.launcher.gpus_per_run
+        states = planned_states(suite, args.results, args.methods, args.seeds, args.methods_dir, world)
+    else:
+        states = found_states(args.results, args.suite)
+    print(render(states), end="")
     return 0
 
 
@@ -223,7 +280,7 @@ def cmd_eval(args) -> int:
     from .engine.evalrun import evaluate_checkpoint
     from .engine.runner import resolve_device
 
-    row, scored = evaluate_checkpoint(args.suite, args.checkpoint, args.format, args.overrides, args.results,
+    row, scored = evaluate_checkpoint(find_suite(args.suite), args.checkpoint, args.format, args.overrides, args.results,
                                       resolve_device(args.device))
     what = "scored" if scored else "already scored (same file and settings)"
     print(f"{row['method_label']}: {what}, mIoU {row['miou']:.2f} on {row['protocol']['eval']} "
@@ -279,12 +336,14 @@ def cmd_list(args) -> int:
     elif args.what == "suites":
         import yaml
 
-        for file in sorted({*ROOT.glob("suites/*.yaml"), *Path.cwd().glob("suites/*.yaml")}):
+        from .builtin import suite_files
+
+        for name, file in suite_files().items():   # by name: `udabench run NAME`
             try:
                 description = (yaml.safe_load(file.read_text()) or {}).get("description", "")
             except yaml.YAMLError:
                 description = "(not valid YAML)"
-            print(f"{str(file.relative_to(Path.cwd()) if file.is_relative_to(Path.cwd()) else file):<36}  {description}")
+            print(f"{name:<22}  {description}")
     else:
         from .models import BACKBONES
 
@@ -300,7 +359,7 @@ def cmd_data_check(args) -> int:
     from .config import load_suite
     from .data.check import check_suite, summary_table
 
-    suite = load_suite(args.suite, args.overrides)
+    suite = load_suite(find_suite(args.suite), args.overrides)
     reports = check_suite(suite, args.workers, args.limit)
     print(render(summary_table(reports), "text", f"{suite.name}: datasets"))
     for report in reports:
@@ -319,7 +378,7 @@ def cmd_data_prepare(args) -> int:
     from .config import load_suite
     from .data.prepare import prepare_suite
 
-    suite = load_suite(args.suite, args.overrides)
+    suite = load_suite(find_suite(args.suite), args.overrides)
     print(render(prepare_suite(suite, args.workers), "text", f"{suite.name}: prepared datasets"))
     return 0
 

@@ -22,6 +22,7 @@ from .schema import (
     FOLDER_NAME,
     FOLDER_NAME_RULE,
     NOT_EMPTY,
+    Rule,
     above,
     at_least,
     below,
@@ -105,6 +106,25 @@ class TrainConfig:
     deterministic: bool = False
 
 
+# YAML 1.1 reads an unquoted 24:00:00 as the number 86400 (base 60), so a number is refused with that hint.
+SLURM_TIME = Rule(lambda v: isinstance(v, str) and re.fullmatch(r"(\d+-)?\d+(:\d+){0,2}", v) is not None,
+                  "a quoted SLURM time such as '24:00:00', '2-00:00:00' or '90' (minutes)",
+                  "Unquoted, YAML reads 24:00:00 as the number 86400: write time: \"24:00:00\".")
+
+
+@dataclass
+class LauncherConfig:
+    """How `udabench run --launcher local|slurm|print` spreads the runs (docs/launching.md); the command line
+    overrides each key. Never part of a run's identity: where a run executes does not change what it computes."""
+    gpus_per_run: int = setting(1, at_least(1))   # processes per run; > 1: torchrun, one process per GPU
+    partition: str = ""                       # SLURM partition ("" = the cluster's default)
+    time: str | int = setting("24:00:00", SLURM_TIME)   # a string; an int is only YAML's unquoted 24:00:00
+    cpus_per_run: int = setting(8, at_least(1))
+    mem_gb: float = setting(0.0, at_least(0))  # 0 = the cluster's default
+    array_parallelism: int = setting(0, at_least(0))   # at most this many array tasks at once (0 = no limit)
+    sbatch: dict[str, str] = field(default_factory=dict)   # more sbatch options, e.g. {account: x, qos: high}
+
+
 @dataclass
 class ReferenceRow:
     """A published result, copied from a paper's table, shown beside the measured rows."""
@@ -132,6 +152,7 @@ class Suite:
     references: dict[str, ReferenceRow] = field(default_factory=dict)  # row label -> published numbers
     seeds: list[int] = setting([0], NOT_EMPTY, each(SEED))
     synthetic: SyntheticConfig | None = None
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
     source_file: str = ""                     # set by load_suite, not read from YAML
 
     @property

@@ -20,6 +20,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import builtin
 from .errors import ConfigError, PluginError
 from .method import Method
 from .schema import FOLDER_NAME, FOLDER_NAME_RULE, check_supported, closest
@@ -30,7 +31,7 @@ BROKEN: dict[Path, str] = {}                   # plugin file -> one-line error (
 _LOADED: set[Path] = set()
 _current_file: Path | None = None
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "methods"
+BUILTIN_DIR = builtin.METHODS_DIR      # inside the package when installed (udabench/builtin.py)
 
 
 def register(cls: type[Method]) -> type[Method]:
@@ -68,7 +69,7 @@ def contract_problem(cls) -> str:
 
 
 def method_dirs(extra: list[str | Path] = ()) -> list[Path]:
-    dirs = [BUILTIN_DIR, *map(Path, extra)]
+    dirs = [BUILTIN_DIR, *builtin.local_method_dirs(), *map(Path, extra)]
     env = os.environ.get("UDABENCH_METHODS_DIR")
     if env:
         dirs += [Path(p) for p in env.split(os.pathsep) if p]

@@ -28,3 +28,14 @@ def test_finished_runs_in_a_read_only_folder_are_still_skipped(bad, capsys):
     with read_only(bad.results):
         assert main(["run", str(bad.suite()), "--methods", "source_only", "--results", str(bad.results)]) == 0
     assert "done already" in capsys.readouterr().err
+
+
+def test_finished_runs_in_a_read_only_folder_without_a_plan_file(bad, capsys, caplog):
+    """Results written before `udabench run` recorded its plan: the plan cannot be written, the run goes on."""
+    from udabench.cli import main
+
+    (bad.results / "tiny" / "plan.json").unlink()
+    caplog.set_level("WARNING", logger="udabench")
+    with read_only(bad.results):
+        assert main(["run", str(bad.suite()), "--methods", "source_only", "--results", str(bad.results)]) == 0
+    assert "could not record the planned runs" in caplog.text and "done already" in capsys.readouterr().err

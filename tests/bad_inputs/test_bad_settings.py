@@ -48,6 +48,10 @@ def set_key(path: str, value):
     ("synthetic.height", 0, "synthetic.height' must be at least 8"),
     ("synthetic.real.palette_shift", 1.5, "synthetic.real.palette_shift' must be between 0 and 1"),
     ("methods.minent.lambda_ent", "big", "methods.minent.lambda_ent' must be a number"),
+    ("launcher.gpus_per_run", 0, "launcher.gpus_per_run' must be at least 1"),
+    ("launcher.time", "soon", "launcher.time' must be a quoted SLURM time"),
+    ("launcher.time", 86400, "YAML reads 24:00:00 as the number 86400"),   # what an unquoted 24:00:00 gives
+    ("launcher.array_parallelism", -1, "launcher.array_parallelism' must be at least 0"),
 ])
 def test_setting_out_of_range_names_its_key(bad, key, value, named):
     bad("run", bad.suite(set_key(key, value)), named=(named, "suite.yaml"))

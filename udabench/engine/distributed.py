@@ -26,8 +26,13 @@ class DistInfo:
         return self.rank == 0
 
 
+def planned_world_size() -> int:
+    """The number of processes this run is started with (torchrun's WORLD_SIZE), known before any process group."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init_distributed(device_type: str) -> DistInfo:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = planned_world_size()
     if world <= 1:
         return DistInfo()
     if not dist.is_initialized():
@@ -63,3 +68,26 @@ def gather_to_main(array, names: list[str], world_size: int):
     if dist.get_rank() != 0:
         return None, []
     return np.concatenate([p[0] for p in parts]), [n for p in parts for n in p[1]]
+
+
+def max_over_ranks(value: int, world_size: int, device: torch.device) -> int:
+    """The largest ``value`` of all ranks (every rank must call it at the same point)."""
+    if world_size <= 1:
+        return value
+    tensor = torch.tensor([value], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
+def from_main(value, world_size: int):
+    """Rank 0's ``value``, on every rank: decisions that rest on files only rank 0 reads (claims)."""
+    if world_size <= 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(world_size: int) -> None:
+    if world_size > 1:
+        dist.barrier()

@@ -22,8 +22,8 @@ from .trainer import RunSpec
 
 
 def ensemble_rundir(suite: Suite, results, name: str, members: list[RunSpec], seed: int) -> RunDir:
-    identity = identity_of(suite, seed, ensemble=name, members=[m.rundir.id for m in members],
-                           member_methods=[m.method.name for m in members])
+    identity = identity_of(suite, seed, world_size=members[0].rundir.world_size, ensemble=name,
+                           members=[m.rundir.id for m in members], member_methods=[m.method.name for m in members])
     return RunDir(results, suite.name, slug(name), identity)
 
 
@@ -43,7 +43,7 @@ def evaluate_ensemble(suite: Suite, name: str, members: list[RunSpec], rundir: R
     return write_evaluation_run(suite, rundir, evaluation, suite.train.iterations, env,   # the members' final step
                                 method=slug(name), method_label=name, role="uda", seed=members[0].seed,
                                 hparams={m.method.name: asdict(m.hparams) for m in members},  # tells variants apart
-                                ensemble_of=[m.rundir.id for m in members])
+                                ensemble_of=[m.rundir.id for m in members], world_size=members[0].rundir.world_size)
 
 
 def slug(name: str) -> str:

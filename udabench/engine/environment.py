@@ -23,7 +23,9 @@ def _git(*args: str) -> str | None:
         return None
 
 
-def collect_env(device: torch.device) -> dict:
+def collect_env(device: torch.device, world_size: int = 1, batch_size: int | None = None) -> dict:
+    """Versions, hardware and code revision; ``world_size`` processes (each on its own ``device``) train a run
+    at ``batch_size`` images per domain each."""
     cuda = device.type == "cuda"
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
@@ -35,6 +37,8 @@ def collect_env(device: torch.device) -> dict:
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "device": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
         "num_threads": torch.get_num_threads(),
+        "world_size": world_size,
+        **({"effective_batch_size": world_size * batch_size} if batch_size else {}),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "git_revision": _git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,

@@ -22,26 +22,30 @@ TIMING_FIELDS = ("step_time", "data_time", "compute_time", "images_per_s", "peak
 
 
 def metrics_row(suite: Suite, *, method: str, method_label: str, role: str, seed: int, run_id: str, step: int,
-                scores: dict, hparams: dict, kind: str = "measured", row_protocol: dict | None = None,
-                **extra) -> dict:
+                scores: dict, hparams: dict, kind: str = "measured", world_size: int = 1,
+                row_protocol: dict | None = None, **extra) -> dict:
     """The row of one evaluation; ``scores`` as ``evaluate.scores`` returns them, ``extra`` adds fields.
     ``row_protocol`` replaces the suite's training protocol where the model was not trained here (released)."""
     return {"suite": suite.name, "method": method, "method_label": method_label, "role": role, "kind": kind,
             "seed": seed, "run_id": run_id, "step": step, "iterations": suite.train.iterations, **scores,
-            **extra, "hparams": hparams, "protocol": protocol(suite, seed) if row_protocol is None else row_protocol,
+            **extra, "hparams": hparams,
+            "protocol": protocol(suite, seed, world_size) if row_protocol is None else row_protocol,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
-def protocol(suite: Suite, seed: int) -> dict:
-    """Every suite choice that changes the numbers of a row (docs/protocol.md)."""
+def protocol(suite: Suite, seed: int, world_size: int = 1) -> dict:
+    """Every suite choice that changes the numbers of a row (docs/protocol.md).
+
+    ``world_size`` is the number of training processes (torchrun's); each reads ``train.batch_size`` images per
+    domain and gradients are averaged over them, so one step sees ``effective_batch_size`` = world × batch."""
     m, d, t = suite.model, suite.data, suite.train
     return {
         "pretrained": m.pretrained, "bn_mode": m.bn_mode,
         "source": f"{d.source.dataset}/{d.source.split}", "target": f"{d.target.dataset}/{d.target.split}",
         "source_size": _size(d.source.size), "target_size": _size(d.target.size),
         **eval_protocol(suite), "iterations": t.iterations, "source_warmup": t.source_warmup,
-        "batch_size": t.batch_size, "amp": t.amp, "channels_last": m.channels_last,
-        "compile": t.compile, "seed": seed,
+        "batch_size": t.batch_size, "world_size": world_size, "effective_batch_size": world_size * t.batch_size,
+        "amp": t.amp, "channels_last": m.channels_last, "compile": t.compile, "seed": seed,
     }
 
 

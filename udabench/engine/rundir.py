@@ -32,7 +32,8 @@ log = logging.getLogger("udabench")
 REFERENCES = "references.yaml"   # results/<suite>/references.yaml: the suite's published rows and method order
 
 # Suite fields that do not define a run: adding a method or a seed must not orphan finished runs.
-NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description")
+# A suite's launcher: block only says where runs execute, never what they compute.
+NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description", "launcher")
 
 
 # Settings added after runs were made, as (dotted key, default): at the default they compute what those runs
@@ -114,6 +115,7 @@ class RunDir:
     # -- what the run is ---------------------------------------------------------------------------
     run = property(lambda self: self.identity["run"])
     seed = property(lambda self: self.identity["run"]["seed"])
+    world_size = property(lambda self: self.identity["run"].get("world_size", 1))
 
     def suite(self) -> Suite:
         return from_dict(Suite, self.identity["suite"], "", str(self.config))
@@ -125,14 +127,18 @@ class RunDir:
     checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
     done_marker = property(lambda self: self.path / "done")
     failed_marker = property(lambda self: self.path / "failed")
+    interrupted_marker = property(lambda self: self.path / "interrupted")
+    claim_file = property(lambda self: self.path / "claim.json")   # who works on it now (engine/claim.py)
 
     @property
     def status(self) -> str:
-        if self.done_marker.exists():
-            return "done"
-        if self.checkpoint.exists():
-            return "partial"
-        return "failed" if self.failed_marker.exists() else "new"
+        """``done``; ``interrupted`` (stopped by a signal) or ``failed`` (an error) by the last attempt's marker;
+        ``partial`` (a checkpoint, no marker: killed); ``new``. All but ``done`` resume or start on a re-run."""
+        for state, marker in (("done", self.done_marker), ("interrupted", self.interrupted_marker),
+                              ("failed", self.failed_marker)):
+            if marker.exists():
+                return state
+        return "partial" if self.checkpoint.exists() else "new"
 
     def eval_file(self, step: int) -> Path:
         """Per-image confusion matrices of the evaluation at ``step`` (see ``save_eval``)."""
@@ -145,7 +151,7 @@ class RunDir:
     def prepare(self, env: dict) -> None:
         """Start the run from step 0: config and environment written, an earlier attempt's results cleared."""
         (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
-        self.failed_marker.unlink(missing_ok=True)
+        self.clear_markers()
         self.metrics.unlink(missing_ok=True)   # rows of a discarded attempt must not join this one's
         for stale in [*self.path.glob("eval/*.npz"), *self.path.rglob("*.tmp.*")]:
             stale.unlink()
@@ -172,17 +178,30 @@ class RunDir:
         with (self.path / "log.txt").open("a") as f:
             f.write(line + "\n")
 
-    def mark_done(self) -> None:
+    def clear_markers(self) -> None:
+        """A new attempt starts: the last one's ``failed`` / ``interrupted`` no longer describe the run."""
         self.failed_marker.unlink(missing_ok=True)
+        self.interrupted_marker.unlink(missing_ok=True)
+
+    def mark_done(self) -> None:
+        self.clear_markers()
         self.done_marker.write_text("")
 
     def mark_failed(self, message: str) -> None:
         """Record why the run failed; never raises (the disk may be what failed)."""
+        self._mark(self.failed_marker, message)
+
+    def mark_interrupted(self, message: str) -> None:
+        """Record that the run was stopped on request (a signal), its checkpoint written; never raises."""
+        self._mark(self.interrupted_marker, message)
+
+    def _mark(self, marker: Path, message: str) -> None:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.failed_marker, message + "\n")
+            self.clear_markers()
+            atomic_write_text(marker, message + "\n")
         except OSError as exc:
-            log.warning(f"could not write {self.failed_marker} ({exc}); the run failed with: {message}")
+            log.warning(f"could not write {marker} ({exc}); the run stopped with: {message}")
 
     # -- reading -----------------------------------------------------------------------------------
     def rows(self) -> list[dict]:
@@ -237,8 +256,13 @@ class RunDir:
         return model.to(device).eval()
 
 
-def identity_of(suite: Suite, seed: int, **run) -> dict:
-    """A run identity: the suite's part and the run's own (method, hparams, ...; dataclasses as dicts)."""
+def identity_of(suite: Suite, seed: int, *, world_size: int = 1, **run) -> dict:
+    """A run identity: the suite's part and the run's own (method, hparams, ...; dataclasses as dicts).
+
+    ``world_size`` (processes per run, torchrun's) changes the effective batch, so it is part of the identity;
+    only above 1, so single-process runs keep the ids they always had."""
     if suite.synthetic is not None:  # same knobs, new scenes: a finished run of older scenes must not count
         run["synthetic_generator"] = GENERATOR_VERSION
+    if world_size > 1:
+        run["world_size"] = world_size
     return {"suite": suite_identity(suite), "run": {**{k: to_dict(v) for k, v in run.items()}, "seed": seed}}

@@ -2,13 +2,16 @@
 
 ``Trainer.run`` reads top to bottom: build the run, resume (or start), the shared source warm-up, the
 method's own steps, ``done``. Each step (``_train``): batches, zero gradients and set LRs, the step function,
-a finite-loss check, the optimizer steps, then the log line, evaluation and checkpoint at their intervals.
+a finite-loss check, the optimizer steps, then the log line, evaluation and checkpoint at their intervals, and
+``_tick``: the run's claim heartbeat (engine/claim.py) and, when a stop signal came (engine/preempt.py), a
+checkpoint at this step and ``RunInterrupted``.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -26,13 +29,17 @@ from ..method import Method, check_logs
 from . import checkpoint
 from .build import build_run
 from .checkpoint import SEGMENTER
-from .distributed import DistInfo
+from .claim import Claim, ClaimLost, SharedFile, describe
+from .distributed import DistInfo, barrier, from_main, max_over_ranks
 from .environment import collect_env
 from .evaluate import evaluate, scores
+from .preempt import RunInterrupted, StopRequest, ignore_stop_signals
 from .rows import metrics_row
 from .rundir import RunDir
 from .sampling import ResumableSampler
 from .speed import count_flops, peak_memory_gb, reset_peak_memory, synchronize
+
+WAIT_POLL_S = 2.0   # how often a run waiting for another process's shared warm-up looks again
 
 
 @dataclass
@@ -59,9 +66,13 @@ StepFn = Callable[[dict | None, dict | None, int], dict]   # (source batch, targ
 
 
 class Trainer:
-    def __init__(self, spec: RunSpec, data: SuiteData, device: torch.device, dist: DistInfo = DistInfo()):
+    def __init__(self, spec: RunSpec, data: SuiteData, device: torch.device, dist: DistInfo = DistInfo(),
+                 claim: Claim | None = None, stop: StopRequest | None = None):
+        """``claim``: this run's claim (rank 0; its heartbeat is kept alive); ``stop``: set by a stop signal."""
         self.spec, self.data, self.device, self.dist = spec, data, device, dist
         self.cfg = spec.suite.train
+        self.claim, self.stop = claim, stop if stop is not None else StopRequest()
+        self._claims = [claim] if claim is not None else []   # every claim whose heartbeat the loop refreshes
         self._eval_loaders: dict[int, DataLoader] = {}
 
     def run(self) -> list[dict]:
@@ -73,10 +84,15 @@ class Trainer:
                                self.cfg.batch_size, self.dist, self._loader)
         self.meter = Meter()
         reset_peak_memory(self.device)
-        start = self._resume()
-        start = self._warm_up(start)
-        domains = [d for d, used in (("source", spec.method.uses_source), ("target", spec.method.uses_target)) if used]
-        self._train(start, self.cfg.iterations, self._method_step, domains)
+        try:
+            start = self._resume()
+            start = self._warm_up(start)
+            domains = [d for d, used in (("source", spec.method.uses_source), ("target", spec.method.uses_target))
+                       if used]
+            self._train(start, self.cfg.iterations, self._method_step, domains)
+        finally:
+            self.streams.close()
+            self._eval_loaders.clear()   # their persistent workers too (see Streams.close)
         if self.dist.is_main:
             spec.rundir.mark_done()
         return spec.rundir.rows()
@@ -87,10 +103,11 @@ class Trainer:
         rundir = self.spec.rundir
         if not rundir.checkpoint.exists():
             if self.dist.is_main:
-                rundir.prepare(collect_env(self.device))
+                rundir.prepare(collect_env(self.device, self.dist.world_size, self.cfg.batch_size))
             return 0
         fix = "Delete that file to restart this run from step 0 (its earlier rows are then discarded)."
         state = checkpoint.load(rundir.checkpoint, self.device, fix, purpose="resume from checkpoint")
+        self._check_world_size(state, rundir.checkpoint, fix)
         try:
             self.ctx.load_state_dict(state)
             checkpoint.restore_rng(state["rng"])
@@ -100,7 +117,17 @@ class Trainer:
                                   f"({str(exc).splitlines()[0]}). {fix}") from None
         if self.dist.is_main:
             rundir.truncate_rows(state["step"])
+            rundir.clear_markers()
         return state["step"]
+
+    def _check_world_size(self, state: dict, path: Path, fix: str) -> None:
+        """A run keeps its number of processes: the effective batch (world × train.batch_size) is its protocol."""
+        saved, now = state.get("world_size", 1), self.dist.world_size
+        if saved != now:
+            how = f"torchrun --nproc_per_node={saved}" if saved > 1 else "a single process (no torchrun)"
+            raise CheckpointError(f"{path} was written by {saved} training process(es), this run has {now}: the "
+                                  f"effective batch ({saved} x train.batch_size) is part of a run's protocol and "
+                                  f"cannot change midway. Resume it with {how}. {fix}")
 
     def _warm_up(self, start: int) -> int:
         """``train.source_warmup`` plain source steps before a method's own (none for the oracle).
@@ -108,25 +135,45 @@ class Trainer:
         They are the same whatever the method, so every method of a seed adapts from the same weights: the
         first run to finish them saves a snapshot, the others load it (with its evaluation rows). All
         generators are re-seeded when adaptation starts, so loading and recomputing are bit-identical.
+        Concurrent processes share it through its claim (``SharedFile``): one computes it, the others wait for
+        it (or compute it when that process goes away), and only the claim's holder writes it.
         """
         steps = self.cfg.source_warmup if self.spec.method.uses_source else 0
         if start > steps or not steps:
             return start
-        snapshot = self.spec.warmup_snapshot
-        if start == 0 and snapshot is not None and snapshot.exists():
-            start = self._load_warmup(snapshot)
-        if start < steps:
-            self._train(start, steps, lambda source, target, step: self.ctx.supervised_step(source), ["source"])
-            if snapshot is not None and not snapshot.exists() and self.dist.is_main:
-                state = self.ctx.state_dict()   # the segmenter only: a method's own modules are not shared
-                checkpoint.save(snapshot, step=steps, slots={SEGMENTER: state["slots"][SEGMENTER]},
-                                scaler=state["scaler"], rows=self.spec.rundir.rows(), written_by=self.spec.rundir.id)
+        shared = SharedFile(self.spec.warmup_snapshot) if self.spec.warmup_snapshot is not None else None
+        try:
+            if start == 0 and shared is not None and self._obtain(shared) == "load":
+                start = self._load_warmup(shared.path)
+            if start < steps:
+                self._train(start, steps, lambda source, target, step: self.ctx.supervised_step(source), ["source"])
+                if shared is not None and self.dist.is_main:
+                    shared.publish(lambda path: self._write_warmup(path, steps))
+        finally:
+            if shared is not None:
+                shared.release()
+                self._claims = [c for c in self._claims if c is not shared.claim]
         reseed(self.spec.seed)   # RNG after the warm-up must not depend on who ran it
         return steps
+
+    def _obtain(self, shared: SharedFile) -> str:
+        """"load" the shared warm-up or "compute" it (claimed), waiting while another live process computes it."""
+        while (verdict := from_main(shared.poll() if self.dist.is_main else None, self.dist.world_size)) == "wait":
+            self._tick(0, note=f"waiting for the shared warm-up ({describe(shared.claim.holder or {})})")
+            time.sleep(WAIT_POLL_S)
+        if verdict == "compute":
+            self._claims.append(shared.claim)
+        return verdict
+
+    def _write_warmup(self, path: Path, steps: int) -> None:
+        state = self.ctx.state_dict()   # the segmenter only: a method's own modules are not shared
+        checkpoint.save(path, step=steps, slots={SEGMENTER: state["slots"][SEGMENTER]}, scaler=state["scaler"],
+                        rows=self.spec.rundir.rows(), written_by=self.spec.rundir.id, world_size=self.dist.world_size)
 
     def _load_warmup(self, path: Path) -> int:
         fix = "Delete that file; the next run redoes the warm-up and writes it again."
         state = checkpoint.load(path, self.device, fix, purpose="load the shared warm-up snapshot")
+        self._check_world_size(state, path, fix)
         try:
             self.ctx.load_state_dict(state, only=(SEGMENTER,))
         except (KeyError, RuntimeError, ValueError) as exc:
@@ -178,15 +225,35 @@ class Trainer:
                 self.meter.clear()
             if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
                 self._save(done)
+            self._tick(done)
         bar.close()
+
+    def _tick(self, step: int, note: str = "") -> None:
+        """Keep the claims alive (throttled: cheap every step); stop when a signal asked for it, or when another
+        process took this run over (then nothing more is written)."""
+        lost = False
+        if self.dist.is_main:
+            for claim in self._claims:
+                lost |= not claim.beat(step, self.cfg.iterations, note) and claim is self.claim
+        verdict = max_over_ranks(2 if lost else 1 if self.stop else 0, self.dist.world_size, self.device)
+        if verdict == 2:
+            raise ClaimLost(f"{self.spec.rundir.path} was taken over by another process (this one's heartbeat "
+                            f"went stale); left to it.")
+        if verdict == 1 and step < self.cfg.iterations:
+            if step % self.cfg.checkpoint_every and step > 0:   # else this step's checkpoint is written already
+                self._save(step)
+            barrier(self.dist.world_size)   # rank 0's checkpoint is on disk before any process leaves
+            raise RunInterrupted(step, self.stop.signum or signal.SIGTERM)
 
     def _save(self, step: int) -> None:
         if self.dist.is_main:
             checkpoint.save(self.spec.rundir.checkpoint, step=step, **self.ctx.state_dict(),
-                            rng=checkpoint.rng_state(), running=self.meter.state_dict())
+                            rng=checkpoint.rng_state(), running=self.meter.state_dict(),
+                            world_size=self.dist.world_size)
 
     def _loader(self, dataset, batch_size: int, seed: int = 0, **kw) -> DataLoader:
-        return make_loader(dataset, batch_size, self.spec.suite.data.num_workers, self.device, seed, **kw)
+        return make_loader(dataset, batch_size, self.spec.suite.data.num_workers, self.device, seed,
+                           worker_init_fn=ignore_stop_signals, **kw)
 
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -227,7 +294,8 @@ class Trainer:
             self.spec.rundir.append_row(metrics_row(
                 suite, seed=self.spec.seed, step=step, scores=scores(suite, result.cm, result.entropy),
                 **self._row_identity(), losses=means.pop("losses"), lr=lr, **means,
-                flops_per_step=self.flops_per_step, peak_mem_gb=peak_memory_gb(self.device), **extra))
+                flops_per_step=self.flops_per_step, peak_mem_gb=peak_memory_gb(self.device),
+                world_size=self.dist.world_size, **extra))
 
     def _row_identity(self) -> dict:
         """The fields that say whose row it is (also written into the rows a loaded warm-up copies)."""
@@ -263,6 +331,12 @@ class Streams:
             sampler = ResumableSampler(len(dataset), seed, step * self._batch, self._dist.rank, self._dist.world_size)
             self._iterators[domain] = iter(self._make(dataset, self._batch, seed, sampler=sampler, drop_last=True))
         return next(self._iterators[domain])
+
+    def close(self) -> None:
+        """Stop the loader workers now. The trainer and its streams reference each other, so without this they
+        would live until a garbage collection, or until exit, where multiprocessing ends them with the SIGTERM
+        that workers ignore once (preempt.ignore_stop_signals) and then waits for them."""
+        self._iterators.clear()
 
 
 class Meter:

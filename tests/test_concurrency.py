@@ -1,0 +1,88 @@
+"""Several `udabench run` processes on one results folder: every run trained once, equal to a serial run."""
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import subprocess_env
+
+from udabench.config import load_suite
+from udabench.engine import checkpoint
+from udabench.engine.rows import TIMING_FIELDS
+from udabench.engine.rundir import RunDir
+from udabench.engine.runner import plan_runs, run_suite
+
+TOY = str(Path(__file__).resolve().parent.parent / "suites" / "toy_sim2real.yaml")
+VOLATILE = ("time", *TIMING_FIELDS, "warmup_from")   # measured times; warmup_from: whichever run wrote the warm-up
+
+
+def strip(rundir):
+    return [{k: v for k, v in row.items() if k not in VOLATILE} for row in rundir.rows()]
+
+
+@pytest.mark.slow
+def test_three_processes_share_the_embedded_suite_and_match_a_serial_run(toy_cache, tmp_path, monkeypatch):
+    args = ["-m", "udabench", "run", TOY, "--quick", "--results", str(tmp_path / "shared")]   # 4 steps, 2 warm-up
+    env = subprocess_env(UDABENCH_CACHE=str(toy_cache))
+    procs = [subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(3)]
+    outs = [proc.communicate(timeout=1500)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], "\n".join(out[-2000:] for out in outs)
+
+    monkeypatch.setenv("UDABENCH_CACHE", str(toy_cache))
+    suite = lambda: load_suite(TOY, quick=True)
+    serial = run_suite(suite(), tmp_path / "serial")
+    trained_by = {}
+    for outcome in serial:
+        label = f"{outcome.spec.method.name} seed {outcome.spec.seed}"
+        trainers = [i for i, out in enumerate(outs) if f"{label}: done, mIoU" in out]
+        assert len(trainers) == 1, f"{label} trained by processes {trainers}"
+        trained_by[label] = trainers[0]
+        shared = plan_runs(suite(), tmp_path / "shared", [outcome.spec.method.name])[0].rundir
+        steps = [row["step"] for row in shared.rows()]
+        assert shared.status == "done" and steps == sorted(set(steps)), f"{label}: rows {steps}"
+        assert strip(shared) == strip(outcome.spec.rundir), label
+    assert len(set(trained_by.values())) >= 2, f"no two processes trained concurrently: {trained_by}"
+
+    assert sum(out.count("AdvEnt+MinEnt seed 0: ensemble of") for out in outs) == 1
+    ensemble = next((tmp_path / "shared" / "toy_sim2real").glob("ensemble-*/seed0-*"))
+    serial_ensemble = next((tmp_path / "serial" / "toy_sim2real").glob("ensemble-*/seed0-*"))
+    assert ensemble.name == serial_ensemble.name
+    assert len(RunDir.open(ensemble).rows()) == 1
+    assert strip(RunDir.open(ensemble)) == strip(RunDir.open(serial_ensemble))
+
+    snapshots = list((tmp_path / "shared" / "toy_sim2real" / "_warmup").glob("*.pt"))
+    assert len(snapshots) == 1 and not list(snapshots[0].parent.glob("*.claim"))
+    writer = checkpoint.load(snapshots[0])["written_by"]
+    loaded = sum(len(re.findall(r"shared source warm-up loaded", p.read_text()))
+                 for p in (tmp_path / "shared" / "toy_sim2real").glob("*/seed0-*/log.txt"))
+    assert loaded == 4 and writer.startswith("seed0-")    # 5 runs use the warm-up: one trained it, 4 loaded it
+    assert not list((tmp_path / "shared").rglob("claim.json"))
+
+
+@pytest.mark.slow
+def test_a_killed_runs_claim_is_taken_over_at_once_and_the_run_finished(write_suite, slow_plugin, tmp_path, capsys):
+    path = str(write_suite(iterations=8, eval_every=4, checkpoint_every=2, log_every=1))
+    cmd = [sys.executable, "-m", "udabench", "run", path, "--methods", "test_slow", "--methods-dir", str(slow_plugin),
+           "--results", str(tmp_path / "r")]
+    proc = subprocess.Popen(cmd, env=subprocess_env(UDABENCH_CLAIM_TIMEOUT="600"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)   # a long timeout: only the dead pid can free the run
+    rundir = plan_runs(load_suite(path), tmp_path / "r", ["test_slow"], methods_dirs=[str(slow_plugin)])[0].rundir
+    deadline = time.time() + 300
+    while not rundir.checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.kill()                                          # SIGKILL: no handler runs, the claim stays behind
+    proc.wait()
+    assert rundir.claim_file.exists() and rundir.status == "partial"
+
+    capsys.readouterr()
+    outcome = run_suite(load_suite(path), tmp_path / "r", methods=["test_slow"], methods_dirs=[str(slow_plugin)])[0]
+    out = capsys.readouterr().out
+    assert outcome.status == "trained" and "its process is gone" in out and "resuming from" in out
+    straight = run_suite(load_suite(path), tmp_path / "s", methods=["test_slow"],
+                         methods_dirs=[str(slow_plugin)])[0].spec.rundir
+    assert strip(rundir) == strip(straight) and [r["step"] for r in rundir.rows()] == [4, 8]
+    assert rundir.status == "done" and not rundir.claim_file.exists()

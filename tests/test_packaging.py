@@ -1,0 +1,73 @@
+"""A wheel carries the built-in methods and suites: installed outside the repository, run from an empty folder."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PLUGIN = '''
+from udabench import Method, register
+
+
+@register
+class LocalPlugin(Method):
+    name = "local_plugin"
+    paper = "a user's own"
+    description = "found in ./methods of the working folder"
+
+    def train_step(self, source, target, step):
+        return self.ctx.supervised_step(source)
+'''
+
+
+@pytest.mark.slow
+def test_a_wheel_installed_elsewhere_lists_and_runs_the_builtins_from_an_empty_folder(tmp_path, toy_cache):
+    source = tmp_path / "src"                          # the checkout's files only: no build/ or egg-info left here
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            (source / name).write_bytes((ROOT / name).read_bytes())
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist")],
+                   check=True, capture_output=True, timeout=600)
+    wheel = next((tmp_path / "dist").glob("udabench-*.whl"))
+    target = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True,
+                   capture_output=True, timeout=600)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target), "UDABENCH_CACHE": str(toy_cache)}
+    udabench = lambda *args: subprocess.run([str(target / "bin" / "udabench"), *args], cwd=empty, env=env,
+                                            capture_output=True, text=True, timeout=900)
+    where = subprocess.run([sys.executable, "-c", "import udabench; print(udabench.__file__)"], cwd=empty, env=env,
+                           capture_output=True, text=True)
+    assert where.stdout.startswith(str(target)), where.stdout + where.stderr   # not the checkout
+
+    methods = udabench("list", "methods")
+    listed = {line.split()[0] for line in methods.stdout.splitlines() if line and not line.startswith(" ")}
+    builtin = {name for p in (ROOT / "methods").glob("*.py")
+               for name in re.findall(r'^    name = "(\w+)"', p.read_text(), re.M)}
+    assert methods.returncode == 0 and listed == builtin and "BROKEN" not in methods.stdout
+    suites = udabench("list", "suites")
+    listed_suites = {line.split()[0] for line in suites.stdout.splitlines()}
+    assert suites.returncode == 0 and listed_suites == {p.stem for p in (ROOT / "suites").glob("*.yaml")}
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "local_plugin.py").write_text(PLUGIN)
+    assert "local_plugin" in udabench("list", "methods", "--methods-dir", str(tmp_path / "plugins")).stdout
+    (empty / "methods").mkdir()
+    (empty / "methods" / "local_plugin.py").write_text(PLUGIN)
+    assert "local_plugin" in udabench("list", "methods").stdout        # a local methods/ folder adds plugins
+
+    run = udabench("run", "toy_sim2real", "--quick")         # the embedded suite, by name
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "6 of 6 runs finished" in run.stdout and "AdvEnt+MinEnt seed 0: ensemble" in run.stdout
+    assert len(list((empty / "results" / "toy_sim2real").glob("*/seed0-*/done"))) == 7
