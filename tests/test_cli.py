@@ -4,8 +4,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from udabench.cli import main
+from udabench.engine import checkpoint
+from udabench.engine.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,15 +75,46 @@ def test_run_then_report_end_to_end(capsys, write_suite, tmp_path):
 
 
 def test_toy_suite_quick_end_to_end(capsys, tmp_path, monkeypatch):
-    """The embedded default: data generation, every default method, report — at --quick size."""
+    """The embedded default: data generation, every default method, report — at --quick size; TensorBoard
+    (the default logger here) on and off gives identical rows and weights (shown for two methods: the
+    shared warm-up's writer and an adversarial method that loads it)."""
     monkeypatch.setenv("UDABENCH_CACHE", str(tmp_path / "cache"))
-    results = tmp_path / "res"
-    code, out, err = run_cli(capsys, "run", str(ROOT / "suites" / "toy_sim2real.yaml"), "--quick",
-                             "--results", str(results))
+    results, toy = tmp_path / "res", str(ROOT / "suites" / "toy_sim2real.yaml")
+    code, out, err = run_cli(capsys, "run", toy, "--quick", "--results", str(results))
     assert code == 0, err
     assert (tmp_path / "cache").is_dir()
     code, out, _ = run_cli(capsys, "report", "--results", str(results), "--table", "--format", "md")
     assert code == 0 and "| Source-only |" in out and "| Oracle |" in out
+    code, _, err = run_cli(capsys, "run", toy, "--quick", "--results", str(tmp_path / "off"), "--methods",
+                           "source_only,advent", "--set", "train.loggers=[]")
+    assert code == 0, err
+    for method in ("source_only", "advent"):
+        (on,), (off,) = ((r / "toy_sim2real" / method).glob("seed0-*") for r in (results, tmp_path / "off"))
+        assert on.name == off.name and (on / "tb").is_dir() and not (off / "tb").exists()
+        assert stable_rows(on) == stable_rows(off)
+        weights = [checkpoint.segmenter_state(checkpoint.load(run / "checkpoints" / "last.pt")) for run in (on, off)]
+        assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.slow
+def test_toy_suite_quick_every_method_with_and_without_loggers(capsys, tmp_path, monkeypatch):
+    """All of the embedded suite (every method, the ensemble) with TensorBoard and without: identical rows."""
+    monkeypatch.setenv("UDABENCH_CACHE", str(tmp_path / "cache"))
+    toy = str(ROOT / "suites" / "toy_sim2real.yaml")
+    for results, loggers in (("on", "[tensorboard]"), ("off", "[]")):
+        code, _, err = run_cli(capsys, "run", toy, "--quick", "--results", str(tmp_path / results),
+                               "--set", f"train.loggers={loggers}")
+        assert code == 0, err
+    on = sorted((tmp_path / "on" / "toy_sim2real").glob("*/seed0-*"))
+    off = sorted((tmp_path / "off" / "toy_sim2real").glob("*/seed0-*"))
+    assert [p.relative_to(tmp_path / "on") for p in on] == [p.relative_to(tmp_path / "off") for p in off]
+    assert len(on) == 7 and all(stable_rows(a) == stable_rows(b) for a, b in zip(on, off))
+
+
+def stable_rows(run_dir: Path) -> list[dict]:
+    """A run's metrics rows without the fields that vary from one execution to the next."""
+    volatile = ("time", "step_time", "peak_mem_gb")
+    return [{k: v for k, v in r.items() if k not in volatile} for r in RunDir.open(run_dir).rows()]
 
 
 def test_a_method_file_in_a_methods_dir_is_discovered_and_runs(capsys, write_suite, tmp_path):

@@ -1,5 +1,5 @@
-"""What a run directory survives: exact resume for RNG-drawing plugins, damaged files, code-carrying pickles,
-restarts from step 0 and a full disk."""
+"""What a run directory survives: exact resume for RNG-drawing plugins (rows, weights and TensorBoard curves),
+damaged files, code-carrying pickles, restarts from step 0 and a full disk."""
 
 import errno
 import json
@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import tiny_suite_dict
+from helpers import curves, events, texts, tiny_suite_dict
 
 from udabench import Method
 from udabench.cli import main
 from udabench.config import load_suite
 from udabench.engine import checkpoint
-from udabench.engine.runner import run_suite
+from udabench.engine.runner import plan_runs, run_suite
 from udabench.registry import METHODS, register
 
 VOLATILE = ("time", "step_time", "peak_mem_gb")
@@ -76,12 +76,24 @@ def test_a_killed_rng_drawing_run_resumes_bit_exactly(noisy, uninterrupted, tmp_
     noisy.crash_at = kill_at
     with pytest.raises(KeyboardInterrupt):
         run_suite(load_suite(path), tmp_path, methods=[noisy.name])
+    killed = plan_runs(load_suite(path), tmp_path, [noisy.name])[0].rundir
+    assert [s for s, _ in curves(events(killed.path))["train/weight"]] == list(range(1, kill_at + 1))
     noisy.crash_at = None
     resumed = run_suite(load_suite(path), tmp_path, methods=[noisy.name])[0].spec.rundir
     assert rows(resumed) == rows(straight)          # losses of every row (running averages) and every score
     assert [r["step"] for r in rows(resumed)] == [3, 6]
     final = [checkpoint.segmenter_state(checkpoint.load(r.checkpoint)) for r in (straight, resumed)]
     assert all(torch.equal(final[0][k], final[1][k]) for k in final[0])
+    # the TensorBoard curves continue: each step once, none back-dated (the killed attempt's steps after its
+    # checkpoint, step 4, are purged), with the uninterrupted run's values (timings aside)
+    got, want = curves(events(resumed.path)), curves(events(straight.path))
+    assert set(got) == set(want) and {"train/weight", "lr/model", "eval/mIoU/cityscapes19"} <= set(got)
+    for tag, points in got.items():
+        assert [s for s, _ in points] == sorted({s for s, _ in points}) == [s for s, _ in want[tag]]
+        assert tag.startswith("time/") or points == want[tag]
+    assert [s for s, _ in got["train/weight"]] == [1, 2, 3, 4, 5, 6]
+    assert [e.step for e in events(resumed.path).Images("eval/panel")] == [3, 6]
+    assert texts(events(resumed.path), "stage") == [(1, "steps 1-6: test_noisy"), (5, "steps 5-6: test_noisy")]
 
 
 def write_yaml(folder, suite: dict):

@@ -1,6 +1,7 @@
 """The source warm-up is shared: every method of a seed adapts the same source-trained weights."""
 
 import pytest
+from helpers import curves, events, texts
 
 from udabench.config import load_suite
 from udabench.engine import checkpoint
@@ -33,6 +34,17 @@ def test_a_method_after_source_only_loads_its_warmup_and_matches_doing_it_itself
     first = minent_shared.spec.rundir.rows()[0]
     assert first["warmup_from"] == written_by and first["method"] == "minent"
     assert first["miou"] == shared[0].spec.rundir.rows()[0]["miou"]
+
+    # Its TensorBoard run has the loaded evaluations and its own steps; the warm-up's step curves are in the
+    # run that computed it (named in a note)
+    loaded, computed = (events(o.spec.rundir.path) for o in (minent_shared, minent_alone))
+    got, want = curves(loaded), curves(computed)
+    assert [s for s, _ in got["eval/mIoU/cityscapes19"]] == [2, 4, 6]
+    assert got["eval/mIoU/cityscapes19"] == want["eval/mIoU/cityscapes19"]
+    assert [s for s, _ in got["train/loss_seg"]] == [4, 6] and got["train/loss_seg"] == want["train/loss_seg"][1:]
+    (step, note), stage = texts(loaded, "stage")
+    assert step == 1 and f"written by run {written_by}" in note and stage == (3, "steps 3-6: MinEnt")
+    assert texts(computed, "stage") == [(1, "steps 1-2: shared source warm-up"), (3, "steps 3-6: MinEnt")]
 
 
 def test_the_warmup_key_ignores_the_method_but_not_the_schedule(write_suite, tmp_path):

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--compare", nargs=2, metavar=("A", "B"),
                      help="paired comparison of two methods (names as in `udabench list methods`): per-class "
                           "delta A - B over paired seeds with a bootstrap CI over eval images")
+    rep.add_argument("--include-running", action="store_true",
+                     help="also show unfinished runs (no 'done' marker) at their latest evaluation, as rows of their "
+                          "own marked 'unfinished' (never averaged with finished runs)")
     rep.add_argument("--suites-dir", default="suites", metavar="DIR",
                      help="where suite files with published rows (references:) are looked up by suite name "
                           "(default: ./suites)")
@@ -178,7 +181,7 @@ def cmd_report(args) -> int:
     from .analysis.records import load_records
     from .analysis.report import build_report
 
-    records = load_records(args.results, args.suite)
+    records = load_records(args.results, args.suite, args.include_running)
     text = build_report(records, args.format, args.selection, args.table, args.compare, args.suites_dir)
     if args.ccd:
         from .analysis.publish import ccd_tables

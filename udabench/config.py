@@ -17,6 +17,7 @@ import yaml
 
 from .classes import CLASS_SETS, ClassSet
 from .data.synthetic import DomainStyle, SyntheticConfig
+from .engine.loggers import default_loggers
 from .errors import ConfigError
 from .schema import (
     FOLDER_NAME,
@@ -92,6 +93,9 @@ class TrainConfig:
     device: str = setting("auto", DEVICE)         # "auto" | "cpu" | "cuda" | "cuda:N"
     amp: Literal["none", "bf16", "fp16"] = "none"
     deterministic: bool = False
+    # How a run is watched (engine/loggers.py, docs/monitoring.md), not what it computes: not part of its identity.
+    loggers: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=default_loggers)
+    panel_images: int = setting(3, at_least(0))   # target eval images in each evaluation's logged panel (0: none)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -31,13 +32,25 @@ log = logging.getLogger("udabench")
 
 REFERENCES = "references.yaml"   # results/<suite>/references.yaml: the suite's published rows and method order
 
-# Suite fields that do not define a run: adding a method or a seed must not orphan finished runs.
-NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description")
+# Suite fields (dotted) that do not define a run: adding a method or a seed must not orphan finished runs, and
+# how a run is watched (its loggers, engine/loggers.py) does not change what it computes.
+NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description", "train.loggers", "train.panel_images")
 
 
 def suite_identity(suite: Suite) -> dict:
     """The part of a run's identity that its suite gives (everything that changes what a run computes)."""
-    return {k: v for k, v in resolved_dict(suite).items() if k not in NOT_IDENTITY}
+    return without(resolved_dict(suite), NOT_IDENTITY)
+
+
+def without(tree: dict, dotted) -> dict:
+    """``tree`` without the keys named by the dotted paths ``dotted`` ("train.loggers")."""
+    out = {}
+    for key, value in tree.items():
+        if key in dotted:
+            continue
+        inner = [d.partition(".")[2] for d in dotted if d.startswith(f"{key}.")]
+        out[key] = without(value, inner) if inner and isinstance(value, dict) else value
+    return out
 
 
 def run_id(identity: dict) -> str:
@@ -109,6 +122,7 @@ class RunDir:
     config = property(lambda self: self.path / "config.yaml")
     metrics = property(lambda self: self.path / "metrics.jsonl")
     checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
+    tb_dir = property(lambda self: self.path / "tb")   # the run's TensorBoard events (engine/loggers.py)
     done_marker = property(lambda self: self.path / "done")
     failed_marker = property(lambda self: self.path / "failed")
 
@@ -135,6 +149,7 @@ class RunDir:
         self.metrics.unlink(missing_ok=True)   # rows of a discarded attempt must not join this one's
         for stale in [*self.path.glob("eval/*.npz"), *self.path.rglob("*.tmp.*")]:
             stale.unlink()
+        shutil.rmtree(self.tb_dir, ignore_errors=True)   # curves of a discarded attempt too
         atomic_write_text(self.config, yaml.safe_dump(self.identity, sort_keys=False))
         atomic_write_text(self.path / "env.json", json.dumps(env, indent=2))
 

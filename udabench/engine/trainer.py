@@ -2,7 +2,8 @@
 
 ``Trainer.run`` reads top to bottom: build the run, resume (or start), the shared source warm-up, the
 method's own steps, ``done``. Each step (``_train``): batches, zero gradients and set LRs, the step function,
-a finite-loss check, the optimizer steps, then the log line, evaluation and checkpoint at their intervals.
+a finite-loss check, the optimizer steps, then the log line, evaluation and checkpoint at their intervals. What
+the loggers are sent (curves, panels, notes) is ``monitor.py``'s; the trainer calls it at those points.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from ..config import Suite
 from ..errors import CheckpointError, NonFiniteLoss
@@ -30,6 +31,8 @@ from .checkpoint import SEGMENTER
 from .distributed import DistInfo
 from .environment import collect_env
 from .evaluate import evaluate, scores
+from .loggers import Loggers, RunInfo, open_loggers
+from .monitor import Monitor, Pace, describe_run
 from .rows import metrics_row
 from .rundir import RunDir
 from .sampling import ResumableSampler
@@ -70,12 +73,20 @@ class Trainer:
                                           self.data.source)
         self.streams = Streams({"source": self.data.source, "target": self.data.target}, spec.seed,
                                self.cfg.batch_size, self.dist, self._loader)
-        self.meter = Meter()
+        self.meter, self.pace, began = Meter(), None, time.perf_counter()
         start = self._resume()
-        start = self._warm_up(start)
-        domains = [d for d, used in (("source", spec.method.uses_source), ("target", spec.method.uses_target)) if used]
-        self._train(start, self.cfg.iterations, self._method_step, domains)
+        self.monitor = self._open_monitor(start)
+        try:
+            start = self._warm_up(start)
+            domains = [d for d, used in (("source", spec.method.uses_source), ("target", spec.method.uses_target))
+                       if used]
+            self._stage(start, self.cfg.iterations, spec.method.row_label())
+            self._train(start, self.cfg.iterations, self._method_step, domains)
+        finally:
+            self.monitor.close()
         if self.dist.is_main:
+            if self.monitor.loggers.active:
+                spec.rundir.log(self.monitor.cost(time.perf_counter() - began))
             spec.rundir.mark_done()
         return spec.rundir.rows()
 
@@ -114,6 +125,7 @@ class Trainer:
         if start == 0 and snapshot is not None and snapshot.exists():
             start = self._load_warmup(snapshot)
         if start < steps:
+            self._stage(start, steps, "shared source warm-up")
             self._train(start, steps, lambda source, target, step: self.ctx.supervised_step(source), ["source"])
             if snapshot is not None and not snapshot.exists() and self.dist.is_main:
                 state = self.ctx.state_dict()   # the segmenter only: a method's own modules are not shared
@@ -134,8 +146,11 @@ class Trainer:
         if self.dist.is_main:
             for row in state["rows"]:  # the warm-up's evaluations belong to this run's curve too
                 rundir.append_row({**row, **self._row_identity(), "warmup_from": state["written_by"]})
+                self.monitor.evaluation(row)
             rundir.log(f"steps 0-{state['step']}: shared source warm-up loaded from {path} "
                        f"(written by run {state['written_by']})")
+            self.monitor.note(1, "stage", f"steps 1-{state['step']}: shared source warm-up, loaded (written by run "
+                                          f"{state['written_by']}: its tb/ has the step curves)")
         return state["step"]
 
     def _method_step(self, source: dict | None, target: dict | None, step: int) -> dict:
@@ -147,17 +162,21 @@ class Trainer:
     def _train(self, start: int, end: int, step_fn: StepFn, domains: list[str]) -> None:
         cfg, ctx = self.cfg, self.ctx
         desc = f"{self.spec.method.name} seed {self.spec.seed}"
+        # tqdm.auto: a widget in notebooks; off where output is not a terminal (the log line has the pace there)
         bar = tqdm(range(start, end), initial=start, total=cfg.iterations, desc=desc,
                    disable=None if self.dist.is_main else True, dynamic_ncols=True, leave=False)
+        self.pace = self.pace or Pace(start, cfg.iterations)
         for step in bar:
             t0 = time.perf_counter()
             batches = {d: self._to_device(self.streams.batch(d, step)) for d in domains}
+            t1 = time.perf_counter()
             lr = ctx.start_step(step)
             logs = step_fn(batches.get("source"), batches.get("target"), step)
             logs = check_logs(logs, self.spec.method, step)
             self._check_finite(logs, step)
             ctx.finish_step()
-            self.meter.add(logs, time.perf_counter() - t0)
+            images = sum(b["image"].shape[0] for b in batches.values()) * self.dist.world_size
+            self.meter.add(logs, (t1 - t0, time.perf_counter() - t1, images))
             bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.iterations:
@@ -171,6 +190,7 @@ class Trainer:
 
     def _save(self, step: int) -> None:
         if self.dist.is_main:
+            self.monitor.flush()   # what was logged up to this checkpoint survives a kill (resume purges after it)
             checkpoint.save(self.spec.rundir.checkpoint, step=step, **self.ctx.state_dict(),
                             rng=checkpoint.rng_state(), running=self.meter.state_dict())
 
@@ -197,11 +217,12 @@ class Trainer:
                  f"lr {lr:.2e}"]
         recent = self.meter.means(last=self.cfg.log_every)
         parts += [f"{k} {v:.4f}" for k, v in recent["losses"].items()]
-        parts.append(f"{recent['step_time']:.3f}s/it")
+        parts += [f"{recent['step_time']:.3f}s/it", self.pace.line(step)]   # SLURM logs see no progress bar
         line = "  ".join(parts)
         if self.dist.is_main:
             tqdm.write(line)
             self.spec.rundir.log(line)
+            self.monitor.step(step, recent, self.ctx.slots, self.device)
 
     def _evaluate(self, step: int, lr: float) -> None:
         model, suite = self.ctx.model, self.spec.suite
@@ -211,14 +232,36 @@ class Trainer:
         if self.data.source_val is not None:
             source_val = self._score(self.data.source_val)
             extra["source_val_miou"] = scores(suite, source_val.cm, source_val.entropy)["miou"]
+        panel = self.monitor.panel(model, self.device)   # in eval mode; None on other ranks or without loggers
         model.train()
         if self.dist.is_main:
             extra["eval_file"] = self.spec.rundir.save_eval(step, result.per_image, result.names)
             means = self.meter.means()
-            self.spec.rundir.append_row(metrics_row(
+            row = metrics_row(
                 suite, seed=self.spec.seed, step=step, scores=scores(suite, result.cm, result.entropy),
                 **self._row_identity(), losses=means["losses"], lr=lr, step_time=means["step_time"],
-                peak_mem_gb=peak_memory_gb(self.device), **extra))
+                peak_mem_gb=peak_memory_gb(self.device), **extra)
+            self.spec.rundir.append_row(row)
+            self.monitor.evaluation(row, panel)
+
+    def _open_monitor(self, start: int) -> Monitor:
+        """The run's loggers (main rank only), continuing its curves after ``start`` when it resumes."""
+        spec, rundir = self.spec, self.spec.rundir
+        loggers = Loggers()
+        if self.dist.is_main and self.cfg.loggers:
+            loggers = open_loggers(self.cfg.loggers, RunInfo(rundir.tb_dir, rundir.id,
+                                                             f"{spec.method.row_label()} seed {spec.seed}",
+                                                             spec.suite.name, rundir.identity, start))
+        monitor = Monitor(loggers, self.data.eval, self.ctx.class_set, self.cfg.panel_images)
+        if start == 0:
+            warmup = self.cfg.source_warmup if spec.method.uses_source else 0
+            monitor.note(0, "run", describe_run(rundir.identity, spec.method.row_label(), warmup, self.cfg.iterations))
+        return monitor
+
+    def _stage(self, start: int, end: int, name: str) -> None:
+        """A note at the first step a phase runs in this process (after a resume: the first step not purged)."""
+        if start < end:
+            self.monitor.note(start + 1, "stage", f"steps {start + 1}-{end}: {name}")
 
     def _row_identity(self) -> dict:
         """The fields that say whose row it is (also written into the rows a loaded warm-up copies)."""
@@ -254,34 +297,51 @@ class Streams:
 
 
 class Meter:
-    """Logged losses and step times since the last evaluation; checkpointed, so a resumed run's rows are exact."""
+    """Logged losses and step timings since the last evaluation; checkpointed, so a resumed run's rows are exact.
+
+    A step's time is its data wait (batches fetched and copied to the device) plus its compute; ``images``
+    counts the images of a step over every rank.
+    """
+
+    TIMINGS = ("data_times", "compute_times", "images")
 
     def __init__(self):
         self.losses: dict[str, list[float]] = defaultdict(list)
-        self.step_times: list[float] = []
+        self.data_times: list[float] = []
+        self.compute_times: list[float] = []
+        self.images: list[int] = []
 
-    def add(self, logs: dict[str, float], seconds: float) -> None:
+    def add(self, logs: dict[str, float], timing: tuple[float, float, int]) -> None:
+        """``timing``: (data seconds, compute seconds, images) of the step."""
         for key, value in logs.items():
             self.losses[key].append(float(value))
-        self.step_times.append(seconds)
+        for name, value in zip(self.TIMINGS, timing):
+            getattr(self, name).append(value)
 
     def means(self, last: int | None = None) -> dict:
-        """Mean of every loss and of the step time, over the last ``last`` steps (all when None)."""
+        """Mean of every loss and of the timings over the last ``last`` steps (all when None); timings are
+        None before the first step."""
         window = slice(-last, None) if last else slice(None)
+        data, compute, images = (np.asarray(getattr(self, name)[window], dtype=float) for name in self.TIMINGS)
+        step, timed = data + compute, data.size > 0
         return {"losses": {k: float(np.mean(v[window])) for k, v in self.losses.items()},
-                "step_time": float(np.mean(self.step_times[window])) if self.step_times else None}
+                "step_time": float(step.mean()) if timed else None,
+                "data_time": float(data.mean()) if timed else None,
+                "images_per_s": float(images.sum() / step.sum()) if timed else None}
 
     def clear(self) -> None:
         self.losses.clear()
-        self.step_times.clear()
+        for name in self.TIMINGS:
+            getattr(self, name).clear()
 
     def state_dict(self) -> dict:
-        return {"losses": dict(self.losses), "step_times": list(self.step_times)}
+        return {"losses": dict(self.losses), **{name: list(getattr(self, name)) for name in self.TIMINGS}}
 
     def load_state_dict(self, state: dict) -> None:
         self.clear()
         self.losses.update({k: list(v) for k, v in state["losses"].items()})
-        self.step_times.extend(state["step_times"])
+        for name in self.TIMINGS:   # checkpoints of earlier versions have step_times only: timing restarts
+            getattr(self, name).extend(state.get(name, []))
 
 
 def peak_memory_gb(device: torch.device) -> float:
