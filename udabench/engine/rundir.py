@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..config import Suite, resolved_dict
+from ..config import EvalConfig, Suite, resolved_dict
 from ..data.synthetic import GENERATOR_VERSION
 from ..errors import CheckpointError, UdabenchError
 from ..io import atomic_path, atomic_write_text
@@ -37,20 +37,31 @@ REFERENCES = "references.yaml"   # results/<suite>/references.yaml: the suite's 
 NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description", "train.loggers", "train.panel_images")
 
 
+# Settings added after runs were made, as (dotted key, default): at the default they compute what those runs
+# computed (udabench's eval protocol; ImageNet input for timm backbones), so they stay out of the identity and
+# finished runs keep their ids. (A VGG-16 run from the caffe file now gets its BGR input under the same id.)
+LATER_DEFAULTS = (("eval", to_dict(EvalConfig())), ("model.input_norm", "auto"))
+
+
 def suite_identity(suite: Suite) -> dict:
     """The part of a run's identity that its suite gives (everything that changes what a run computes)."""
-    return without(resolved_dict(suite), NOT_IDENTITY)
+    identity = resolved_dict(suite)
+    for dotted in NOT_IDENTITY:
+        parent, key = _parent(identity, dotted)
+        parent.pop(key, None)
+    for dotted, default in LATER_DEFAULTS:
+        parent, key = _parent(identity, dotted)
+        if parent.get(key) == default:
+            del parent[key]
+    return identity
 
 
-def without(tree: dict, dotted) -> dict:
-    """``tree`` without the keys named by the dotted paths ``dotted`` ("train.loggers")."""
-    out = {}
-    for key, value in tree.items():
-        if key in dotted:
-            continue
-        inner = [d.partition(".")[2] for d in dotted if d.startswith(f"{key}.")]
-        out[key] = without(value, inner) if inner and isinstance(value, dict) else value
-    return out
+def _parent(tree: dict, dotted: str) -> tuple[dict, str]:
+    """The mapping of ``tree`` that holds the dotted key ``dotted`` ("train.loggers"), and the key's last part."""
+    *path, key = dotted.split(".")
+    for part in path:
+        tree = tree[part]
+    return tree, key
 
 
 def run_id(identity: dict) -> str:
@@ -221,6 +232,7 @@ class RunDir:
     def final_model(self, device):
         """The segmentation model of this finished run, built from its suite, in eval mode."""
         from ..models import build_model
+        from ..models.weights import resolve_input_norm
 
         if "method" not in self.run:
             raise UdabenchError(f"{self.path} has no model of its own (an ensemble or a released-checkpoint "
@@ -229,8 +241,9 @@ class RunDir:
             raise UdabenchError(f"{self.path} has not finished (no 'done' marker or no {self.checkpoint}); "
                                 f"finish it with `udabench run` first.")
         suite = self.suite()
-        # the checkpoint replaces every weight: the init file need not exist here
-        model = build_model(replace(suite.model, pretrained="none"), suite.class_set.num_classes)
+        # the checkpoint replaces every weight: the init file need not exist here (it may have set the input)
+        model_cfg = replace(suite.model, pretrained="none", input_norm=resolve_input_norm(suite.model))
+        model = build_model(model_cfg, suite.class_set.num_classes)
         state = checkpoint.load(self.checkpoint, "cpu", fix="Re-run this method to recreate it.")
         model.load_state_dict(checkpoint.segmenter_state(state))
         return model.to(device).eval()

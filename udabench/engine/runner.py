@@ -132,9 +132,12 @@ def write_references(suite: Suite, results, methods: list[str] | None = None) ->
     order (method names, then ensembles as their rows name them), so ``report`` needs the results folder only."""
     order = [*dict.fromkeys([*suite.method_names(), *(methods or [])]), *map(slug, suite.ensembles)]
     path = Path(results) / suite.name / REFERENCES
+    text = yaml.safe_dump({"methods": order, "references": to_dict(suite.references)}, sort_keys=False,
+                          allow_unicode=True)
+    if path.is_file() and path.read_text() == text:
+        return   # a re-run of finished runs writes nothing (the folder may be read-only by now)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, yaml.safe_dump({"methods": order, "references": to_dict(suite.references)},
-                                           sort_keys=False, allow_unicode=True))
+    atomic_write_text(path, text)
 
 
 def run_ensembles(suite: Suite, results, seeds: list[int], methods_dirs, data: SuiteData, device, say) -> None:
