@@ -11,6 +11,7 @@ from udabench.engine import checkpoint
 from udabench.engine.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
+TOY = str(ROOT / "suites" / "toy_sim2real.yaml")
 
 
 def run_cli(capsys, *argv):
@@ -75,34 +76,48 @@ def test_run_then_report_end_to_end(capsys, write_suite, tmp_path):
 
 
 def test_toy_suite_quick_end_to_end(capsys, tmp_path, monkeypatch):
-    """The embedded default: data generation, every default method, report — at --quick size; TensorBoard
-    (the default logger here) on and off gives identical rows and weights (shown for two methods: the
-    shared warm-up's writer and an adversarial method that loads it)."""
+    """The embedded default: data generation, every default method, report — at --quick size."""
     monkeypatch.setenv("UDABENCH_CACHE", str(tmp_path / "cache"))
-    results, toy = tmp_path / "res", str(ROOT / "suites" / "toy_sim2real.yaml")
-    code, out, err = run_cli(capsys, "run", toy, "--quick", "--results", str(results))
+    results = tmp_path / "res"
+    code, out, err = run_cli(capsys, "run", TOY, "--quick", "--results", str(results))
     assert code == 0, err
     assert (tmp_path / "cache").is_dir()
     code, out, _ = run_cli(capsys, "report", "--results", str(results), "--table", "--format", "md")
     assert code == 0 and "| Source-only |" in out and "| Oracle |" in out
-    code, _, err = run_cli(capsys, "run", toy, "--quick", "--results", str(tmp_path / "off"), "--methods",
-                           "source_only,advent", "--set", "train.loggers=[]")
-    assert code == 0, err
+
+
+def test_toy_suite_quick_gives_identical_results_with_and_without_tensorboard(capsys, tmp_path, monkeypatch):
+    """TensorBoard (the default where installed) on and off: identical rows and weights, shown for the shared
+    warm-up's writer and an adversarial method that loads it; `tensorboard --logdir results/<suite>` lists one
+    run per run directory, named by method and run id."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing import plugin_event_multiplexer
+
+    monkeypatch.setenv("UDABENCH_CACHE", str(tmp_path / "cache"))
+    for results, loggers in (("on", "[tensorboard]"), ("off", "[]")):
+        code, _, err = run_cli(capsys, "run", TOY, "--quick", "--results", str(tmp_path / results),
+                               "--methods", "source_only,advent", "--set", f"train.loggers={loggers}")
+        assert code == 0, err
+    names = []
     for method in ("source_only", "advent"):
-        (on,), (off,) = ((r / "toy_sim2real" / method).glob("seed0-*") for r in (results, tmp_path / "off"))
+        (on,), (off,) = ((tmp_path / r / "toy_sim2real" / method).glob("seed0-*") for r in ("on", "off"))
         assert on.name == off.name and (on / "tb").is_dir() and not (off / "tb").exists()
         assert stable_rows(on) == stable_rows(off)
         weights = [checkpoint.segmenter_state(checkpoint.load(run / "checkpoints" / "last.pt")) for run in (on, off)]
         assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+        names.append(f"{method}/{on.name}/tb")
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()   # what `tensorboard --logdir` lists
+    runs = multiplexer.AddRunsFromDirectory(str(tmp_path / "on" / "toy_sim2real")).Runs()
+    assert sorted(runs) == sorted(names)
 
 
 @pytest.mark.slow
 def test_toy_suite_quick_every_method_with_and_without_loggers(capsys, tmp_path, monkeypatch):
     """All of the embedded suite (every method, the ensemble) with TensorBoard and without: identical rows."""
+    pytest.importorskip("tensorboard")
     monkeypatch.setenv("UDABENCH_CACHE", str(tmp_path / "cache"))
-    toy = str(ROOT / "suites" / "toy_sim2real.yaml")
     for results, loggers in (("on", "[tensorboard]"), ("off", "[]")):
-        code, _, err = run_cli(capsys, "run", toy, "--quick", "--results", str(tmp_path / results),
+        code, _, err = run_cli(capsys, "run", TOY, "--quick", "--results", str(tmp_path / results),
                                "--set", f"train.loggers={loggers}")
         assert code == 0, err
     on = sorted((tmp_path / "on" / "toy_sim2real").glob("*/seed0-*"))

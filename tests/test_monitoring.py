@@ -7,9 +7,13 @@ evaluations (test_shared_warmup.py), the embedded suite's metrics with and witho
 
 import importlib.machinery
 import io
+import os
+import subprocess
 import sys
+import textwrap
 import types
 import typing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +30,7 @@ from udabench.engine.runner import build_data, plan_runs, run_suite
 from udabench.errors import ConfigError
 
 TIMING_TAGS = ("time/step_s", "time/data_s", "time/images_per_s")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def write(folder, suite: dict):
@@ -51,9 +56,35 @@ def test_logger_settings_are_not_part_of_a_run_identity(write_suite, tmp_path):
 def test_the_schema_offers_every_backend_and_defaults_to_tensorboard_where_importable(monkeypatch):
     choices = typing.get_args(typing.get_args(typing.get_type_hints(TrainConfig)["loggers"])[0])
     assert set(choices) == set(PACKAGES) == {"tensorboard", "wandb", "mlflow"}
-    assert TrainConfig().loggers == ["tensorboard"]                   # installed here (the dev extra)
+    monkeypatch.setitem(sys.modules, "tensorboard", fake_module("tensorboard"))   # importable
+    assert TrainConfig().loggers == ["tensorboard"]
     monkeypatch.setitem(sys.modules, "tensorboard", None)             # import tensorboard now fails
-    assert default_loggers() == []
+    assert TrainConfig().loggers == [] and default_loggers() == []
+
+
+def test_without_tensorboard_every_module_imports_and_naming_it_is_a_clear_error():
+    """tensorboard is an optional extra: in a process where it cannot be imported (as where it is not
+    installed), every udabench module imports, no logger is the default, and asking for it is a ConfigError."""
+    script = textwrap.dedent("""
+        import importlib, pkgutil, sys
+        sys.modules["tensorboard"] = None                 # `import tensorboard` fails, find_spec finds nothing
+        import udabench
+        for module in pkgutil.walk_packages(udabench.__path__, "udabench."):
+            importlib.import_module(module.name)
+        from udabench.config import TrainConfig
+        from udabench.engine.loggers import check_loggers
+        from udabench.errors import ConfigError
+        assert TrainConfig().loggers == [], TrainConfig().loggers
+        try:
+            check_loggers(["tensorboard"], "suite.yaml")
+        except ConfigError as exc:
+            print(exc)
+        assert "torch.utils.tensorboard" not in sys.modules
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert "train.loggers names 'tensorboard'" in done.stdout and "pip install 'udabench[tracking]'" in done.stdout
 
 
 def test_a_named_logger_without_its_package_stops_the_suite_before_training(write_suite, tmp_path, monkeypatch):
@@ -67,8 +98,11 @@ def test_a_named_logger_without_its_package_stops_the_suite_before_training(writ
 
 @pytest.fixture(scope="module")
 def advent_run(tmp_path_factory, tiny_data):
-    """AdvEnt (a method with modules of its own) on the tiny suite, with the default loggers (TensorBoard)."""
+    """AdvEnt (a method with modules of its own) on the tiny suite, with the default loggers (TensorBoard),
+    scoring a subset class set besides the 19 classes."""
+    pytest.importorskip("tensorboard")
     suite = tiny_suite_dict(tiny_data, iterations=4, eval_every=2, checkpoint_every=2, log_every=2)
+    suite["eval_class_sets"] = ["synthia13"]
     return run_suite(load_suite(write(tmp_path_factory.mktemp("suite"), suite)), tmp_path_factory.mktemp("res"),
                      methods=["advent"])[0].spec.rundir
 
@@ -100,7 +134,10 @@ def test_event_files_hold_every_curve_at_its_steps(advent_run):
         assert rate * step_s == pytest.approx(4, rel=1e-5)
     assert not any(t.startswith("memory/") for t in got)          # GPU memory: CUDA only
     # every evaluation: mIoU of each class set, per-class IoU, target entropy
-    assert got["eval/mIoU/cityscapes19"] == [(s, pytest.approx(rows[s]["miou"], rel=1e-6)) for s in (2, 4)]
+    assert set(rows[4]["class_sets"]) == {"cityscapes19", "synthia13"}
+    for name in rows[4]["class_sets"]:
+        assert got[f"eval/mIoU/{name}"] == [(s, pytest.approx(rows[s]["class_sets"][name]["miou"], rel=1e-6))
+                                            for s in (2, 4)]
     assert got["eval/target_entropy"] == [(s, pytest.approx(rows[s]["target_entropy"], rel=1e-6)) for s in (2, 4)]
     for name in CLASS_SETS["cityscapes19"].names:
         expected = [(s, pytest.approx(rows[s]["class_sets"]["cityscapes19"]["iou"][name], rel=1e-6)) for s in (2, 4)

@@ -200,19 +200,23 @@ def cmd_eval(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .analysis.records import load_records
+    from .analysis.records import UNFINISHED, load_records
     from .analysis.report import build_report
 
     records = load_records(args.results, args.suite, args.include_running)
     text = build_report(records, args.format, args.selection, args.table, args.compare, args.suites_dir)
+    finished = records[records["kind"] != UNFINISHED]   # CCD, figures and the page: finished runs only
+    if (args.ccd or args.figures or args.html) and finished.empty:
+        raise UdabenchError(f"--ccd, --figures and --html need finished runs; {args.results} has unfinished ones "
+                            f"only (--include-running shows them in the tables).")
     if args.ccd:
         from .analysis.publish import ccd_tables
 
-        text += "\n" + "\n".join(ccd_tables(args.results, records, args.format, args.ccd_samples, args.device))
+        text += "\n" + "\n".join(ccd_tables(args.results, finished, args.format, args.ccd_samples, args.device))
     if args.figures or args.html:
         from .analysis.publish import publish
 
-        written = publish(args.results, records, args.selection, args.suites_dir, html=args.html, ccd=args.ccd,
+        written = publish(args.results, finished, args.selection, args.suites_dir, html=args.html, ccd=args.ccd,
                           samples_per_class=args.ccd_samples, device=args.device)
         folders = sorted({str(p.parent) for p in written})
         print(f"{len(written)} files written to {', '.join(folders)}", file=sys.stderr)

@@ -31,9 +31,10 @@ def load_records(results: str | Path, suite: str | None = None, include_running:
     ``include_running``, also the latest evaluation of every unfinished run, as kind ``unfinished``.
 
     Adds ``run_status`` (``RunDir.status``), ``run_dir`` (where the row's saved artefacts, e.g. its
-    ``eval_file``, are found), ``suite_dir`` (``results/<suite>``), ``eval_target`` (the eval dataset of ``protocol["eval"]``, "" when rows do not
-    record it), which keeps apart the cities of a cross-city suite, and the table row of the run's
-    configuration (``configurations.describe``: ``config``, ``suite_key``, ``label``, ``row_order``).
+    ``eval_file``, are found), ``suite_dir`` (``results/<suite>``), ``eval_target`` (the eval dataset of
+    ``protocol["eval"]``, "" when rows do not record it), which keeps apart the cities of a cross-city suite,
+    and the table row of the run's configuration (``configurations.describe``: ``config``, ``suite_key``,
+    ``label``, ``row_order``).
     """
     results = Path(results)
     if not results.is_dir():

@@ -123,7 +123,7 @@ STATUS = {"partial": "in progress or interrupted", "failed": "failed", "new": "n
 
 
 def _unfinished_notes(group: pd.DataFrame) -> list[str]:
-    runs = group[group["kind"] == UNFINISHED]
+    runs = group[group["kind"] == UNFINISHED].sort_values(["row_order", "seed"])
     if runs.empty:
         return []
     which = "; ".join(f"{r.label} seed {r.seed}: step {r.step} of {r.iterations}, "

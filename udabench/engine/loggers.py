@@ -22,6 +22,7 @@ from __future__ import annotations
 import html
 import importlib.util
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,8 @@ class TensorBoard(Logger):
     def __init__(self, run: RunInfo):
         from torch.utils.tensorboard import SummaryWriter
 
+        if run.start:
+            _sort_after_existing_files(run.log_dir)
         # events from purge_step on, of an attempt killed after its checkpoint, are dropped by the reader
         self.writer = SummaryWriter(str(run.log_dir), purge_step=run.start + 1 if run.start else None)
 
@@ -104,6 +107,19 @@ class TensorBoard(Logger):
 
     def close(self):
         self.writer.close()
+
+
+def _sort_after_existing_files(log_dir: Path) -> None:
+    """Wait, if need be, until the clock is a second past the creation of every event file in ``log_dir``.
+
+    TensorBoard reads a run's event files in name order, and a name starts with its creation second, then host,
+    process id and a counter: the purge of a resumed attempt applies only if its file sorts after the killed
+    attempt's. Only a resume within the second of the kill (in one process, as in tests) waits, at most 1 s.
+    """
+    stamps = [int(m[1]) for p in log_dir.glob("events.out.tfevents.*")
+              if (m := re.match(r"events\.out\.tfevents\.(\d+)\.", p.name))]
+    if stamps and time.time() < max(stamps) + 1:
+        time.sleep(max(stamps) + 1 - time.time())
 
 
 class WandB(Logger):

@@ -144,13 +144,14 @@ class Trainer:
                                   f"({str(exc).splitlines()[0]}). {fix}") from None
         rundir = self.spec.rundir
         if self.dist.is_main:
+            # the note first: W&B drops points below its last step
+            self.monitor.note(1, "stage", f"steps 1-{state['step']}: shared source warm-up, loaded (written by run "
+                                          f"{state['written_by']}: its tb/ has the step curves)")
             for row in state["rows"]:  # the warm-up's evaluations belong to this run's curve too
                 rundir.append_row({**row, **self._row_identity(), "warmup_from": state["written_by"]})
                 self.monitor.evaluation(row)
             rundir.log(f"steps 0-{state['step']}: shared source warm-up loaded from {path} "
                        f"(written by run {state['written_by']})")
-            self.monitor.note(1, "stage", f"steps 1-{state['step']}: shared source warm-up, loaded (written by run "
-                                          f"{state['written_by']}: its tb/ has the step curves)")
         return state["step"]
 
     def _method_step(self, source: dict | None, target: dict | None, step: int) -> dict:
