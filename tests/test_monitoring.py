@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from helpers import curves, events, texts, tiny_suite_dict
 from PIL import Image
@@ -25,7 +26,7 @@ from udabench.classes import CLASS_SETS
 from udabench.config import TrainConfig, load_suite
 from udabench.engine import checkpoint
 from udabench.engine.loggers import PACKAGES, RunInfo, default_loggers, open_loggers
-from udabench.engine.monitor import Pace, duration
+from udabench.engine.monitor import Pace, duration, step_scalars
 from udabench.engine.runner import build_data, plan_runs, run_suite
 from udabench.errors import ConfigError
 
@@ -70,7 +71,8 @@ def test_without_tensorboard_every_module_imports_and_naming_it_is_a_clear_error
         sys.modules["tensorboard"] = None                 # `import tensorboard` fails, find_spec finds nothing
         import udabench
         for module in pkgutil.walk_packages(udabench.__path__, "udabench."):
-            importlib.import_module(module.name)
+            if not module.name.endswith("__main__"):      # that one runs the command line
+                importlib.import_module(module.name)
         from udabench.config import TrainConfig
         from udabench.engine.loggers import check_loggers
         from udabench.errors import ConfigError
@@ -290,3 +292,14 @@ def test_wandb_and_mlflow_get_the_same_curves_through_one_interface(write_suite,
     again = open_loggers(["mlflow", "wandb"], RunInfo(rundir.tb_dir, rundir.id, "x", "tiny", rundir.identity, 4))
     assert again.backends[0].run_id == mlflow_id and len(fake_mlflow) == 1
     assert fake_wandb[-1] == ("init", fake_wandb[0][1] | {"name": "x"})
+
+
+def test_gpu_memory_is_logged_on_cuda_devices(monkeypatch):
+    """Allocated and peak allocated memory in GiB, from torch.cuda's counters (faked: no GPU here)."""
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 3 * 2**30)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 5 * 2**29)
+    means = {"losses": {"loss_seg": 1.0}, "step_time": 0.5, "data_time": 0.1, "images_per_s": 8.0}
+    logged = step_scalars(means, {}, torch.device("cuda", 0))
+    assert logged["memory/gpu_gb"] == 3.0 and logged["memory/gpu_peak_gb"] == 2.5
+    assert logged["train/loss_seg"] == 1.0 and logged["time/data_s"] == 0.1
+    assert not any(tag.startswith("memory/") for tag in step_scalars(means, {}, torch.device("cpu")))

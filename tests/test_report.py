@@ -101,7 +101,6 @@ def test_include_running_adds_unfinished_runs_at_their_latest_evaluation_as_rows
     marked as such; the finished rows, their means, gains and best-in-column marks are those without it."""
     write_run(results, "minent", "MinEnt", 2, [(5, [20.0, 20.0]), (8, [30.0, 10.0])], done=False)
     (partial,) = (results / "toy" / "source_only").glob("seed1-*")
-    (partial / "checkpoints").mkdir()
     (partial / "checkpoints" / "last.pt").touch()             # in progress (or killed) after a checkpoint
     finished = per_class_table(select_last(load_records(results)), "cityscapes19")
     records = load_records(results, include_running=True)

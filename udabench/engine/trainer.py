@@ -248,12 +248,13 @@ class Trainer:
     def _open_monitor(self, start: int) -> Monitor:
         """The run's loggers (main rank only), continuing its curves after ``start`` when it resumes."""
         spec, rundir = self.spec, self.spec.rundir
-        loggers = Loggers()
+        loggers, opening = Loggers(), time.perf_counter()
         if self.dist.is_main and self.cfg.loggers:
             loggers = open_loggers(self.cfg.loggers, RunInfo(rundir.tb_dir, rundir.id,
                                                              f"{spec.method.row_label()} seed {spec.seed}",
                                                              spec.suite.name, rundir.identity, start))
         monitor = Monitor(loggers, self.data.eval, self.ctx.class_set, self.cfg.panel_images)
+        monitor.seconds = time.perf_counter() - opening   # opening them (imports included) is part of their cost
         if start == 0:
             warmup = self.cfg.source_warmup if spec.method.uses_source else 0
             monitor.note(0, "run", describe_run(rundir.identity, spec.method.row_label(), warmup, self.cfg.iterations))
