@@ -207,6 +207,15 @@ def test_loader_speed_prepared_gta5_size_image(tmp_path, monkeypatch, benchmark,
     assert isinstance(ds, PreparedDataset) and item["image"].shape == (3, 720, 1280)
 
 
+def test_label_remap_speed_gta5_frame(tmp_path, benchmark, loader_worker):
+    """The id -> train id table applied to one full GTA5 label frame (1914×1052), checked pixel by pixel."""
+    root = write_gta5(tmp_path / "GTA5", 1, h=1052, w=1914)
+    decoder = get_dataset("gta5", root, "all").decoder
+    ids = read_label_ids(root / "labels" / "00001.png")
+    train_ids = benchmark(decoder.lut.__getitem__, ids)
+    np.testing.assert_array_equal(train_ids, expected_train_ids(ids, CITYSCAPES_TO_19))
+
+
 def test_items_hold_the_rgb_values_exactly():
     """The pipeline hands the model RGB 0-255; the model normalises (tests/test_weights.py)."""
     rgb = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)

@@ -52,5 +52,23 @@ def test_confusion_matrix_speed(benchmark):
     g = torch.Generator().manual_seed(0)
     label = torch.randint(0, 19, (1, 1024, 2048), generator=g)
     pred = torch.randint(0, 19, (1, 1024, 2048), generator=g)
+    label[:, :100] = 255                                     # ignored pixels are left out
     cm = benchmark(confusion_matrix, pred, label, 19)
-    assert cm.sum() == label.numel()
+    keep = label != 255
+    pairs, counts = np.unique(np.stack([label[keep].numpy(), pred[keep].numpy()]), axis=1, return_counts=True)
+    expected = np.zeros((19, 19), dtype=np.int64)
+    expected[pairs[0], pairs[1]] = counts                    # an independent count: unique (label, pred) pairs
+    np.testing.assert_array_equal(cm.numpy(), expected)
+
+
+def test_per_image_confusion_speed(benchmark):
+    """Hot path of every evaluation: a batch of 4 full-resolution maps, one matrix per image."""
+    from udabench.metrics import per_image_confusion
+
+    g = torch.Generator().manual_seed(1)
+    label = torch.randint(0, 20, (4, 1024, 2048), generator=g)
+    label[label == 19] = 255
+    pred = torch.randint(0, 19, (4, 1024, 2048), generator=g)
+    cms = benchmark(per_image_confusion, pred, label, 19)
+    for i in range(4):
+        assert torch.equal(cms[i], confusion_matrix(pred[i], label[i], 19))

@@ -30,7 +30,7 @@ from udabench.engine.monitor import Pace, duration, step_scalars
 from udabench.engine.runner import build_data, plan_runs, run_suite
 from udabench.errors import ConfigError
 
-TIMING_TAGS = ("time/step_s", "time/data_s", "time/images_per_s")
+TIMING_TAGS = ("time/step_s", "time/data_s", "time/compute_s", "time/images_per_s")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -298,7 +298,8 @@ def test_gpu_memory_is_logged_on_cuda_devices(monkeypatch):
     """Allocated and peak allocated memory in GiB, from torch.cuda's counters (faked: no GPU here)."""
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 3 * 2**30)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 5 * 2**29)
-    means = {"losses": {"loss_seg": 1.0}, "step_time": 0.5, "data_time": 0.1, "images_per_s": 8.0}
+    means = {"losses": {"loss_seg": 1.0}, "step_time": 0.5, "data_time": 0.1, "compute_time": 0.4,
+             "images_per_s": 8.0}
     logged = step_scalars(means, {}, torch.device("cuda", 0))
     assert logged["memory/gpu_gb"] == 3.0 and logged["memory/gpu_peak_gb"] == 2.5
     assert logged["train/loss_seg"] == 1.0 and logged["time/data_s"] == 0.1

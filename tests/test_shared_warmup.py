@@ -6,9 +6,10 @@ from helpers import curves, events, texts, tiny_suite_dict
 
 from udabench.config import load_suite
 from udabench.engine import checkpoint
+from udabench.engine.rows import TIMING_FIELDS
 from udabench.engine.runner import run_suite
 
-VOLATILE = ("time", "step_time", "peak_mem_gb", "run_id", "warmup_from")
+VOLATILE = ("time", *TIMING_FIELDS, "run_id", "warmup_from")
 
 
 def rows(outcome):

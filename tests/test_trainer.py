@@ -7,6 +7,7 @@ import torch
 from udabench import Method, register
 from udabench.config import load_suite
 from udabench.engine import checkpoint
+from udabench.engine.rows import TIMING_FIELDS
 from udabench.engine.runner import build_data, plan_runs, run_suite
 from udabench.losses import entropy_map
 
@@ -203,6 +204,6 @@ def test_source_warmup_then_same_target_batches_as_without_skipping(write_suite,
     assert straight[0].status == "skipped"
     resumed_rows = next((tmp_path / "r").glob("tiny/test_recorder/*")).joinpath("metrics.jsonl").read_text()
     straight_rows = straight[0].spec.rundir.metrics.read_text()
-    strip = lambda text: [{k: v for k, v in json.loads(l).items() if k not in ("time", "step_time", "peak_mem_gb")}
+    strip = lambda text: [{k: v for k, v in json.loads(l).items() if k not in ("time", *TIMING_FIELDS)}
                           for l in text.splitlines()]
     assert strip(resumed_rows) == strip(straight_rows)

@@ -1,4 +1,4 @@
-"""``udabench run | eval | report | list | data check | data prepare | viz`` — the command line.
+"""``udabench run | eval | report | bench | list | data check | data prepare | viz`` — the command line.
 
 Bad input ends with one clear paragraph on stderr and exit code 2 (``--debug`` shows the traceback);
 a run that fails mid-way is marked ``failed``, the others go on, and the exit code is 1.
@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(and a figure with --figures); cached in each run directory")
     rep.add_argument("--ccd-samples", type=int, default=2000, metavar="N",
                      help="CCD feature budget: at most N feature cells per class and domain (default: 2000)")
+    rep.add_argument("--speed", action="store_true",
+                     help="a table per suite of what the steps cost: step time split into data wait and compute, "
+                          "images/s, counted FLOPs per step, TFLOP/s, peak memory")
     rep.add_argument("--figures", action="store_true",
                      help="write seaborn figures (PNG + PDF) to RESULTS/<suite>/figures/")
     rep.add_argument("--html", action="store_true",
@@ -127,6 +130,38 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--device", default="cpu", type=_device,
                      help="device for CCD features and prediction panels (default: cpu)")
     rep.set_defaults(func=cmd_report)
+
+    ben = sub.add_parser("bench", parents=[common], help="time a suite's training steps and evaluation",
+                         description="Build the suite's model and methods at the suite's sizes, warm up, time "
+                                     "training steps (ctx.start_step -> train_step -> ctx.finish_step, device "
+                                     "synchronised) and an evaluation pass, per method and setting: ms/step, "
+                                     "images/s, peak memory, counted FLOPs per step, achieved TFLOP/s and its "
+                                     "share of the device's dense matmul rate in the same precision, measured "
+                                     "in the same run (the floor ratio). See docs/speed.md.")
+    ben.add_argument("suite", help="suite YAML file, e.g. suites/toy_sim2real.yaml")
+    ben.add_argument("--methods", type=_csv, help="comma-separated methods (default: the suite's, plus the oracle)")
+    ben.add_argument("--precision", type=_csv, default=["fp32"], metavar="P,...",
+                     help="comma-separated precisions: fp32, bf16, fp16 (train.amp; default: fp32)")
+    ben.add_argument("--channels-last", action="store_true", help="every setting with model.channels_last")
+    ben.add_argument("--compile", action="store_true", help="every setting with train.compile (torch.compile)")
+    ben.add_argument("--iterations", type=int, default=10, metavar="N", help="timed steps per row (default: 10)")
+    ben.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed steps first (default: 3)")
+    ben.add_argument("--data", choices=("synthetic", "suite"), default="synthetic",
+                     help="synthetic: random images and labels at the suite's sizes, no dataset read (default); "
+                          "suite: the suite's first batches")
+    ben.add_argument("--eval-images", type=int, default=50, metavar="N",
+                     help="images in the timed evaluation pass, 0 for none (default: 50)")
+    ben.add_argument("--eval-label-size", type=_size, metavar="WxH",
+                     help="synthetic eval label size (default: the eval dataset's native size, e.g. 2048x1024 "
+                          "for Cityscapes)")
+    ben.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a suite key, as for `udabench run` (repeatable)")
+    ben.add_argument("--device", type=_device, help="auto | cpu | cuda | cuda:N (default: the suite's train.device)")
+    ben.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    ben.add_argument("--floor-size", type=int, metavar="N",
+                     help="matrix size of the matmul floor probe (default: 8192 on CUDA, 1024 on a CPU)")
+    ben.add_argument("--json", action="store_true", help="print the results as JSON")
+    ben.set_defaults(func=cmd_bench)
 
     lst = sub.add_parser("list", parents=[common], help="list methods, suites or backbones")
     lst.add_argument("what", choices=("methods", "suites", "backbones"))
@@ -205,14 +240,18 @@ def cmd_report(args) -> int:
 
     records = load_records(args.results, args.suite, args.include_running)
     text = build_report(records, args.format, args.selection, args.table, args.compare, args.suites_dir)
-    finished = records[records["kind"] != UNFINISHED]   # CCD, figures and the page: finished runs only
-    if (args.ccd or args.figures or args.html) and finished.empty:
-        raise UdabenchError(f"--ccd, --figures and --html need finished runs; {args.results} has unfinished ones "
-                            f"only (--include-running shows them in the tables).")
+    finished = records[records["kind"] != UNFINISHED]   # CCD, speed, figures, the page: finished runs only
+    if (args.ccd or args.speed or args.figures or args.html) and finished.empty:
+        raise UdabenchError(f"--ccd, --speed, --figures and --html need finished runs; {args.results} has "
+                            f"unfinished ones only (--include-running shows them in the tables).")
     if args.ccd:
         from .analysis.publish import ccd_tables
 
         text += "\n" + "\n".join(ccd_tables(args.results, finished, args.format, args.ccd_samples, args.device))
+    if args.speed:
+        from .analysis.speed import speed_tables
+
+        text += "\n" + "\n".join(speed_tables(finished, args.format))
     if args.figures or args.html:
         from .analysis.publish import publish
 
@@ -226,6 +265,12 @@ def cmd_report(args) -> int:
     else:
         print(text, end="")
     return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench.command import run
+
+    return run(args)
 
 
 def cmd_list(args) -> int:
@@ -309,6 +354,16 @@ def _device(text: str) -> str:
     if not DEVICE.ok(text):
         raise argparse.ArgumentTypeError(f"must be {DEVICE.expected}, got {text!r}")
     return text
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+        if width < 1 or height < 1:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels, e.g. 2048x1024, got {text!r}") from None
+    return width, height
 
 
 def _csv_int(text: str) -> list[int]:

@@ -102,6 +102,7 @@ class TrainConfig:
     log_every: int = setting(50, at_least(1))
     device: str = setting("auto", DEVICE)         # "auto" | "cpu" | "cuda" | "cuda:N"
     amp: Literal["none", "bf16", "fp16"] = "none"
+    compile: bool = False                     # torch.compile the segmenter and the methods' modules
     deterministic: bool = False
     # How a run is watched (engine/loggers.py, docs/monitoring.md), not what it computes: not part of its identity.
     loggers: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=default_loggers)

@@ -83,7 +83,7 @@ class MethodContext:
                         **optim_kwargs) -> nn.Module:
         if name in self.slots:
             raise ValueError(f"a module named {name!r} is already registered")
-        module.to(self.device)
+        self._compile(module.to(self.device))
         params = [p for p in module.parameters() if p.requires_grad]
         if optimizer is None:
             module.requires_grad_(False)
@@ -100,6 +100,7 @@ class MethodContext:
     # -- used by the trainer ---------------------------------------------------------------------
     def register_segmenter(self, backbone_params, head_params) -> None:
         cfg = self._train_cfg
+        self._compile(self.model)
         groups = [{"params": backbone_params, "lr": cfg.lr},
                   {"params": head_params, "lr": cfg.lr * cfg.head_lr_mult}]
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -123,6 +124,12 @@ class MethodContext:
                 slot.optimizer.step()
         if self.scaler:
             self.scaler.update()
+
+    def _compile(self, module: nn.Module) -> None:
+        """``train.compile``: the module's forward is compiled in place (``nn.Module.compile``), so plugins,
+        checkpoints and state dicts see the same object and parameter names."""
+        if self._train_cfg.compile:
+            module.compile()
 
     def _trained(self) -> list[Slot]:
         return [s for s in self.slots.values() if s.optimizer is not None]

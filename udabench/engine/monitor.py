@@ -2,7 +2,8 @@
 
 Every ``train.log_every`` steps: each loss term (``train/<name>``, means over those steps), the learning rate of
 every registered module (``lr/<slot>``, ``lr/<slot>/group<i>`` for further parameter groups), step and data-wait
-time (``time/step_s``, ``time/data_s``), ``time/images_per_s``, and on CUDA the allocated and peak GPU memory
+time (``time/step_s``, ``time/data_s``, ``time/compute_s``; the first step of a phase is not timed, as in the
+rows), ``time/images_per_s``, and on CUDA the allocated and peak GPU memory
 (``memory/gpu_gb``, ``memory/gpu_peak_gb``). At every evaluation, from its metrics row: the mIoU of every class
 set (``eval/mIoU/<set>``), the IoU of every class (``iou/<class>``), the mean target prediction entropy
 (``eval/target_entropy``) and, when the suite has one, the source-val mIoU; and a panel (``eval/panel``) of a
@@ -98,7 +99,7 @@ def step_scalars(means: dict, slots: dict, device: torch.device) -> dict[str, fl
             for i, group in enumerate(slot.optimizer.param_groups):
                 out[f"lr/{slot.name}" + (f"/group{i}" if i else "")] = group["lr"]
     timings = {"time/step_s": means["step_time"], "time/data_s": means["data_time"],
-               "time/images_per_s": means["images_per_s"]}
+               "time/compute_s": means["compute_time"], "time/images_per_s": means["images_per_s"]}
     out |= {tag: value for tag, value in timings.items() if value is not None}
     if device.type == "cuda":
         out["memory/gpu_gb"] = torch.cuda.memory_allocated(device) / 2**30

@@ -17,6 +17,8 @@ from ..config import Suite
 from ..models.weights import resolve_input_norm
 
 KINDS = ("measured", "released", "paper")
+# Measured times and memory of a row: they differ between two runs that are otherwise identical.
+TIMING_FIELDS = ("step_time", "data_time", "compute_time", "images_per_s", "peak_mem_gb")
 
 
 def metrics_row(suite: Suite, *, method: str, method_label: str, role: str, seed: int, run_id: str, step: int,
@@ -38,7 +40,8 @@ def protocol(suite: Suite, seed: int) -> dict:
         "source": f"{d.source.dataset}/{d.source.split}", "target": f"{d.target.dataset}/{d.target.split}",
         "source_size": _size(d.source.size), "target_size": _size(d.target.size),
         **eval_protocol(suite), "iterations": t.iterations, "source_warmup": t.source_warmup,
-        "batch_size": t.batch_size, "amp": t.amp, "seed": seed,
+        "batch_size": t.batch_size, "amp": t.amp, "channels_last": m.channels_last,
+        "compile": t.compile, "seed": seed,
     }
 
 

@@ -40,7 +40,7 @@ NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description", "train
 # Settings added after runs were made, as (dotted key, default): at the default they compute what those runs
 # computed (udabench's eval protocol; ImageNet input for timm backbones), so they stay out of the identity and
 # finished runs keep their ids. (A VGG-16 run from the caffe file now gets its BGR input under the same id.)
-LATER_DEFAULTS = (("eval", to_dict(EvalConfig())), ("model.input_norm", "auto"))
+LATER_DEFAULTS = (("eval", to_dict(EvalConfig())), ("model.input_norm", "auto"), ("train.compile", False))
 
 
 def suite_identity(suite: Suite) -> dict:

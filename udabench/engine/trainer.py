@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-import resource
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from .monitor import Monitor, Pace, describe_run
 from .rows import metrics_row
 from .rundir import RunDir
 from .sampling import ResumableSampler
+from .speed import count_flops, peak_memory_gb, reset_peak_memory, synchronize
 
 
 @dataclass
@@ -65,6 +65,7 @@ class Trainer:
     def __init__(self, spec: RunSpec, data: SuiteData, device: torch.device, dist: DistInfo = DistInfo()):
         self.spec, self.data, self.device, self.dist = spec, data, device, dist
         self.cfg = spec.suite.train
+        self._eval_loaders: dict[int, DataLoader] = {}
 
     def run(self) -> list[dict]:
         spec = self.spec
@@ -74,6 +75,7 @@ class Trainer:
         self.streams = Streams({"source": self.data.source, "target": self.data.target}, spec.seed,
                                self.cfg.batch_size, self.dist, self._loader)
         self.meter, self.pace, began = Meter(), None, time.perf_counter()
+        reset_peak_memory(self.device)
         start = self._resume()
         self.monitor = self._open_monitor(start)
         try:
@@ -161,6 +163,8 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------
     def _train(self, start: int, end: int, step_fn: StepFn, domains: list[str]) -> None:
+        """The first step of a phase is FLOP-counted and left out of the timings (worker start-up,
+        autotuning and compilation make it an outlier anyway)."""
         cfg, ctx = self.cfg, self.ctx
         desc = f"{self.spec.method.name} seed {self.spec.seed}"
         # tqdm.auto: a widget in notebooks; off where output is not a terminal (the log line has the pace there)
@@ -172,12 +176,17 @@ class Trainer:
             batches = {d: self._to_device(self.streams.batch(d, step)) for d in domains}
             t1 = time.perf_counter()
             lr = ctx.start_step(step)
-            logs = step_fn(batches.get("source"), batches.get("target"), step)
+            run_step = lambda: step_fn(batches.get("source"), batches.get("target"), step)
+            if step == start:
+                logs, self.flops_per_step = count_flops(run_step)
+            else:
+                logs = run_step()
             logs = check_logs(logs, self.spec.method, step)
             self._check_finite(logs, step)
             ctx.finish_step()
+            synchronize(self.device)
             images = sum(b["image"].shape[0] for b in batches.values()) * self.dist.world_size
-            self.meter.add(logs, (t1 - t0, time.perf_counter() - t1, images))
+            self.meter.add(logs, None if step == start else (t1 - t0, time.perf_counter() - t1, images))
             bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.iterations:
@@ -196,10 +205,7 @@ class Trainer:
                             rng=checkpoint.rng_state(), running=self.meter.state_dict())
 
     def _loader(self, dataset, batch_size: int, seed: int = 0, **kw) -> DataLoader:
-        """Worker seeds come from the loader's own generator: building a loader never draws from the global RNG."""
-        workers = self.spec.suite.data.num_workers
-        return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed), **kw)
+        return make_loader(dataset, batch_size, self.spec.suite.data.num_workers, self.device, seed, **kw)
 
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -218,7 +224,9 @@ class Trainer:
                  f"lr {lr:.2e}"]
         recent = self.meter.means(last=self.cfg.log_every)
         parts += [f"{k} {v:.4f}" for k, v in recent["losses"].items()]
-        parts += [f"{recent['step_time']:.3f}s/it", self.pace.line(step)]   # SLURM logs see no progress bar
+        if recent["step_time"] is not None:
+            parts.append(f"{recent['step_time']:.3f}s/it")
+        parts.append(self.pace.line(step))   # SLURM logs see no progress bar
         line = "  ".join(parts)
         if self.dist.is_main:
             tqdm.write(line)
@@ -240,8 +248,8 @@ class Trainer:
             means = self.meter.means()
             row = metrics_row(
                 suite, seed=self.spec.seed, step=step, scores=scores(suite, result.cm, result.entropy),
-                **self._row_identity(), losses=means["losses"], lr=lr, step_time=means["step_time"],
-                peak_mem_gb=peak_memory_gb(self.device), **extra)
+                **self._row_identity(), losses=means.pop("losses"), lr=lr, **means,
+                flops_per_step=self.flops_per_step, peak_mem_gb=peak_memory_gb(self.device), **extra)
             self.spec.rundir.append_row(row)
             self.monitor.evaluation(row, panel)
 
@@ -272,8 +280,11 @@ class Trainer:
                 "run_id": self.spec.rundir.id, "hparams": asdict(self.spec.hparams)}
 
     def _score(self, dataset):
-        shard = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world_size))
-        loader = self._loader(shard, self.spec.suite.data.eval_batch_size)
+        """One loader per eval split for the whole run, so its (persistent) workers start once, not per evaluation."""
+        loader = self._eval_loaders.get(id(dataset))
+        if loader is None:
+            shard = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world_size))
+            loader = self._eval_loaders[id(dataset)] = self._loader(shard, self.spec.suite.data.eval_batch_size)
         return evaluate(lambda x: self.ctx.model(x).main, loader, self.ctx.num_classes, self.device,
                         self.ctx.autocast, self.dist.world_size, self.spec.suite.eval)
 
@@ -301,8 +312,8 @@ class Streams:
 class Meter:
     """Logged losses and step timings since the last evaluation; checkpointed, so a resumed run's rows are exact.
 
-    A step's time is its data wait (batches fetched and copied to the device) plus its compute; ``images``
-    counts the images of a step over every rank.
+    A step's time is split into data wait (batches fetched and copied to the device) and compute (the
+    step itself, until the device is done); ``images`` counts the images of a step over every rank.
     """
 
     TIMINGS = ("data_times", "compute_times", "images")
@@ -313,22 +324,25 @@ class Meter:
         self.compute_times: list[float] = []
         self.images: list[int] = []
 
-    def add(self, logs: dict[str, float], timing: tuple[float, float, int]) -> None:
-        """``timing``: (data seconds, compute seconds, images) of the step."""
+    def add(self, logs: dict[str, float], timing: tuple[float, float, int] | None) -> None:
+        """``timing`` = (data seconds, compute seconds, images), or None for a step left out of the timings."""
         for key, value in logs.items():
             self.losses[key].append(float(value))
-        for name, value in zip(self.TIMINGS, timing):
-            getattr(self, name).append(value)
+        if timing is not None:
+            for name, value in zip(self.TIMINGS, timing):
+                getattr(self, name).append(value)
 
     def means(self, last: int | None = None) -> dict:
         """Mean of every loss and of the timings over the last ``last`` steps (all when None); timings are
-        None before the first step."""
+        None when no step was timed."""
         window = slice(-last, None) if last else slice(None)
         data, compute, images = (np.asarray(getattr(self, name)[window], dtype=float) for name in self.TIMINGS)
-        step, timed = data + compute, data.size > 0
+        step = data + compute
+        timed = step.size > 0
         return {"losses": {k: float(np.mean(v[window])) for k, v in self.losses.items()},
                 "step_time": float(step.mean()) if timed else None,
                 "data_time": float(data.mean()) if timed else None,
+                "compute_time": float(compute.mean()) if timed else None,
                 "images_per_s": float(images.sum() / step.sum()) if timed else None}
 
     def clear(self) -> None:
@@ -342,14 +356,15 @@ class Meter:
     def load_state_dict(self, state: dict) -> None:
         self.clear()
         self.losses.update({k: list(v) for k, v in state["losses"].items()})
-        for name in self.TIMINGS:   # checkpoints of earlier versions have step_times only: timing restarts
+        for name in self.TIMINGS:  # absent from checkpoints of earlier versions: timing restarts
             getattr(self, name).extend(state.get(name, []))
 
 
-def peak_memory_gb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB -> GiB (process RSS)
+def make_loader(dataset, batch_size: int, workers: int, device: torch.device, seed: int = 0, **kw) -> DataLoader:
+    """The loader of every split. Worker seeds come from the loader's own generator: building a loader never
+    draws from the global RNG."""
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda",
+                      persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed), **kw)
 
 
 def stream_seed(seed: int, stream: str) -> int:

@@ -1,0 +1,166 @@
+"""Does the data pipeline keep up with a step? Data wait at paper sizes, original files vs the prepared cache.
+
+Writes GTA5-format frames (1914×1052) and Cityscapes-format frames (2048×1024) with the test suite's
+writers (tests/helpers.py), then feeds the trainer's own streams (``engine.trainer.Streams`` over
+``make_loader``: the source at 1280×720 and the target at 1024×512, batch 1 + 1) to a loop that
+sleeps ``--step-ms`` per step, as the host does while a GPU computes. The data wait of a step is the
+time the loop blocks on its batches (the first step, which starts the workers, is reported apart).
+It also times the per-item decode, what a batch costs to hand over (pinning, in float32 vs uint8), and
+how many eval images per second the eval loader delivers (1024×512 inputs, native 2048×1024 labels,
+batch 4): the 500-image evaluation goal of 20 s needs 25 images/s.
+
+    python benchmarks/data_wait.py [--workers 0,2,4] [--step-ms 150] [--steps 20] [--images 8] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from helpers import write_cityscapes, write_gta5  # noqa: E402
+
+from udabench.data import get_dataset, open_original  # noqa: E402
+from udabench.data.cache import prepare  # noqa: E402
+from udabench.engine.distributed import DistInfo  # noqa: E402
+from udabench.engine.sampling import ResumableSampler  # noqa: E402
+from udabench.engine.trainer import Streams, make_loader  # noqa: E402
+
+PAPER = {"gta5": ((1914, 1052), (1280, 720)), "cityscapes": ((2048, 1024), (1024, 512))}
+SMOKE = {"gta5": ((96, 52), (64, 36)), "cityscapes": ((128, 64), (64, 32))}
+
+
+def write_data(base: Path, n: int, sizes) -> dict[str, Path]:
+    (gw, gh), (cw, ch) = sizes["gta5"][0], sizes["cityscapes"][0]
+    return {"gta5": write_gta5(base / "GTA5", n, h=gh, w=gw),
+            "cityscapes": write_cityscapes(base / "Cityscapes", {"train": n}, h=ch, w=cw)}
+
+
+def open_splits(roots: dict[str, Path], sizes) -> dict:
+    return {"source": get_dataset("gta5", roots["gta5"], "all", size=sizes["gta5"][1]),
+            "target": get_dataset("cityscapes", roots["cityscapes"], "train", size=sizes["cityscapes"][1])}
+
+
+def open_eval(roots: dict[str, Path], sizes):
+    return get_dataset("cityscapes", roots["cityscapes"], "train", size=sizes["cityscapes"][1], resize_label=False)
+
+
+def eval_throughput(dataset, workers: int, batches: int, device: torch.device, batch_size: int = 4) -> float:
+    """Images per second the eval loader delivers once started (an endless sampler cycles the frames)."""
+    loader = iter(make_loader(dataset, batch_size, workers, device, sampler=ResumableSampler(len(dataset), 0)))
+    next(loader)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(loader)
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def decode_ms(dataset, repeats: int = 3) -> float:
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        dataset[i % len(dataset)]
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def data_wait(datasets: dict, workers: int, steps: int, step_ms: float, device: torch.device) -> dict:
+    loader = lambda dataset, batch, seed, **kw: make_loader(dataset, batch, workers, device, seed, **kw)
+    streams = Streams(datasets, 0, 1, DistInfo(), loader)
+    waits = []
+    for step in range(steps):
+        start = time.perf_counter()
+        for domain in datasets:
+            batch = streams.batch(domain, step)
+            {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+        waits.append(time.perf_counter() - start)
+        time.sleep(step_ms / 1000)
+    steady = np.asarray(waits[1:]) * 1000
+    return {"workers": workers, "first_ms": 1000 * waits[0], "mean_ms": float(steady.mean()),
+            "p90_ms": float(np.percentile(steady, 90)), "stalled_steps": int((steady > 0.1 * step_ms).sum()),
+            "steps": len(steady)}
+
+
+def handover_ms(dataset) -> dict:
+    """Pinning a batch of one item, as float32 images + int64 labels (now) and as uint8 arrays."""
+    if not torch.cuda.is_available():
+        return {}
+    item = dataset[0]
+    small = {"image": item["image"].to(torch.uint8), "label": item["label"].to(torch.uint8)}
+    out = {}
+    for name, batch in (("float32+int64", item), ("uint8", small)):
+        start = time.perf_counter()
+        for _ in range(5):
+            [v.pin_memory() for v in batch.values() if torch.is_tensor(v)]
+        out[name] = 1000 * (time.perf_counter() - start) / 5
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", default="0,2,4", help="comma-separated num_workers values")
+    parser.add_argument("--step-ms", type=float, default=150.0, help="simulated device step (host idle)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--images", type=int, default=8, help="frames written per dataset")
+    parser.add_argument("--smoke", action="store_true", help="tiny frames, for the tests")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    sizes = SMOKE if args.smoke else PAPER
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    results = {"step_ms": args.step_ms, "sizes": {k: {"native": v[0], "input": v[1]} for k, v in sizes.items()},
+               "cpus": os.cpu_count(), "modes": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["UDABENCH_CACHE"] = str(Path(tmp) / "cache")
+        roots = write_data(Path(tmp), args.images, sizes)
+        for mode in ("original", "prepared"):
+            if mode == "prepared":
+                for name, split in (("gta5", "all"), ("cityscapes", "train")):
+                    prepare(*open_original(name, roots[name], split, sizes[name][1]))
+                prepare(*open_original("cityscapes", roots["cityscapes"], "train", sizes["cityscapes"][1],
+                                       resize_label=False))
+            datasets = open_splits(roots, sizes)
+            kinds = {d: type(ds).__name__ for d, ds in datasets.items()}
+            entry = {"datasets": kinds, "decode_ms": {d: decode_ms(ds) for d, ds in datasets.items()},
+                     "handover_ms": handover_ms(datasets["source"]), "wait": []}
+            evaluation = open_eval(roots, sizes)
+            entry["datasets"]["eval"] = type(evaluation).__name__
+            entry["decode_ms"]["eval"] = decode_ms(evaluation)
+            entry["eval_images_per_s"] = {}
+            for workers in (int(w) for w in args.workers.split(",")):
+                entry["wait"].append(data_wait(datasets, workers, args.steps, args.step_ms, device))
+                entry["eval_images_per_s"][workers] = eval_throughput(evaluation, workers, args.steps // 2 or 1,
+                                                                      device)
+            results["modes"][mode] = entry
+    print(json.dumps(results, indent=1) if args.json else render(results))
+    return 0
+
+
+def render(results: dict) -> str:
+    lines = [f"data wait per step (source + target, batch 1 + 1) with a simulated {results['step_ms']:.0f} ms "
+             f"device step; {results['cpus']} CPUs"]
+    for mode, entry in results["modes"].items():
+        decode = ", ".join(f"{d} {ms:.1f} ms" for d, ms in entry["decode_ms"].items())
+        lines.append(f"\n{mode} ({', '.join(entry['datasets'].values())}): one item decodes in {decode}")
+        if entry["handover_ms"]:
+            lines.append("pinning one source item: " + ", ".join(f"{k} {v:.1f} ms"
+                                                                 for k, v in entry["handover_ms"].items()))
+        lines.append(f"{'workers':>8} {'first ms':>9} {'mean ms':>8} {'p90 ms':>7} {'stalled':>8} {'eval img/s':>11}")
+        for w in entry["wait"]:
+            lines.append(f"{w['workers']:>8} {w['first_ms']:>9.1f} {w['mean_ms']:>8.1f} {w['p90_ms']:>7.1f} "
+                         f"{w['stalled_steps']:>4}/{w['steps']:<3} {entry['eval_images_per_s'][w['workers']]:>11.1f}")
+    lines.append("\nstalled: steps whose data wait exceeds 10% of the step")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
