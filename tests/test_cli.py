@@ -8,6 +8,7 @@ import torch
 
 from udabench.cli import main
 from udabench.engine import checkpoint
+from udabench.engine.rows import TIMING_FIELDS
 from udabench.engine.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +136,7 @@ def test_toy_suite_quick_every_method_with_and_without_loggers(capsys, tmp_path,
 
 def stable_rows(run_dir: Path) -> list[dict]:
     """A run's metrics rows without the fields that vary from one execution to the next."""
-    volatile = ("time", "step_time", "peak_mem_gb")
+    volatile = ("time", *TIMING_FIELDS)
     return [{k: v for k, v in r.items() if k not in volatile} for r in RunDir.open(run_dir).rows()]
 
 
