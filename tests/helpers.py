@@ -141,6 +141,27 @@ def write_nthu(root: Path, city: str, n_train: int, n_test: int, h: int = H, w: 
 
 
 
+# ---- TensorBoard event files, read back with TensorBoard's own reader -----------------------------------
+
+def events(run_dir: Path):
+    """The ``EventAccumulator`` of a run directory's ``tb/`` (every event kept), loaded."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(Path(run_dir) / "tb"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def curves(accumulator) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar tag -> its (step, value) points, in the order the reader keeps them."""
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+def texts(accumulator, tag: str) -> list[tuple[int, str]]:
+    return [(e.step, e.tensor_proto.string_val[0].decode()) for e in accumulator.Tensors(f"{tag}/text_summary")]
+
+
+
 # ---- suites and run directories ----------------------------------------------------------------------
 
 def tiny_suite_dict(data: dict[str, Path], **train) -> dict:

@@ -96,6 +96,40 @@ def test_no_results_is_a_clear_error(tmp_path):
         load_records(tmp_path / "empty")
 
 
+def test_include_running_adds_unfinished_runs_at_their_latest_evaluation_as_rows_of_their_own(results, capsys):
+    """An unfinished run (no `done` marker) shows its latest evaluation, whatever the selection, in a row
+    marked as such; the finished rows, their means, gains and best-in-column marks are those without it."""
+    write_run(results, "minent", "MinEnt", 2, [(5, [20.0, 20.0]), (8, [30.0, 10.0])], done=False)
+    (partial,) = (results / "toy" / "source_only").glob("seed1-*")
+    (partial / "checkpoints" / "last.pt").touch()             # in progress (or killed) after a checkpoint
+    finished = per_class_table(select_last(load_records(results)), "cityscapes19")
+    records = load_records(results, include_running=True)
+    assert sorted(records.loc[records["kind"] == "unfinished", "step"]) == [4, 8]     # latest rows only
+    table = per_class_table(select_last(records), "cityscapes19")
+    rows, notes = render(finished, "md", bold=True).split("\n\n")     # test_markdown_golden: the finished table
+    assert render(table, "md", bold=True) == (
+        rows + "\n| Source-only (unfinished) | unfinished run: latest eval | 99.0 | 99.0 | 99.0 | - | 1 |\n"
+        "| MinEnt (unfinished) | unfinished run: latest eval | 30.0 | 10.0 | 20.0 | - | 1 |\n\n" + notes)
+    assert table.loc[finished.index].drop(columns="gain").equals(finished.drop(columns="gain"))
+    assert table["gain"].loc[finished.index].equals(finished["gain"])
+    assert list(oracle_gap_table(select_last(records), "cityscapes19").index) == ["Source-only", "MinEnt"]
+
+    assert main(["report", "--results", str(results), "--include-running"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "toy: runs, selection: last" in out and "Source-only (unfinished) 1 4 99.0" in out
+    assert ("Source-only (unfinished) seed 1: step 4 of 120000, in progress or interrupted; MinEnt (unfinished) "
+            "seed 2: step 8 of 120000, no checkpoint yet" in out)
+    assert main(["report", "--results", str(results)]) == 0
+    assert "unfinished" not in capsys.readouterr().out
+
+
+def test_include_running_with_no_finished_run(tmp_path):
+    write_run(tmp_path, "minent", "MinEnt", 0, [(5, [20.0, 20.0])], done=False)
+    with pytest.raises(UdabenchError, match="no finished runs.*--include-running shows unfinished ones"):
+        load_records(tmp_path)
+    assert list(load_records(tmp_path, include_running=True)["label"]) == ["MinEnt (unfinished)"]
+
+
 # --- golden report: seeds, a class absent in one seed, a published row, best in column -------------
 
 SUITE_YAML = """\

@@ -1,5 +1,5 @@
-"""What a run directory survives: exact resume for RNG-drawing plugins, damaged files, code-carrying pickles,
-restarts from step 0 and a full disk."""
+"""What a run directory survives: exact resume for RNG-drawing plugins (rows, weights and TensorBoard curves),
+damaged files, code-carrying pickles, restarts from step 0 and a full disk."""
 
 import errno
 import json
@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import tiny_suite_dict
+from helpers import curves, events, texts, tiny_suite_dict
 
 from udabench import Method
 from udabench.cli import main
 from udabench.config import load_suite
 from udabench.engine import checkpoint
 from udabench.engine.rows import TIMING_FIELDS
-from udabench.engine.runner import run_suite
+from udabench.engine.runner import plan_runs, run_suite
 from udabench.registry import METHODS, register
 
 VOLATILE = ("time", *TIMING_FIELDS)
@@ -71,18 +71,55 @@ def uninterrupted(tmp_path_factory, tiny_data):
     return path, rundir
 
 
-@pytest.mark.parametrize("kill_at", random.Random(11).sample(range(1, 6), 2))
-def test_a_killed_rng_drawing_run_resumes_bit_exactly(noisy, uninterrupted, tmp_path, kill_at):
-    path, straight = uninterrupted
-    noisy.crash_at = kill_at
-    with pytest.raises(KeyboardInterrupt):
-        run_suite(load_suite(path), tmp_path, methods=[noisy.name])
-    noisy.crash_at = None
-    resumed = run_suite(load_suite(path), tmp_path, methods=[noisy.name])[0].spec.rundir
+@pytest.fixture(scope="module", params=random.Random(11).sample(range(1, 6), 2))
+def killed_and_resumed(request, uninterrupted, tmp_path_factory):
+    """The same run killed at step ``param`` (a KeyboardInterrupt inside the plugin), then resumed: the
+    killed attempt's TensorBoard folder is copied aside before the resume."""
+    path, _ = uninterrupted
+    results, kill_at = tmp_path_factory.mktemp("killed"), request.param
+    register(Noisy)
+    Noisy.crash_at = kill_at
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_suite(load_suite(path), results, methods=[Noisy.name])
+    finally:
+        Noisy.crash_at = None
+    killed = plan_runs(load_suite(path), results, [Noisy.name])[0].rundir
+    killed_tb = shutil.copytree(killed.tb_dir, tmp_path_factory.mktemp("killed_tb") / "tb") \
+        if killed.tb_dir.exists() else None
+    resumed = run_suite(load_suite(path), results, methods=[Noisy.name])[0].spec.rundir
+    return kill_at, killed_tb, resumed
+
+
+def test_a_killed_rng_drawing_run_resumes_bit_exactly(noisy, uninterrupted, killed_and_resumed):
+    _, straight = uninterrupted
+    _, _, resumed = killed_and_resumed
     assert rows(resumed) == rows(straight)          # losses of every row (running averages) and every score
     assert [r["step"] for r in rows(resumed)] == [3, 6]
     final = [checkpoint.segmenter_state(checkpoint.load(r.checkpoint)) for r in (straight, resumed)]
     assert all(torch.equal(final[0][k], final[1][k]) for k in final[0])
+
+
+def test_a_killed_run_continues_its_tensorboard_curves(noisy, uninterrupted, killed_and_resumed):
+    """Read back with TensorBoard's reader: each step once, none back-dated (the killed attempt's points after
+    its last checkpoint, step 4, are purged), with the uninterrupted run's values (timings aside)."""
+    pytest.importorskip("tensorboard")
+    _, straight = uninterrupted
+    kill_at, killed_tb, resumed = killed_and_resumed
+    assert [s for s, _ in curves(events(killed_tb.parent))["train/weight"]] == list(range(1, kill_at + 1))
+    got, want = curves(events(resumed.path)), curves(events(straight.path))
+    assert set(got) == set(want) and {"train/weight", "lr/model", "eval/mIoU/cityscapes19"} <= set(got)
+    for tag, points in got.items():
+        steps = [s for s, _ in points]
+        assert steps == sorted(set(steps))
+        if tag.startswith("time/"):     # the first step of each attempt is not timed (rows.TIMING_FIELDS)
+            assert set(steps) <= {s for s, _ in want[tag]} and 6 in steps
+        else:
+            assert points == want[tag]
+    assert [s for s, _ in got["train/weight"]] == [1, 2, 3, 4, 5, 6]
+    assert [e.step for e in events(resumed.path).Images("eval/panel")] == [3, 6]
+    assert texts(events(resumed.path), "stage") == [(1, "steps 1-6: test_noisy"), (5, "steps 5-6: test_noisy")]
+    assert len(list(resumed.tb_dir.glob("events.out.tfevents.*"))) == 2     # one event file per attempt
 
 
 def write_yaml(folder, suite: dict):

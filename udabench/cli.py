@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--compare", nargs=2, metavar=("A", "B"),
                      help="paired comparison of two methods (names as in `udabench list methods`): per-class "
                           "delta A - B over paired seeds with a bootstrap CI over eval images")
+    rep.add_argument("--include-running", action="store_true",
+                     help="also show unfinished runs (no 'done' marker) at their latest evaluation, as rows of their "
+                          "own marked 'unfinished' (never averaged with finished runs)")
     rep.add_argument("--suites-dir", default="suites", metavar="DIR",
                      help="where suite files with published rows (references:) are looked up by suite name "
                           "(default: ./suites)")
@@ -289,23 +292,27 @@ def cmd_eval(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .analysis.records import load_records
+    from .analysis.records import UNFINISHED, load_records
     from .analysis.report import build_report
 
-    records = load_records(args.results, args.suite)
+    records = load_records(args.results, args.suite, args.include_running)
     text = build_report(records, args.format, args.selection, args.table, args.compare, args.suites_dir)
+    finished = records[records["kind"] != UNFINISHED]   # CCD, speed, figures, the page: finished runs only
+    if (args.ccd or args.speed or args.figures or args.html) and finished.empty:
+        raise UdabenchError(f"--ccd, --speed, --figures and --html need finished runs; {args.results} has "
+                            f"unfinished ones only (--include-running shows them in the tables).")
     if args.ccd:
         from .analysis.publish import ccd_tables
 
-        text += "\n" + "\n".join(ccd_tables(args.results, records, args.format, args.ccd_samples, args.device))
+        text += "\n" + "\n".join(ccd_tables(args.results, finished, args.format, args.ccd_samples, args.device))
     if args.speed:
         from .analysis.speed import speed_tables
 
-        text += "\n" + "\n".join(speed_tables(records, args.format))
+        text += "\n" + "\n".join(speed_tables(finished, args.format))
     if args.figures or args.html:
         from .analysis.publish import publish
 
-        written = publish(args.results, records, args.selection, args.suites_dir, html=args.html, ccd=args.ccd,
+        written = publish(args.results, finished, args.selection, args.suites_dir, html=args.html, ccd=args.ccd,
                           samples_per_class=args.ccd_samples, device=args.device)
         folders = sorted({str(p.parent) for p in written})
         print(f"{len(written)} files written to {', '.join(folders)}", file=sys.stderr)

@@ -17,6 +17,7 @@ import yaml
 
 from .classes import CLASS_SETS, ClassSet
 from .data.synthetic import DomainStyle, SyntheticConfig
+from .engine.loggers import default_loggers
 from .errors import ConfigError
 from .schema import (
     FOLDER_NAME,
@@ -104,6 +105,9 @@ class TrainConfig:
     amp: Literal["none", "bf16", "fp16"] = "none"
     compile: bool = False                     # torch.compile the segmenter and the methods' modules
     deterministic: bool = False
+    # How a run is watched (engine/loggers.py, docs/monitoring.md), not what it computes: not part of its identity.
+    loggers: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=default_loggers)
+    panel_images: int = setting(3, at_least(0))   # target eval images in each evaluation's logged panel (0: none)
 
 
 # YAML 1.1 reads an unquoted 24:00:00 as the number 86400 (base 60), so a number is refused with that hint.

@@ -7,6 +7,7 @@ anything (docs/datasets.md, "Pre-flight"):
   be creatable (a probe file is written and removed; nothing is created otherwise). Free space below the
   checkpoints still to be written is a warning.
 - **device**: ``train.device`` must exist here (``cuda:N`` with N below the number of GPUs).
+- **loggers**: the package of every backend named in ``train.loggers`` must be installed (``engine/loggers.py``).
 - **data**: every dataset split of the suite is scanned (folders, image/label pairs, split lists) and
   the items a run uses (the first ``limit``) are decoded with ``udabench data check``'s code
   (``data/check.py``): by default ``SAMPLE`` samples of each split spread over it, with ``--check-data
@@ -31,6 +32,7 @@ import torch
 
 from .config import Suite
 from .data.check import check_suite
+from .engine.loggers import check_loggers
 from .errors import ConfigError, DataError
 
 SAMPLE = 16                       # files decoded per split by default
@@ -51,6 +53,7 @@ def preflight(suite: Suite, results: str | Path, specs, check_data: str = "sampl
                             f"about {_gib(needed)} in all (weights and optimizer state, plus one temporary copy); "
                             f"free some space or pass another --results.")
     check_device(suite.train.device, suite.source_file)
+    check_loggers(suite.train.loggers, suite.source_file)
     reports = check_suite(suite, workers=suite.data.num_workers if check_data == "all" else 0,
                           sample={"sample": SAMPLE, "all": None, "none": 0}[check_data], suite_limits=True)
     errors = [f"{r.dataset} {r.split}: {e}" for r in reports for e in r.errors]

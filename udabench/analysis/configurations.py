@@ -11,7 +11,8 @@ cross-city suite are the exception: they are the columns of a report (``eval_tar
 - ``suite_key``: the hash of the suite part alone: a row's Source-only baseline and oracle share it;
 - ``label``: the row's name in tables and figures;
 - ``row_order``: its place: lower bound first, then controls and UDA methods (in the suite's order when
-  known, else alphabetical), upper bound last; then released checkpoints.
+  known, else alphabetical), upper bound last; then unfinished runs (``report --include-running``), then
+  released checkpoints.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ log = logging.getLogger("udabench")
 
 CITY_FIELDS = ("data.target.dataset", "data.eval.dataset")   # a cross-city suite's cities: columns, not rows
 ROLE_ORDER = {"lower_bound": 0, "control": 1, "uda": 1, "upper_bound": 2}
-KIND_ORDER = {"measured": 0, "released": 1, "paper": 2}
+KIND_ORDER = {"measured": 0, "unfinished": 1, "released": 2, "paper": 3}
+KIND_QUALIFIER = {"unfinished": "unfinished", "released": "released checkpoint"}   # in the labels of such rows
 
 
 @dataclass
@@ -82,7 +84,7 @@ def _labels(configs: pd.DataFrame, settings: dict[str, Configuration]) -> dict[s
     """Each configuration's label: its method label and the settings that tell it apart.
 
     Suite settings are compared across every row of the same kind, a run's own settings across the rows
-    of its method; released checkpoints say so.
+    of its method; released checkpoints and unfinished runs say so (``KIND_QUALIFIER``).
     """
     labels = {}
     for kind, same_kind in configs.groupby("kind"):
@@ -95,7 +97,7 @@ def _labels(configs: pd.DataFrame, settings: dict[str, Configuration]) -> dict[s
             names = _short_names(suite_keys | {k for o in own for k in o})   # unique among what its row shows
             for r in same_method.itertuples():
                 values = {**of[r.config].suite, **of[r.config].own}
-                qualifiers = ["released checkpoint"] * (kind == "released")
+                qualifiers = [KIND_QUALIFIER[kind]] if kind in KIND_QUALIFIER else []
                 qualifiers += [f"{names[f]}={values.get(f, '-')}" for f in [*suite_fields, *own_fields]]
                 labels[r.config] = f"{r.method_label} ({', '.join(qualifiers)})" if qualifiers else r.method_label
     return _unique(labels, configs)

@@ -21,15 +21,20 @@ log = logging.getLogger("udabench")
 
 # What every row needs for a table (engine/rows.py writes them all).
 REQUIRED = ("suite", "method", "method_label", "role", "kind", "seed", "step", "miou", "class_sets")
+# The kind of an unfinished run's row (``include_running``): a row of its own in every table, never averaged
+# with finished runs, ranked or given a gain (it is not a finished measurement).
+UNFINISHED = "unfinished"
 
 
-def load_records(results: str | Path, suite: str | None = None) -> pd.DataFrame:
-    """Every ``metrics.jsonl`` row of every finished run (``done`` marker) under ``results``.
+def load_records(results: str | Path, suite: str | None = None, include_running: bool = False) -> pd.DataFrame:
+    """Every ``metrics.jsonl`` row of every finished run (``done`` marker) under ``results``; with
+    ``include_running``, also the latest evaluation of every unfinished run, as kind ``unfinished``.
 
-    Adds ``run_dir`` (where the row's saved artefacts, e.g. its ``eval_file``, are found), ``suite_dir``
-    (``results/<suite>``), ``eval_target`` (the eval dataset of ``protocol["eval"]``, "" when rows do not
-    record it), which keeps apart the cities of a cross-city suite, and the table row of the run's
-    configuration (``configurations.describe``: ``config``, ``suite_key``, ``label``, ``row_order``).
+    Adds ``run_status`` (``RunDir.status``), ``run_dir`` (where the row's saved artefacts, e.g. its
+    ``eval_file``, are found), ``suite_dir`` (``results/<suite>``), ``eval_target`` (the eval dataset of
+    ``protocol["eval"]``, "" when rows do not record it), which keeps apart the cities of a cross-city suite,
+    and the table row of the run's configuration (``configurations.describe``: ``config``, ``suite_key``,
+    ``label``, ``row_order``).
     """
     results = Path(results)
     if not results.is_dir():
@@ -37,19 +42,23 @@ def load_records(results: str | Path, suite: str | None = None) -> pd.DataFrame:
                             f"(`udabench run suites/toy_sim2real.yaml`) or pass --results.")
     rows, settings, orders = [], {}, {}
     for run in RunDir.under(results, suite):
-        if run.status != "done":
+        status = run.status
+        if status != "done" and not include_running:
             continue
-        found = _usable_rows(run)
+        found = _usable_rows(run) if status == "done" else _latest_row(run)
         if not found:
             continue
         settings[str(run.path)] = configuration(run, found[0]["kind"])
         if found[0]["suite"] not in orders:
             published = written_by_run(run.suite_dir)
             orders[found[0]["suite"]] = published.methods if published else []
-        rows += [{**row, "run_dir": str(run.path), "suite_dir": str(run.suite_dir)} for row in found]
+        rows += [{**row, "run_status": status, "run_dir": str(run.path), "suite_dir": str(run.suite_dir)}
+                 for row in found]
     if not rows:
         where = f"suite {suite!r} in {results}" if suite else str(results)
-        raise UdabenchError(f"no finished runs found for {where}. Runs count once their 'done' marker exists.")
+        unfinished = "" if include_running else " (--include-running shows unfinished ones)"
+        raise UdabenchError(f"no finished runs found for {where}. Runs count once their 'done' marker "
+                            f"exists{unfinished}.")
     records = pd.DataFrame(rows)
     records["eval_target"] = protocol_field(records, "eval").str.split("/").str[0]
     return describe(records, settings, orders)
@@ -66,6 +75,12 @@ def _usable_rows(run: RunDir) -> list[dict]:
         log.warning(f"{run.metrics}: {len(rows) - len(usable)} rows lack fields of a metrics row "
                     f"({', '.join(REQUIRED)}) and are left out")
     return usable
+
+
+def _latest_row(run: RunDir) -> list[dict]:
+    """The latest evaluation of an unfinished run, as kind ``UNFINISHED`` (none before its first evaluation)."""
+    rows = [row for row in run.rows() if all(key in row for key in REQUIRED)]
+    return [{**max(rows, key=lambda row: row["step"]), "kind": UNFINISHED}] if rows else []
 
 
 def protocol_field(records: pd.DataFrame, key: str) -> pd.Series:

@@ -17,7 +17,7 @@ from ..engine.rundir import REFERENCES
 from ..errors import UdabenchError
 from .compare import paired_bootstrap
 from .published import published
-from .records import protocol_field
+from .records import UNFINISHED, protocol_field
 from .render import render
 from .selection import Selection, get_selection, select
 from .tables import miou_table, oracle_gap_table, paper_notes, per_class_table
@@ -37,10 +37,11 @@ def build_report(records: pd.DataFrame, fmt: str = "text", selection: str = "las
         elif not compare:
             runs = group[["label", "seed", "step", "miou"]]
             runs = runs.rename(columns={"label": "method", "miou": "mIoU"})
-            parts.append(render(runs.set_index("method"), fmt, f"{suite}: finished runs, selection: {sel.title}",
-                                notes=sel.notes()))
-        if compare:
-            comparisons = _comparisons(suite, group, compare, sel, fmt)
+            which = "runs" if (group["kind"] == UNFINISHED).any() else "finished runs"
+            parts.append(render(runs.set_index("method"), fmt, f"{suite}: {which}, selection: {sel.title}",
+                                notes=sel.notes() + _unfinished_notes(group)))
+        if compare:   # seeds of finished runs only
+            comparisons = _comparisons(suite, group[group["kind"] != UNFINISHED], compare, sel, fmt)
             parts += comparisons
             compared += len(comparisons)
     if compare and not compared:
@@ -51,7 +52,7 @@ def build_report(records: pd.DataFrame, fmt: str = "text", selection: str = "las
 
 def _suite_tables(suite: str, group: pd.DataFrame, sel: Selection, fmt: str, suites_dir: Path) -> list[str]:
     references, ref_notes = _references(group["suite_dir"].iloc[0], suites_dir, suite, group)
-    notes = sel.notes() + _ensemble_notes(group, sel) + ref_notes
+    notes = sel.notes() + _ensemble_notes(group, sel) + _unfinished_notes(group) + ref_notes
     targets = sorted(group["eval_target"].unique())
     class_sets = list(group["class_sets"].iloc[0])
     parts = []
@@ -116,6 +117,19 @@ def _ensemble_notes(group: pd.DataFrame, sel: Selection) -> list[str]:
     if sel.name == "last" or "ensemble_of" not in group or not group["ensemble_of"].notna().any():
         return []
     return [f"Ensemble rows average their members' final models: selection {sel.name!r} does not apply to them."]
+
+
+STATUS = {"partial": "in progress or interrupted", "failed": "failed", "new": "no checkpoint yet"}
+
+
+def _unfinished_notes(group: pd.DataFrame) -> list[str]:
+    runs = group[group["kind"] == UNFINISHED].sort_values(["row_order", "seed"])
+    if runs.empty:
+        return []
+    which = "; ".join(f"{r.label} seed {r.seed}: step {r.step} of {r.iterations}, "
+                      f"{STATUS.get(r.run_status, r.run_status)}" for r in runs.itertuples())
+    return [f"Rows marked unfinished (--include-running) are runs without a 'done' marker, at their latest evaluation "
+            f"whatever the selection ({which}); they are not averaged with finished runs, ranked or given a gain."]
 
 
 def _references(suite_dir: str, suites_dir: Path, suite: str,

@@ -3,8 +3,9 @@
 One row per configuration (``configurations.py``), in table order, then the published rows. A value
 column ``c`` carries ``c std`` (sample std over seeds, ddof=1: NaN for one seed) and ``c n`` (seeds with a
 value); ``seeds`` counts a row's runs and ``source`` says what the row is ("measured", "measured, target
-labels", "released checkpoint", "paper [k]"). The ``role`` and ``kind`` columns are the row's data for
-the renderers (ranking, rules); published rows are never averaged with measured ones, ranked or in a gain.
+labels", "released checkpoint", "unfinished run: latest eval", "paper [k]"). The ``role`` and ``kind``
+columns are the row's data for the renderers (ranking, rules); published rows and unfinished runs are never
+averaged with measured ones, ranked or in a gain.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pandas as pd
 
 from .render import ROW_FACTS, STD, N, is_count
 
-SOURCE = {"measured": "measured", "released": "released checkpoint"}
+SOURCE = {"measured": "measured", "released": "released checkpoint", "unfinished": "unfinished run: latest eval"}
 BOUND_SOURCE = "measured, target labels"      # the upper bound's source cell: not ranked against UDA methods
 
 

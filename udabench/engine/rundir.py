@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -31,9 +32,11 @@ log = logging.getLogger("udabench")
 
 REFERENCES = "references.yaml"   # results/<suite>/references.yaml: the suite's published rows and method order
 
-# Suite fields that do not define a run: adding a method or a seed must not orphan finished runs.
-# A suite's launcher: block only says where runs execute, never what they compute.
-NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description", "launcher")
+# Suite fields (dotted) that do not define a run: adding a method or a seed must not orphan finished runs; where
+# runs execute (the launcher: block) and how a run is watched (its loggers, engine/loggers.py) do not change what
+# it computes.
+NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description", "launcher", "train.loggers",
+                "train.panel_images")
 
 
 # Settings added after runs were made, as (dotted key, default): at the default they compute what those runs
@@ -44,15 +47,23 @@ LATER_DEFAULTS = (("eval", to_dict(EvalConfig())), ("model.input_norm", "auto"),
 
 def suite_identity(suite: Suite) -> dict:
     """The part of a run's identity that its suite gives (everything that changes what a run computes)."""
-    base = {k: v for k, v in resolved_dict(suite).items() if k not in NOT_IDENTITY}
+    identity = resolved_dict(suite)
+    for dotted in NOT_IDENTITY:
+        parent, key = _parent(identity, dotted)
+        parent.pop(key, None)
     for dotted, default in LATER_DEFAULTS:
-        *path, key = dotted.split(".")
-        node = base
-        for part in path:
-            node = node[part]
-        if node.get(key) == default:
-            del node[key]
-    return base
+        parent, key = _parent(identity, dotted)
+        if parent.get(key) == default:
+            del parent[key]
+    return identity
+
+
+def _parent(tree: dict, dotted: str) -> tuple[dict, str]:
+    """The mapping of ``tree`` that holds the dotted key ``dotted`` ("train.loggers"), and the key's last part."""
+    *path, key = dotted.split(".")
+    for part in path:
+        tree = tree[part]
+    return tree, key
 
 
 def run_id(identity: dict) -> str:
@@ -125,6 +136,7 @@ class RunDir:
     config = property(lambda self: self.path / "config.yaml")
     metrics = property(lambda self: self.path / "metrics.jsonl")
     checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
+    tb_dir = property(lambda self: self.path / "tb")   # the run's TensorBoard events (engine/loggers.py)
     done_marker = property(lambda self: self.path / "done")
     failed_marker = property(lambda self: self.path / "failed")
     interrupted_marker = property(lambda self: self.path / "interrupted")
@@ -155,6 +167,7 @@ class RunDir:
         self.metrics.unlink(missing_ok=True)   # rows of a discarded attempt must not join this one's
         for stale in [*self.path.glob("eval/*.npz"), *self.path.rglob("*.tmp.*")]:
             stale.unlink()
+        shutil.rmtree(self.tb_dir, ignore_errors=True)   # curves of a discarded attempt too
         atomic_write_text(self.config, yaml.safe_dump(self.identity, sort_keys=False))
         atomic_write_text(self.path / "env.json", json.dumps(env, indent=2))
 

@@ -4,7 +4,8 @@
 method's own steps, ``done``. Each step (``_train``): batches, zero gradients and set LRs, the step function,
 a finite-loss check, the optimizer steps, then the log line, evaluation and checkpoint at their intervals, and
 ``_tick``: the run's claim heartbeat (engine/claim.py) and, when a stop signal came (engine/preempt.py), a
-checkpoint at this step and ``RunInterrupted``.
+checkpoint at this step and ``RunInterrupted``. What the loggers are sent (curves, panels, notes) is
+``monitor.py``'s; the trainer calls it at those points.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from ..config import Suite
 from ..errors import CheckpointError, NonFiniteLoss
@@ -34,6 +35,8 @@ from .distributed import DistInfo, barrier, from_main, max_over_ranks
 from .environment import collect_env
 from .evaluate import evaluate, scores
 from .preempt import RunInterrupted, StopRequest, ignore_stop_signals
+from .loggers import Loggers, RunInfo, open_loggers
+from .monitor import Monitor, Pace, describe_run
 from .rows import metrics_row
 from .rundir import RunDir
 from .sampling import ResumableSampler
@@ -82,18 +85,23 @@ class Trainer:
                                           self.data.source)
         self.streams = Streams({"source": self.data.source, "target": self.data.target}, spec.seed,
                                self.cfg.batch_size, self.dist, self._loader)
-        self.meter = Meter()
+        self.meter, self.pace, began = Meter(), None, time.perf_counter()
         reset_peak_memory(self.device)
+        start = self._resume()
+        self.monitor = self._open_monitor(start)
         try:
-            start = self._resume()
             start = self._warm_up(start)
             domains = [d for d, used in (("source", spec.method.uses_source), ("target", spec.method.uses_target))
                        if used]
+            self._stage(start, self.cfg.iterations, spec.method.row_label())
             self._train(start, self.cfg.iterations, self._method_step, domains)
         finally:
+            self.monitor.close()
             self.streams.close()
             self._eval_loaders.clear()   # their persistent workers too (see Streams.close)
         if self.dist.is_main:
+            if self.monitor.loggers.active:
+                spec.rundir.log(self.monitor.cost(time.perf_counter() - began))
             spec.rundir.mark_done()
         return spec.rundir.rows()
 
@@ -146,6 +154,7 @@ class Trainer:
             if start == 0 and shared is not None and self._obtain(shared) == "load":
                 start = self._load_warmup(shared.path)
             if start < steps:
+                self._stage(start, steps, "shared source warm-up")
                 self._train(start, steps, lambda source, target, step: self.ctx.supervised_step(source), ["source"])
                 if shared is not None and self.dist.is_main:
                     shared.publish(lambda path: self._write_warmup(path, steps))
@@ -181,8 +190,12 @@ class Trainer:
                                   f"({str(exc).splitlines()[0]}). {fix}") from None
         rundir = self.spec.rundir
         if self.dist.is_main:
+            # the note first: W&B drops points below its last step
+            self.monitor.note(1, "stage", f"steps 1-{state['step']}: shared source warm-up, loaded (written by run "
+                                          f"{state['written_by']}: its tb/ has the step curves)")
             for row in state["rows"]:  # the warm-up's evaluations belong to this run's curve too
                 rundir.append_row({**row, **self._row_identity(), "warmup_from": state["written_by"]})
+                self.monitor.evaluation(row)
             rundir.log(f"steps 0-{state['step']}: shared source warm-up loaded from {path} "
                        f"(written by run {state['written_by']})")
         return state["step"]
@@ -198,8 +211,10 @@ class Trainer:
         autotuning and compilation make it an outlier anyway)."""
         cfg, ctx = self.cfg, self.ctx
         desc = f"{self.spec.method.name} seed {self.spec.seed}"
+        # tqdm.auto: a widget in notebooks; off where output is not a terminal (the log line has the pace there)
         bar = tqdm(range(start, end), initial=start, total=cfg.iterations, desc=desc,
                    disable=None if self.dist.is_main else True, dynamic_ncols=True, leave=False)
+        self.pace = self.pace or Pace(start, cfg.iterations)
         for step in bar:
             t0 = time.perf_counter()
             batches = {d: self._to_device(self.streams.batch(d, step)) for d in domains}
@@ -247,6 +262,7 @@ class Trainer:
 
     def _save(self, step: int) -> None:
         if self.dist.is_main:
+            self.monitor.flush()   # what was logged up to this checkpoint survives a kill (resume purges after it)
             checkpoint.save(self.spec.rundir.checkpoint, step=step, **self.ctx.state_dict(),
                             rng=checkpoint.rng_state(), running=self.meter.state_dict(),
                             world_size=self.dist.world_size)
@@ -274,10 +290,12 @@ class Trainer:
         parts += [f"{k} {v:.4f}" for k, v in recent["losses"].items()]
         if recent["step_time"] is not None:
             parts.append(f"{recent['step_time']:.3f}s/it")
+        parts.append(self.pace.line(step))   # SLURM logs see no progress bar
         line = "  ".join(parts)
         if self.dist.is_main:
             tqdm.write(line)
             self.spec.rundir.log(line)
+            self.monitor.step(step, recent, self.ctx.slots, self.device)
 
     def _evaluate(self, step: int, lr: float) -> None:
         model, suite = self.ctx.model, self.spec.suite
@@ -287,15 +305,38 @@ class Trainer:
         if self.data.source_val is not None:
             source_val = self._score(self.data.source_val)
             extra["source_val_miou"] = scores(suite, source_val.cm, source_val.entropy)["miou"]
+        panel = self.monitor.panel(model, self.device)   # in eval mode; None on other ranks or without loggers
         model.train()
         if self.dist.is_main:
             extra["eval_file"] = self.spec.rundir.save_eval(step, result.per_image, result.names)
             means = self.meter.means()
-            self.spec.rundir.append_row(metrics_row(
+            row = metrics_row(
                 suite, seed=self.spec.seed, step=step, scores=scores(suite, result.cm, result.entropy),
                 **self._row_identity(), losses=means.pop("losses"), lr=lr, **means,
                 flops_per_step=self.flops_per_step, peak_mem_gb=peak_memory_gb(self.device),
-                world_size=self.dist.world_size, **extra))
+                world_size=self.dist.world_size, **extra)
+            self.spec.rundir.append_row(row)
+            self.monitor.evaluation(row, panel)
+
+    def _open_monitor(self, start: int) -> Monitor:
+        """The run's loggers (main rank only), continuing its curves after ``start`` when it resumes."""
+        spec, rundir = self.spec, self.spec.rundir
+        loggers, opening = Loggers(), time.perf_counter()
+        if self.dist.is_main and self.cfg.loggers:
+            loggers = open_loggers(self.cfg.loggers, RunInfo(rundir.tb_dir, rundir.id,
+                                                             f"{spec.method.row_label()} seed {spec.seed}",
+                                                             spec.suite.name, rundir.identity, start))
+        monitor = Monitor(loggers, self.data.eval, self.ctx.class_set, self.cfg.panel_images)
+        monitor.seconds = time.perf_counter() - opening   # opening them (imports included) is part of their cost
+        if start == 0:
+            warmup = self.cfg.source_warmup if spec.method.uses_source else 0
+            monitor.note(0, "run", describe_run(rundir.identity, spec.method.row_label(), warmup, self.cfg.iterations))
+        return monitor
+
+    def _stage(self, start: int, end: int, name: str) -> None:
+        """A note at the first step a phase runs in this process (after a resume: the first step not purged)."""
+        if start < end:
+            self.monitor.note(start + 1, "stage", f"steps {start + 1}-{end}: {name}")
 
     def _row_identity(self) -> dict:
         """The fields that say whose row it is (also written into the rows a loaded warm-up copies)."""
