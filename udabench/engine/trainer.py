@@ -34,9 +34,9 @@ from .claim import Claim, ClaimLost, SharedFile, describe
 from .distributed import DistInfo, barrier, from_main, max_over_ranks
 from .environment import collect_env
 from .evaluate import evaluate, scores
-from .preempt import RunInterrupted, StopRequest, ignore_stop_signals
 from .loggers import Loggers, RunInfo, open_loggers
 from .monitor import Monitor, Pace, describe_run
+from .preempt import RunInterrupted, StopRequest, ignore_stop_signals
 from .rows import metrics_row
 from .rundir import RunDir
 from .sampling import ResumableSampler
