@@ -113,6 +113,11 @@ class SegmentationDataset(Dataset):
         return make_item(sample.name, *self.decoder(sample))
 
 
+def native_train_ids(decoder: Decoder, sample: Sample) -> np.ndarray:
+    """The train ids (uint8) of one sample's label file at its native size, without decoding the image."""
+    return decoder.lut[decoder.read_label(sample.label)]
+
+
 def make_item(name: str, rgb: np.ndarray, label: np.ndarray | None) -> dict:
     """The dataset item of decoded arrays (the same for original files and a prepared cache)."""
     item = {"name": name, "image": normalise(rgb)}
@@ -155,3 +160,8 @@ def normalise(rgb: np.ndarray) -> torch.Tensor:
     """uint8 H×W×3 -> float32 3×H×W, ImageNet-normalised; in torch, in place: ~4× faster than in numpy,
     bit-identical (the same float32 subtraction and division)."""
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().sub_(_MEAN).div_(_STD)
+
+
+def rgb_of(image: torch.Tensor) -> np.ndarray:
+    """The uint8 H×W×3 image that ``normalise`` made ``image`` from (exact: float32 errors are far below 0.5)."""
+    return image.mul(_STD).add_(_MEAN).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()

@@ -13,23 +13,28 @@ from __future__ import annotations
 
 import time
 
-from ..config import Suite
+from ..config import DomainAugment, Suite
+from ..schema import to_dict
 
 KINDS = ("measured", "released", "paper")
 
 
 def metrics_row(suite: Suite, *, method: str, method_label: str, role: str, seed: int, run_id: str, step: int,
-                scores: dict, hparams: dict, kind: str = "measured", **extra) -> dict:
-    """The row of one evaluation; ``scores`` as ``evaluate.scores`` returns them, ``extra`` adds fields."""
+                scores: dict, hparams: dict, kind: str = "measured", stages: list[dict] = (), **extra) -> dict:
+    """The row of one evaluation; ``scores`` as ``evaluate.scores`` returns them, ``extra`` adds fields;
+    ``stages``: the run's stage chain (``RunSpec.stages``), recorded in the protocol."""
     return {"suite": suite.name, "method": method, "method_label": method_label, "role": role, "kind": kind,
             "seed": seed, "run_id": run_id, "step": step, "iterations": suite.train.iterations, **scores,
-            **extra, "hparams": hparams, "protocol": protocol(suite, seed),
+            **extra, "hparams": hparams, "protocol": protocol(suite, seed, stages),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
-def protocol(suite: Suite, seed: int) -> dict:
-    """Every suite choice that changes the numbers of a row (docs/protocol.md)."""
+def protocol(suite: Suite, seed: int, stages: list[dict] = ()) -> dict:
+    """Every suite choice that changes the numbers of a row (docs/protocol.md). Settings added later appear
+    only when they are not at their default, so older rows and new ones of the same protocol read alike."""
     m, d, t = suite.model, suite.data, suite.train
+    later = {"poly_horizon": t.poly_horizon, "source_sampler": t.source_sampler, "augment": augment_record(suite),
+             "stages": list(stages)}
     return {
         "backbone": m.backbone, "pretrained": m.pretrained, "aspp_dilations": list(m.aspp_dilations),
         "bn_mode": m.bn_mode, "multi_level": m.multi_level,
@@ -39,7 +44,20 @@ def protocol(suite: Suite, seed: int) -> dict:
         "eval_label_size": "native", "inference": "single-scale, no flip, bilinear up-sampling of logits",
         "classes": suite.classes, "iterations": t.iterations, "source_warmup": t.source_warmup,
         "batch_size": t.batch_size, "amp": t.amp, "seed": seed,
+        **{k: v for k, v in later.items() if v not in (None, "uniform", {}, [])},
     }
+
+
+def augment_record(suite: Suite) -> dict:
+    """The augmentation of each training domain that has any (e.g. {"source": {"flip": 0.5, "blur": 0.5}})."""
+    record = {}
+    for domain in ("source", "target"):
+        aug = to_dict(getattr(suite.augment, domain))
+        default = to_dict(DomainAugment())
+        changed = {k: v for k, v in aug.items() if v != default[k]}
+        if changed:
+            record[domain] = changed
+    return record
 
 
 def _size(size) -> str:

@@ -10,6 +10,7 @@ file is a ``CheckpointError`` the caller turns into a skipped run, never a crash
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..config import Suite, resolved_dict
+from ..config import AugmentConfig, Suite, resolved_dict
 from ..data.synthetic import GENERATOR_VERSION
 from ..errors import CheckpointError, UdabenchError
 from ..io import atomic_path, atomic_write_text
@@ -29,15 +30,38 @@ from . import checkpoint
 
 log = logging.getLogger("udabench")
 
+MISSING = object()
 REFERENCES = "references.yaml"   # results/<suite>/references.yaml: the suite's published rows and method order
 
-# Suite fields that do not define a run: adding a method or a seed must not orphan finished runs.
-NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description")
+# Suite fields that do not define a run: adding a method or a seed must not orphan finished runs. A run's own
+# stage settings are in its own part of the identity ("stage", see ``stage_settings``); report: how tables read.
+NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description", "stages", "report")
+
+# Settings added after runs were made, as (dotted key, default): at the default they compute what those runs
+# computed (no augmentation, the poly schedule over the iterations, uniform sampling), so they stay out of the
+# identity and finished runs keep their ids.
+LATER_DEFAULTS = (("augment", to_dict(AugmentConfig())), ("train.poly_horizon", None),
+                  ("train.source_sampler", "uniform"))
 
 
 def suite_identity(suite: Suite) -> dict:
     """The part of a run's identity that its suite gives (everything that changes what a run computes)."""
-    return {k: v for k, v in resolved_dict(suite).items() if k not in NOT_IDENTITY}
+    base = {k: v for k, v in resolved_dict(suite).items() if k not in NOT_IDENTITY}
+    for dotted, default in LATER_DEFAULTS:
+        *path, key = dotted.split(".")
+        node = base
+        for part in path:
+            node = node[part]
+        if node.get(key) == default:
+            del node[key]
+    return base
+
+
+def stage_settings(suite: Suite, run_suite: Suite) -> dict:
+    """What a run's own suite (``config.stage_suite``) sets differently from its suite, as dotted keys: the
+    ``stage`` of its identity, from which ``RunDir.suite`` rebuilds it."""
+    base, own = (flatten({k: v for k, v in resolved_dict(s).items() if k not in NOT_IDENTITY}) for s in (suite, run_suite))
+    return {k: v for k, v in own.items() if base.get(k, MISSING) != v}
 
 
 def run_id(identity: dict) -> str:
@@ -92,6 +116,8 @@ class RunDir:
     def under(cls, results: str | Path, suite: str | None = None) -> Iterator["RunDir"]:
         """Every run directory below ``results`` (of one suite), in path order; unreadable ones are skipped."""
         for config in sorted(Path(results).glob(f"{suite or '*'}/*/*/config.yaml")):
+            if config.parent.parent.name.startswith("_"):   # an internal stage (the shared warm-up): not a row
+                continue
             try:
                 yield cls.open(config.parent)
             except UdabenchError as exc:
@@ -102,7 +128,17 @@ class RunDir:
     seed = property(lambda self: self.identity["run"]["seed"])
 
     def suite(self) -> Suite:
-        return from_dict(Suite, self.identity["suite"], "", str(self.config))
+        """The suite this run was made with, its own stage settings (``stage``) applied."""
+        raw = copy.deepcopy(self.identity["suite"])
+        for dotted, value in self.run.get("stage", {}).items():
+            *path, key = dotted.split(".")
+            node = raw
+            for part in path:
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}
+                node = node[part]
+            node[key] = value
+        return from_dict(Suite, raw, "", str(self.config))
 
     # -- paths and state ---------------------------------------------------------------------------
     suite_dir = property(lambda self: self.path.parent.parent)   # results/<suite>: its runs, _warmup/, REFERENCES

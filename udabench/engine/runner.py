@@ -2,11 +2,13 @@
 
 All input is checked before the first step (methods exist, hyper-parameters are valid, datasets are
 readable), so bad input never costs training time. A run that fails is marked ``failed`` and the
-others go on; finished runs are skipped on a re-run.
+others go on; finished runs are skipped on a re-run. A run that starts from another (a stage,
+``engine/stages.py``) is trained after it, and each such upstream run once, whoever needs it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import traceback
 from dataclasses import dataclass
@@ -23,12 +25,13 @@ from ..io import atomic_write_text
 from ..models import build_model
 from ..preflight import preflight
 from ..registry import get_method
-from ..schema import from_dict, to_dict
+from ..schema import to_dict
 from .distributed import init_distributed
 from .ensemble import ensemble_rundir, evaluate_ensemble, slug
 from .environment import collect_env
-from .rundir import REFERENCES, RunDir, identity_of, run_id
-from .trainer import RunSpec, SuiteData, Trainer
+from .rundir import REFERENCES
+from .stages import Planner, RunSpec, execution_order
+from .trainer import SuiteData, Trainer
 
 log = logging.getLogger("udabench")
 
@@ -51,21 +54,11 @@ def resolve_device(name: str) -> torch.device:
 
 def plan_runs(suite: Suite, results: str | Path, methods: list[str] | None = None, seeds: list[int] | None = None,
               methods_dirs=()) -> list[RunSpec]:
-    specs = []
-    for name in methods or suite.method_names():
-        cls = get_method(name, methods_dirs)
-        hparams = from_dict(cls.Hparams, suite.methods.get(name, {}), f"methods.{name}", suite.source_file)
-        for seed in seeds if seeds is not None else suite.seeds:
-            rundir = RunDir(results, suite.name, name, identity_of(suite, seed, method=name, hparams=hparams))
-            specs.append(RunSpec(suite, cls, hparams, seed, rundir, warmup_snapshot(results, suite, seed)))
-    return specs
-
-
-def warmup_snapshot(results, suite: Suite, seed: int) -> Path | None:
-    """Where the shared source warm-up of this (suite config, seed) lives; keyed by everything but the method."""
-    if not suite.train.source_warmup:
-        return None
-    return Path(results) / suite.name / "_warmup" / f"{run_id(identity_of(suite, seed))}.pt"
+    """The runs of ``methods`` (default: the suite's) for ``seeds``, each linked to the runs it starts from
+    (``RunSpec.upstream``; ``execution_order`` lists those too)."""
+    planner = Planner(suite, results, methods_dirs)
+    return [planner.spec(name, seed) for name in methods or suite.method_names()
+            for seed in (seeds if seeds is not None else suite.seeds)]
 
 
 def build_data(suite: Suite, needs_target: bool = True) -> SuiteData:
@@ -75,27 +68,54 @@ def build_data(suite: Suite, needs_target: bool = True) -> SuiteData:
     return SuiteData(made["source"], made.get("target"), made["eval"], made.get("source_val"))
 
 
+class DataCache:
+    """The datasets of each distinct data configuration among a suite's runs (stages may have their own)."""
+
+    def __init__(self, specs: list[RunSpec]):
+        self._needs_target = {self._key(s.suite) for s in specs if s.method.uses_target}
+        self._made: dict[str, SuiteData] = {}
+
+    def __getitem__(self, suite: Suite) -> SuiteData:
+        key = self._key(suite)
+        if key not in self._made:
+            self._made[key] = build_data(suite, needs_target=key in self._needs_target)
+        return self._made[key]
+
+    @staticmethod
+    def _key(suite: Suite) -> str:
+        return json.dumps([to_dict(suite.data), suite.classes, to_dict(suite.synthetic)], sort_keys=True)
+
+
 def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] | None = None,
               seeds: list[int] | None = None, methods_dirs=(), debug: bool = False,
               check_data: str = "sample") -> list[Outcome]:
-    specs = plan_runs(suite, results, methods, seeds, methods_dirs)
+    """Train every planned run not done yet, upstream runs first; the outcomes of the runs that are table rows
+    (a shared warm-up is trained when needed but has none)."""
+    specs = execution_order(plan_runs(suite, results, methods, seeds, methods_dirs))
     for members in suite.ensembles.values():
         for member in members:
             get_method(member, methods_dirs)  # unknown member methods fail now, not later
     preflight(suite, results, specs, check_data)  # results folder, device, data: before anything is built
-    build_model(suite.model, suite.class_set.num_classes)  # bad model settings or weights fail now
+    for model in {json.dumps(to_dict(s.suite.model), sort_keys=True): s.suite.model for s in specs}.values():
+        build_model(model, suite.class_set.num_classes)  # bad model settings or weights fail now
     device = resolve_device(suite.train.device)
     dist = init_distributed(device.type)
     if device.type == "cuda" and dist.world_size > 1:
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
-    data = build_data(suite, needs_target=any(s.method.uses_target for s in specs))
+    datasets = DataCache(specs)
     say = tqdm.write if dist.is_main else (lambda _: None)
     if dist.is_main:
         write_references(suite, results, methods)
-    outcomes = []
+    outcomes, failed = [], {}
     for spec in specs:
-        label = f"{spec.method.name} seed {spec.seed}"
+        label = f"{spec.method.name} seed {spec.seed}" + (" (shared source warm-up)" if spec.hidden else "")
+        blocked = [f"{u.method.name} seed {u.seed}" for u in spec.upstream() if u.rundir.id in failed]
+        if blocked:
+            failed[spec.rundir.id] = f"not started: {', '.join(blocked)}, which it starts from, failed"
+            say(f"{label}: {failed[spec.rundir.id]}")
+            outcomes.append(Outcome(spec, "failed", failed[spec.rundir.id]))
+            continue
         if spec.rundir.status == "done":
             say(f"{label}: done already ({spec.rundir.path}), skipped")
             outcomes.append(Outcome(spec, "skipped"))
@@ -103,7 +123,7 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
         if spec.rundir.status == "partial":
             say(f"{label}: resuming from {spec.rundir.checkpoint}")
         try:
-            rows = Trainer(spec, data, device, dist).run()
+            rows = Trainer(spec, datasets[spec.suite], device, dist).run()
         except (CheckpointError, PluginError):
             raise  # bad input: stop with exit code 2; finished runs and this run's files stay as they are
         except KeyboardInterrupt:
@@ -117,24 +137,27 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
             if dist.is_main:
                 spec.rundir.mark_failed(detail)
             say(f"{label}: FAILED: {str(exc) or type(exc).__name__} (details in {spec.rundir.failed_marker})")
+            failed[spec.rundir.id] = str(exc) or type(exc).__name__
             outcomes.append(Outcome(spec, "failed", str(exc)))
             continue
         miou = rows[-1]["miou"] if rows else float("nan")
         say(f"{label}: done, mIoU {miou:.2f} ({spec.rundir.path})")
         outcomes.append(Outcome(spec, "trained"))
     if dist.is_main:
-        run_ensembles(suite, results, seeds if seeds is not None else suite.seeds, methods_dirs, data, device, say)
-    return outcomes
+        run_ensembles(suite, results, seeds if seeds is not None else suite.seeds, methods_dirs, datasets[suite],
+                      device, say)
+    return [o for o in outcomes if not o.spec.hidden]
 
 
 def write_references(suite: Suite, results, methods: list[str] | None = None) -> None:
-    """``results/<suite>/references.yaml``: the suite's published rows (validated with the suite) and its row
-    order (method names, then ensembles as their rows name them), so ``report`` needs the results folder only."""
+    """``results/<suite>/references.yaml``: the suite's published rows (validated with the suite, inherited ones
+    included), its row order (method names, then ensembles as their rows name them) and its default checkpoint
+    selection, so ``report`` needs the results folder only."""
     order = [*dict.fromkeys([*suite.method_names(), *(methods or [])]), *map(slug, suite.ensembles)]
     path = Path(results) / suite.name / REFERENCES
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, yaml.safe_dump({"methods": order, "references": to_dict(suite.references)},
-                                           sort_keys=False, allow_unicode=True))
+    atomic_write_text(path, yaml.safe_dump({"methods": order, "references": to_dict(suite.references),
+                                            "selection": suite.report.selection}, sort_keys=False, allow_unicode=True))
 
 
 def run_ensembles(suite: Suite, results, seeds: list[int], methods_dirs, data: SuiteData, device, say) -> None:

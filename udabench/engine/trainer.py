@@ -1,8 +1,10 @@
 """The training loop of one run: (suite, method, hyper-parameters, seed) -> run directory.
 
-``Trainer.run`` reads top to bottom: build the run, resume (or start), the shared source warm-up, the
-method's own steps, ``done``. Each step (``_train``): batches, zero gradients and set LRs, the step function,
-a finite-loss check, the optimizer steps, then the log line, evaluation and checkpoint at their intervals.
+``Trainer.run`` reads top to bottom: build the run, resume (or start: from the init weights, or from the final
+checkpoint of the run it starts from, ``engine/stages.py``), the teacher's pseudo-labels if it learns from
+one, the method's steps, ``done``. Each step (``_train``): batches, zero gradients and set LRs, the step
+function, a finite-loss check, the optimizer steps, then the log line, evaluation and checkpoint at their
+intervals.
 """
 
 from __future__ import annotations
@@ -14,25 +16,26 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from ..config import Suite
-from ..errors import CheckpointError, NonFiniteLoss
-from ..method import Method, check_logs
+from ..errors import CheckpointError, NonFiniteLoss, UdabenchError
+from ..method import check_logs
 from . import checkpoint
+from .augment import Augmented
+from .balanced import ClassBalancedSampler, class_presence
 from .build import build_run
 from .checkpoint import SEGMENTER
 from .distributed import DistInfo
 from .environment import collect_env
 from .evaluate import evaluate, scores
-from .rows import metrics_row
-from .rundir import RunDir
+from .pseudo import WithPseudoLabels, label_with_teacher
+from .rows import metrics_row, protocol
 from .sampling import ResumableSampler
+from .stages import RunSpec, Start
 
 
 @dataclass
@@ -43,16 +46,6 @@ class SuiteData:
     target: object
     eval: object
     source_val: object = None            # held-out labelled source split, for source-val model selection
-
-
-@dataclass
-class RunSpec:
-    suite: Suite
-    method: type[Method]
-    hparams: object
-    seed: int
-    rundir: RunDir
-    warmup_snapshot: Path | None = None  # shared by every method of a (suite config, seed); see _warm_up
 
 
 StepFn = Callable[[dict | None, dict | None, int], dict]   # (source batch, target batch, step) -> logged losses
@@ -68,11 +61,12 @@ class Trainer:
         seed_everything(spec.seed, self.cfg.deterministic, self.device)
         self.ctx, self.method = build_run(spec.suite, spec.method, spec.hparams, self.device, self.dist,
                                           self.data.source)
-        self.streams = Streams({"source": self.data.source, "target": self.data.target}, spec.seed,
-                               self.cfg.batch_size, self.dist, self._loader)
         self.meter = Meter()
         start = self._resume()
-        start = self._warm_up(start)
+        if start == 0 and spec.start is not None:
+            start = self._start_from(spec.start)
+        self.datasets = self._training_sets()
+        self.streams = Streams(self._open_stream, self.cfg.batch_size)
         domains = [d for d, used in (("source", spec.method.uses_source), ("target", spec.method.uses_target)) if used]
         self._train(start, self.cfg.iterations, self._method_step, domains)
         if self.dist.is_main:
@@ -100,43 +94,36 @@ class Trainer:
             rundir.truncate_rows(state["step"])
         return state["step"]
 
-    def _warm_up(self, start: int) -> int:
-        """``train.source_warmup`` plain source steps before a method's own (none for the oracle).
+    def _start_from(self, start: Start) -> int:
+        """Load the final segmenter of the finished run ``start.spec``; the step this run begins at.
 
-        They are the same whatever the method, so every method of a seed adapts from the same weights: the
-        first run to finish them saves a snapshot, the others load it (with its evaluation rows). All
-        generators are re-seeded when adaptation starts, so loading and recomputing are bit-identical.
+        With ``start.restart`` the weights only (BN statistics included): a fresh optimizer, the LR schedule
+        from step 0. Without it (the shared warm-up) this run continues that schedule: optimizer and gradient
+        scaler state too, the step count, and its evaluation rows become the first rows of this run's curve.
+        All generators are re-seeded from the seed, so what follows does not depend on how the weights came.
         """
-        steps = self.cfg.source_warmup if self.spec.method.uses_source else 0
-        if start > steps or not steps:
-            return start
-        snapshot = self.spec.warmup_snapshot
-        if start == 0 and snapshot is not None and snapshot.exists():
-            start = self._load_warmup(snapshot)
-        if start < steps:
-            self._train(start, steps, lambda source, target, step: self.ctx.supervised_step(source), ["source"])
-            if snapshot is not None and not snapshot.exists() and self.dist.is_main:
-                state = self.ctx.state_dict()   # the segmenter only: a method's own modules are not shared
-                checkpoint.save(snapshot, step=steps, slots={SEGMENTER: state["slots"][SEGMENTER]},
-                                scaler=state["scaler"], rows=self.spec.rundir.rows(), written_by=self.spec.rundir.id)
-        reseed(self.spec.seed)   # RNG after the warm-up must not depend on who ran it
-        return steps
-
-    def _load_warmup(self, path: Path) -> int:
-        fix = "Delete that file; the next run redoes the warm-up and writes it again."
-        state = checkpoint.load(path, self.device, fix, purpose="load the shared warm-up snapshot")
+        upstream = start.spec.rundir
+        what = "the shared source warm-up" if start.spec.hidden else f"the final weights of {start.spec.method.name}"
+        if upstream.status != "done":
+            raise UdabenchError(f"{self.spec.method.name} seed {self.spec.seed} starts from {what} ({upstream.path}), "
+                                f"which has not finished; run the suite again (it trains that run first).")
+        fix = f"Delete the folder {upstream.path}: the next `udabench run` trains that stage again."
+        state = checkpoint.load(upstream.checkpoint, self.device, fix, purpose=f"load {what} from")
         try:
-            self.ctx.load_state_dict(state, only=(SEGMENTER,))
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"the shared warm-up snapshot {path} does not fit this run "
+            self.ctx.load_state_dict(state, only=(SEGMENTER,), optimizers=not start.restart)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{what} ({upstream.checkpoint}) does not fit this run "
                                   f"({str(exc).splitlines()[0]}). {fix}") from None
-        rundir = self.spec.rundir
+        step = 0 if start.restart else state["step"]
         if self.dist.is_main:
-            for row in state["rows"]:  # the warm-up's evaluations belong to this run's curve too
-                rundir.append_row({**row, **self._row_identity(), "warmup_from": state["written_by"]})
-            rundir.log(f"steps 0-{state['step']}: shared source warm-up loaded from {path} "
-                       f"(written by run {state['written_by']})")
-        return state["step"]
+            if not start.restart:   # the warm-up's evaluations belong to this run's curve too
+                for row in upstream.rows():
+                    self.spec.rundir.append_row({**row, **self._row_identity(), "iterations": self.cfg.iterations,
+                                                 "protocol": self._protocol(), "warmup_from": upstream.id})
+            how = "optimizer reset, LR restarted" if start.restart else f"continuing its schedule at step {step}"
+            self.spec.rundir.log(f"started from {what}: {upstream.checkpoint} (step {state['step']}; {how})")
+        reseed(self.spec.seed)
+        return step
 
     def _method_step(self, source: dict | None, target: dict | None, step: int) -> dict:
         if target is not None and not self.spec.method.uses_target_labels:
@@ -180,6 +167,35 @@ class Trainer:
         return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=self.device.type == "cuda",
                           persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed), **kw)
 
+    def _training_sets(self) -> dict[str, tuple[object, object]]:
+        """(dataset, class-presence index or None) of each training domain this run reads; the teacher's labels
+        and the source class index are computed here (once: both are cached), before the first step."""
+        spec, suite = self.spec, self.spec.suite
+        sets = {}
+        if spec.method.uses_source:
+            balanced = self.cfg.source_sampler == "class_balanced"
+            presence = class_presence(self.data.source, suite.data.source, suite.classes,
+                                      suite.data.num_workers) if balanced else None
+            sets["source"] = (self.data.source, presence)
+        if spec.method.uses_target:
+            target = self.data.target
+            if spec.teacher is not None:
+                target = WithPseudoLabels(target, label_with_teacher(spec, target, self.device, self.dist))
+            sets["target"] = (target, None)
+        return sets
+
+    def _open_stream(self, domain: str, position: int):
+        """The batches of ``domain`` from ``position`` of its sample stream on: indices and augmentation draws are
+        functions of (seed, domain, position) (``Augmented``), whatever the workers and wherever a run resumes."""
+        seed, (dataset, presence) = stream_seed(self.spec.seed, domain), self.datasets[domain]
+        rank, world = self.dist.rank, self.dist.world_size
+        if presence is not None:
+            sampler = ClassBalancedSampler(presence, seed, position, rank, world)
+        else:
+            sampler = ResumableSampler(len(dataset), seed, position, rank, world)
+        dataset = Augmented(dataset, getattr(self.spec.suite.augment, domain), seed)
+        return iter(self._loader(dataset, self.cfg.batch_size, seed, sampler=sampler, drop_last=True))
+
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -218,13 +234,16 @@ class Trainer:
             self.spec.rundir.append_row(metrics_row(
                 suite, seed=self.spec.seed, step=step, scores=scores(suite, result.cm, result.entropy),
                 **self._row_identity(), losses=means["losses"], lr=lr, step_time=means["step_time"],
-                peak_mem_gb=peak_memory_gb(self.device), **extra))
+                peak_mem_gb=peak_memory_gb(self.device), stages=self.spec.stages(), **extra))
 
     def _row_identity(self) -> dict:
         """The fields that say whose row it is (also written into the rows a loaded warm-up copies)."""
         method = self.spec.method
-        return {"method": method.name, "method_label": method.row_label(), "role": method.role,
+        return {"method": method.name, "method_label": self.spec.label(), "role": method.role,
                 "run_id": self.spec.rundir.id, "hparams": asdict(self.spec.hparams)}
+
+    def _protocol(self) -> dict:
+        return protocol(self.spec.suite, self.spec.seed, self.spec.stages())
 
     def _score(self, dataset):
         shard = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world_size))
@@ -234,22 +253,20 @@ class Trainer:
 
 
 class Streams:
-    """Source and target batches by step, from position-based samplers (``ResumableSampler``).
+    """Source and target batches by step, from position-based samplers (``Trainer._open_stream``).
 
     A domain's stream starts at the first step that reads it, at that step's position, so a domain that is
-    not read for some steps (the target during the warm-up) gives every later step the batch it would have
-    had anyway, and a resumed run the batches of an uninterrupted one.
+    not read for some steps gives every later step the batch it would have had anyway, and a resumed run
+    (or one that continues a shared warm-up) the batches of an uninterrupted one.
     """
 
-    def __init__(self, datasets: dict, seed: int, batch_size: int, dist: DistInfo, loader):
-        self._datasets, self._seed, self._batch, self._dist, self._make = datasets, seed, batch_size, dist, loader
+    def __init__(self, open_stream: Callable[[str, int], object], batch_size: int):
+        self._open, self._batch = open_stream, batch_size
         self._iterators: dict[str, object] = {}
 
     def batch(self, domain: str, step: int) -> dict:
         if domain not in self._iterators:
-            dataset, seed = self._datasets[domain], stream_seed(self._seed, domain)
-            sampler = ResumableSampler(len(dataset), seed, step * self._batch, self._dist.rank, self._dist.world_size)
-            self._iterators[domain] = iter(self._make(dataset, self._batch, seed, sampler=sampler, drop_last=True))
+            self._iterators[domain] = self._open(domain, step * self._batch)
         return next(self._iterators[domain])
 
 
