@@ -34,3 +34,16 @@ def write_suite(tmp_path, tiny_data):
         return path
 
     return _write
+
+
+@pytest.fixture
+def narrow_deeplab(monkeypatch):
+    """Backbone ``deeplab_resnet101`` built narrow and shallow (same names and strides) for fast tests."""
+    from functools import partial
+
+    from reference_nets import NARROW
+
+    from udabench.models import OWN_BACKBONES, DeepLabResNet
+
+    monkeypatch.setitem(OWN_BACKBONES, "deeplab_resnet101", partial(DeepLabResNet, **NARROW))
+    return NARROW

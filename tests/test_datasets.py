@@ -25,7 +25,7 @@ from PIL import Image
 
 from udabench.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS, IGNORE_INDEX
 from udabench.data import DATASETS, get_dataset, open_original
-from udabench.data.base import MEAN, STD, normalise, read_label_ids
+from udabench.data.base import image_tensor, read_label_ids
 from udabench.data.cache import PreparedDataset, prepare
 from udabench.errors import DataError
 
@@ -207,10 +207,11 @@ def test_loader_speed_prepared_gta5_size_image(tmp_path, monkeypatch, benchmark,
     assert isinstance(ds, PreparedDataset) and item["image"].shape == (3, 720, 1280)
 
 
-def test_normalise_is_the_imagenet_formula_bit_for_bit():
+def test_items_hold_the_rgb_values_exactly():
+    """The pipeline hands the model RGB 0-255; the model normalises (tests/test_weights.py)."""
     rgb = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
-    expected = ((rgb.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1)
-    assert np.array_equal(normalise(rgb).numpy(), expected)
+    tensor = image_tensor(rgb)
+    assert tensor.dtype == torch.float32 and np.array_equal(tensor.numpy(), rgb.astype(np.float32).transpose(2, 0, 1))
 
 
 # ---- paper suites: the published reference rows ---------------------------------------------------------

@@ -19,7 +19,6 @@ from udabench.analysis.export import export_predictions
 from udabench.classes import CLASS_SETS, get_class_set, label_id_table
 from udabench.cli import main
 from udabench.data import get_dataset
-from udabench.data.base import MEAN, STD
 from udabench.metrics import per_class_iou
 
 EVAL_IDS = sorted(CITYSCAPES_TO_19)   # the label ids cityscapesscripts evaluates (ignoreInEval false)
@@ -34,11 +33,9 @@ def test_train_ids_map_back_to_cityscapes_label_ids(class_set, table):
 def colour_classifier(class_set):
     """Logits from the distance of each pixel to the class colours: an imperfect but sensible predictor."""
     colours = torch.tensor(class_set.colors, dtype=torch.float32)[:, :, None, None]
-    mean, std = torch.tensor(MEAN)[:, None, None], torch.tensor(STD)[:, None, None]
 
-    def forward(image: torch.Tensor) -> torch.Tensor:
-        rgb = image[0] * std + mean
-        return -((rgb[None] - colours) ** 2).sum(1)[None] / 500.0
+    def forward(image: torch.Tensor) -> torch.Tensor:   # items are RGB 0-255
+        return -((image[0][None] - colours) ** 2).sum(1)[None] / 500.0
 
     return forward
 

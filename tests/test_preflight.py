@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import palette_png, tiny_suite_dict, write_cityscapes
+from helpers import palette_png, tiny_suite_dict, write_cityscapes
 from PIL import Image
 
 from udabench import Method

@@ -1,4 +1,4 @@
-"""``udabench run | report | list | data check | data prepare | viz`` — the command line.
+"""``udabench run | eval | report | list | data check | data prepare | viz`` — the command line.
 
 Bad input ends with one clear paragraph on stderr and exit code 2 (``--debug`` shows the traceback);
 a run that fails mid-way is marked ``failed``, the others go on, and the exit code is 1.
@@ -17,15 +17,7 @@ from .errors import UdabenchError
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("text", "md", "csv", "latex")
-
-# Backbones known to build as dilated (output stride 8) feature extractors (timm's, or udabench's own), with their role.
-BACKBONES = {
-    "resnet101": "paper configuration (ADVENT/MaxSquare/FADA DeepLab-V2); ImageNet weights via model.pretrained",
-    "resnet50": "lighter DeepLab-V2 for ablations",
-    "resnet18": "small; CPU experiments",
-    "resnet10t": "tiny; the embedded toy suite and the tests",
-    "vgg16": "udabench's DeepLab-V2 VGG-16 (papers' VGG rows): single level, torchvision vgg16 weights",
-}
+CHECKPOINT_FORMATS = ("udabench", "advent", "maxsquare", "fada")   # = udabench.models.released.FORMATS (tested)
 
 
 class _Warnings(logging.Handler):
@@ -84,6 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pre-flight decoding of the suite's data before any training: a sample of each split "
                           "(default, seconds), all files (as `udabench data check`), or none")
     run.set_defaults(func=cmd_run)
+
+    ev = sub.add_parser("eval", parents=[common], help="score a trained checkpoint on a suite's eval split",
+                        description="Score a checkpoint (a udabench run's, or one released by the ADVENT, MaxSquare or "
+                                    "FADA authors) on the suite's eval split, without training: only the eval split's "
+                                    "data is read, no source or target copy and no init weights. A released format "
+                                    "sets the network it was trained as and its paper's evaluation (docs/protocol.md); "
+                                    "--set changes any of it. Writes an evaluation-only run directory, "
+                                    "RESULTS/<suite>/released-<name>/, whose row has \"kind\": \"released\".")
+    ev.add_argument("suite", help="suite YAML file naming the eval split and the classes, e.g. suites/gta5_cityscapes.yaml")
+    ev.add_argument("--checkpoint", required=True, metavar="FILE", help="the checkpoint file to score")
+    ev.add_argument("--format", choices=CHECKPOINT_FORMATS, default="udabench",
+                    help="layout of the file (default: udabench, a run's checkpoints/last.pt); advent, maxsquare and "
+                         "fada also evaluate as that paper's code (docs/datasets.md)")
+    ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a suite key, as for `udabench run` (repeatable), e.g. --set eval.flip=false")
+    ev.add_argument("--results", default="results", help="results folder (default: results/)")
+    ev.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    ev.set_defaults(func=cmd_eval)
 
     rep = sub.add_parser("report", parents=[common], help="tables from finished runs",
                          description="Read run directories (metrics.jsonl rows and saved artefacts, never logs) and "
@@ -197,6 +207,18 @@ def dry_run(suite, args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from .engine.evalrun import evaluate_checkpoint
+    from .engine.runner import resolve_device
+
+    row, scored = evaluate_checkpoint(args.suite, args.checkpoint, args.format, args.overrides, args.results,
+                                      resolve_device(args.device))
+    what = "scored" if scored else "already scored (same file and settings)"
+    print(f"{row['method_label']}: {what}, mIoU {row['miou']:.2f} on {row['protocol']['eval']} "
+          f"({Path(args.results) / row['suite'] / row['method'] / row['run_id']})")
+    return 0
+
+
 def cmd_report(args) -> int:
     from .analysis.records import load_records
     from .analysis.report import build_report
@@ -247,8 +269,11 @@ def cmd_list(args) -> int:
                 description = "(not a valid suite file)"
             print(f"{str(file.relative_to(Path.cwd()) if file.is_relative_to(Path.cwd()) else file):<36}  {description}")
     else:
+        from .models import BACKBONES
+
+        width = max(map(len, BACKBONES))
         for name, role in BACKBONES.items():
-            print(f"{name:<10}  {role}")
+            print(f"{name:<{width}}  {role}")
         print("any timm model that builds with features_only=True, output_stride=8 also works")
     return 0
 

@@ -61,7 +61,7 @@ class DatasetConfig:
 class DataConfig:
     source: DatasetConfig
     target: DatasetConfig
-    eval: DatasetConfig                       # target eval split: labels kept at native resolution
+    eval: DatasetConfig                       # target eval split: labels at native resolution (eval.label_size)
     source_val: DatasetConfig | None = None   # held-out labelled source split, scored at every evaluation
     eval_batch_size: int = setting(1, at_least(1))
     num_workers: int = setting(0, at_least(0))
@@ -74,7 +74,17 @@ class ModelConfig:
     aspp_dilations: tuple[int, ...] = setting((6, 12, 18, 24), NOT_EMPTY, each(at_least(1)))  # (6, 12) = 2-branch
     multi_level: bool = True                  # auxiliary ASPP head on layer3 (ADVENT/AdaptSegNet)
     bn_mode: Literal["frozen", "frozen_affine", "train"] = "frozen"
+    # what the weights expect (models/input_norm.py); auto follows the backbone and the layout of its weights file
+    input_norm: Literal["auto", "imagenet", "caffe_bgr", "caffe_bgr_vgg"] = "auto"
     channels_last: bool = False
+
+
+@dataclass
+class EvalConfig:
+    """How eval scores are computed (docs/protocol.md); the defaults are udabench's protocol."""
+    flip: bool = False                        # average the softmax with that of the flipped image (MaxSquare)
+    label_size: Literal["native", "input"] = "native"   # labels at full resolution, or resized (nearest) to the input
+    align_corners: bool = False               # of the bilinear up-sampling of logits (the official code: True)
 
 
 @dataclass
@@ -163,6 +173,7 @@ class Suite:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     methods: dict[str, dict[str, Any]] = field(default_factory=lambda: {"source_only": {}})
     stages: dict[str, StageConfig] = field(default_factory=dict)   # method -> its stage (settings, start)
     oracle: bool = True

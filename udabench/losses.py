@@ -10,11 +10,12 @@ import torch.nn.functional as F
 from .classes import IGNORE_INDEX
 
 
-def upsample(logits: torch.Tensor, size) -> torch.Tensor:
-    """Bilinear up-sampling of N×C×h×w logits to ``size`` (H, W), the one interpolation udabench uses."""
+def upsample(logits: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
+    """Bilinear up-sampling of N×C×h×w logits to ``size`` (H, W), the one interpolation udabench uses;
+    ``align_corners=True`` is the official code's, an evaluation option (``eval.align_corners``)."""
     if tuple(logits.shape[-2:]) == tuple(size):
         return logits
-    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
 def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_suite_dict
+from helpers import tiny_suite_dict
 
 from udabench.cli import main
 

@@ -4,7 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import palette_png
+from helpers import palette_png
 from PIL import Image
 from test_datasets import write_nthu
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 import yaml
-from conftest import tiny_suite_dict
+from helpers import tiny_suite_dict
 
 
 def tiny_yaml(tiny_data) -> str:

@@ -4,7 +4,8 @@
 resolution: the format of the Cityscapes benchmark server and of cityscapesscripts' evaluation.
 ``overlays/<name>.png`` shows, left to right, the image, the prediction over it, the normalised
 prediction entropy (ADVENT Fig. 1 style) and the ground truth. ``scores.json`` holds the per-class
-IoU of the exported predictions, computed with the evaluation protocol of the run.
+IoU of the exported predictions, computed with the evaluation options of the run (flip, ``align_corners``)
+but always at the native label resolution, the benchmark server's, whatever ``eval.label_size``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..classes import ClassSet, colour_table, get_class_set, label_id_table
+from ..config import EvalConfig
 from ..metrics import confusion_matrix
 from .panels import overlay_panels
 from .runs import load_run, native_split, predict
@@ -26,11 +28,11 @@ from .runs import load_run, native_split, predict
 
 @torch.no_grad()
 def export_predictions(forward: Callable[[torch.Tensor], torch.Tensor], dataset, class_set: ClassSet, out: Path,
-                       device: torch.device, overlays: bool = True) -> torch.Tensor:
+                       device: torch.device, overlays: bool = True, options: EvalConfig = EvalConfig()) -> torch.Tensor:
     """Write one label-id PNG (and overlay) per item; return the confusion matrix of the predictions.
 
     ``forward`` maps a 1×3×h×w image to class scores; they are up-sampled bilinearly to the label
-    (native resolution), as in the evaluation protocol.
+    (native resolution), as in the evaluation protocol (``options``: flip, ``align_corners``).
     """
     to_label_id, colours = label_id_table(class_set), colour_table(class_set)
     (out / "labelIds").mkdir(parents=True, exist_ok=True)
@@ -41,7 +43,7 @@ def export_predictions(forward: Callable[[torch.Tensor], torch.Tensor], dataset,
         item = dataset[i]
         label = item.get("label")
         size = label.shape if label is not None else item["image"].shape[-2:]
-        pred, entropy = predict(forward, item["image"], size, device)
+        pred, entropy = predict(forward, item["image"], size, device, options)
         Image.fromarray(to_label_id[pred.numpy()]).save(out / "labelIds" / f"{item['name']}.png")
         if label is not None:
             cm += confusion_matrix(pred, label, class_set.num_classes)
@@ -60,7 +62,8 @@ def export_run(run: str | Path, device: torch.device, out: str | Path | None = N
     suite, model = load_run(run, device)
     dataset = native_split(suite, suite.data.eval, limit)
     out = Path(out) if out else Path(run) / "export"
-    cm = export_predictions(lambda x: model(x).main, dataset, get_class_set(suite.classes), out, device, overlays)
+    cm = export_predictions(lambda x: model(x).main, dataset, get_class_set(suite.classes), out, device, overlays,
+                            suite.eval)
     result = {k: v for k, v in scores(suite, cm, float("nan")).items() if k != "target_entropy"}
     (out / "scores.json").write_text(json.dumps(result, indent=1))
     return out

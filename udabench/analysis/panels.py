@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 
 from ..classes import colour_table, get_class_set
-from ..data.base import MEAN, STD
 from ..errors import UdabenchError
 from .records import load_records
 from .runs import evenly_spaced, load_run, model_runs, native_split, predict
@@ -23,11 +22,11 @@ log = logging.getLogger("udabench")
 
 def overlay_panels(image: torch.Tensor, pred: np.ndarray, entropy: np.ndarray, label: np.ndarray | None,
                    colours: np.ndarray, alpha: float = 0.5) -> list[np.ndarray]:
-    """Image, prediction blended over it (``alpha`` = 1: plain class colours), entropy map, ground truth:
-    uint8 H×W×3 each, at the input size."""
+    """Image (a dataset item's float RGB 0-255), prediction blended over it (``alpha`` = 1: plain class
+    colours), entropy map, ground truth: uint8 H×W×3 each, at the input size."""
     from matplotlib import colormaps
 
-    rgb = np.clip(image.numpy().transpose(1, 2, 0) * STD + MEAN, 0, 255).astype(np.uint8)
+    rgb = np.clip(image.numpy().transpose(1, 2, 0), 0, 255).astype(np.uint8)
     size = (rgb.shape[1], rgb.shape[0])
     shrink = lambda ids: np.asarray(Image.fromarray(ids.astype(np.uint8)).resize(size, Image.NEAREST))
     heat = np.asarray(Image.fromarray(entropy.astype(np.float32)).resize(size, Image.BILINEAR))

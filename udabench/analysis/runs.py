@@ -11,10 +11,11 @@ import pandas as pd
 import torch
 from torch.utils.data import Subset
 
-from ..config import DatasetConfig, Suite
+from ..config import DatasetConfig, EvalConfig, Suite
 from ..data import get_dataset
+from ..engine.evaluate import class_scores
 from ..engine.rundir import RunDir
-from ..losses import entropy_map, upsample
+from ..losses import entropy_map
 
 
 def load_run(run: str | Path, device: torch.device) -> tuple[Suite, torch.nn.Module]:
@@ -43,9 +44,10 @@ def evenly_spaced(dataset, n: int) -> Subset:
     return Subset(dataset, [i * len(dataset) // n for i in range(n)])
 
 
-def predict(forward: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, size,
-            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(forward: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, size, device: torch.device,
+            options: EvalConfig = EvalConfig()) -> tuple[torch.Tensor, torch.Tensor]:
     """Prediction and normalised entropy (H×W, on the CPU) of one 3×h×w image; the class scores are
-    up-sampled bilinearly to ``size`` first, as in the evaluation protocol."""
-    prob = upsample(forward(image[None].to(device)).float(), size).softmax(1)
+    up-sampled bilinearly to ``size`` first, as in the evaluation protocol (``options``)."""
+    scores, _ = class_scores(lambda x: forward(x).float(), image[None].to(device), size, options)
+    prob = scores if options.flip else scores.softmax(1)   # flip averaging already gives probabilities
     return prob.argmax(1)[0].cpu(), entropy_map(prob)[0].cpu()

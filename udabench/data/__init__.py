@@ -48,10 +48,11 @@ def open_original(name: str, root: str | Path | None, split: str, size=None, cla
 
 
 def suite_datasets(suite) -> list[tuple[str, object, bool]]:
-    """(role, DatasetConfig, labels resized to the input size) of every dataset entry a suite trains with."""
-    d = suite.data
-    entries = [("source", d.source, True), ("target", d.target, True), ("eval", d.eval, False)]
-    return entries + ([("source_val", d.source_val, False)] if d.source_val else [])
+    """(role, DatasetConfig, labels resized to the input size) of every dataset entry a suite trains with.
+    Evaluated splits keep native labels unless the suite's ``eval.label_size`` is ``input``."""
+    d, scored_at_input = suite.data, suite.eval.label_size == "input"
+    entries = [("source", d.source, True), ("target", d.target, True), ("eval", d.eval, scored_at_input)]
+    return entries + ([("source_val", d.source_val, scored_at_input)] if d.source_val else [])
 
 
 def resolve(name: str, root: str | Path | None, synthetic: SyntheticConfig | None = None) -> tuple[DatasetKind, Path]:

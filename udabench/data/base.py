@@ -1,4 +1,4 @@
-"""The common reader: a list of (image, label) files decoded to normalised tensors and train ids."""
+"""The common reader: a list of (image, label) files decoded to image tensors and train ids."""
 
 from __future__ import annotations
 
@@ -13,11 +13,6 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 
-# ImageNet statistics: every timm backbone expects them (recorded in the protocol).
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
-_MEAN, _STD = torch.from_numpy(MEAN).view(3, 1, 1), torch.from_numpy(STD).view(3, 1, 1)
-
 
 @dataclass(frozen=True)
 class Sample:
@@ -27,8 +22,9 @@ class Sample:
 
 
 # What PIL raises for a file that is not a readable image: OSError (truncated, not an image), SyntaxError
-# (``verify`` of a PNG with a bad checksum), DecompressionBombError (a corrupt header claiming a huge size).
-DECODE_ERRORS = (OSError, SyntaxError, Image.DecompressionBombError)
+# (``verify`` of a PNG with a bad checksum), ValueError (a damaged header chunk, e.g. "Truncated IHDR chunk"),
+# EOFError (a stream that ends mid-frame), DecompressionBombError (a corrupt header claiming a huge size).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 def read_label_ids(path: Path) -> np.ndarray:
@@ -98,7 +94,10 @@ class Decoder:
 
 
 class SegmentationDataset(Dataset):
-    """Items ``{"image": float32 3×H×W, "label": int64 H×W, "name": str}`` decoded from the original files."""
+    """Items ``{"image": float32 3×H×W, "label": int64 H×W, "name": str}`` decoded from the original files.
+
+    Images are RGB with values 0-255; the model normalises them as its weights expect (models/input_norm.py).
+    """
 
     def __init__(self, samples: list[Sample], decoder: Decoder, description: str = "dataset"):
         if not samples:
@@ -120,7 +119,7 @@ def native_train_ids(decoder: Decoder, sample: Sample) -> np.ndarray:
 
 def make_item(name: str, rgb: np.ndarray, label: np.ndarray | None) -> dict:
     """The dataset item of decoded arrays (the same for original files and a prepared cache)."""
-    item = {"name": name, "image": normalise(rgb)}
+    item = {"name": name, "image": image_tensor(rgb)}
     if label is not None:
         item["label"] = torch.from_numpy(label.astype(np.int64))
     return item
@@ -156,12 +155,11 @@ def resize_nearest(ids: np.ndarray, size) -> np.ndarray:
     return np.asarray(Image.fromarray(ids).resize(tuple(size), Image.NEAREST))
 
 
-def normalise(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 H×W×3 -> float32 3×H×W, ImageNet-normalised; in torch, in place: ~4× faster than in numpy,
-    bit-identical (the same float32 subtraction and division)."""
-    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().sub_(_MEAN).div_(_STD)
+def image_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 H×W×3 -> float32 3×H×W RGB, values 0-255 (exact: float32 holds every uint8)."""
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()
 
 
 def rgb_of(image: torch.Tensor) -> np.ndarray:
-    """The uint8 H×W×3 image that ``normalise`` made ``image`` from (exact: float32 errors are far below 0.5)."""
-    return image.mul(_STD).add_(_MEAN).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    """The uint8 H×W×3 image that ``image_tensor`` made ``image`` from."""
+    return image.round().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()

@@ -32,7 +32,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .base import Decoder, Sample, SegmentationDataset, make_item
+from .base import DECODE_ERRORS, Decoder, Sample, SegmentationDataset, make_item
 from .parallel import map_files
 
 FORMAT = 1            # bump when the stored arrays or the file layout change
@@ -115,7 +115,7 @@ def _read(path: Path) -> np.ndarray:
             return np.load(path)
         with Image.open(path) as img:
             return np.asarray(img)
-    except (OSError, ValueError, EOFError) as exc:
+    except DECODE_ERRORS as exc:
         raise DataError(f"prepared cache file {path} is unreadable ({exc}). Delete {path.parent.parent} or run "
                         f"`udabench data prepare SUITE` again.") from None
 

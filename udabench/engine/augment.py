@@ -29,7 +29,7 @@ from torchvision.transforms import functional as TF
 
 from ..classes import IGNORE_INDEX
 from ..config import DomainAugment, Jitter
-from ..data.base import normalise, rgb_of
+from ..data.base import image_tensor, rgb_of
 
 LABEL_KEYS = ("label", "pseudo_label")
 
@@ -70,7 +70,7 @@ def augment(item: dict, cfg: DomainAugment, rng: np.random.Generator) -> dict:
         labels = {k: v.transpose(Image.FLIP_LEFT_RIGHT) for k, v in labels.items()}
     if cfg.blur and rng.random() < cfg.blur:
         image = image.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0, cfg.blur_radius)))
-    out = {**item, "image": normalise(np.asarray(image))}
+    out = {**item, "image": image_tensor(np.asarray(image))}
     return out | {k: torch.from_numpy(np.asarray(v).astype(np.int64)) for k, v in labels.items()}
 
 

@@ -4,24 +4,21 @@ ADVENT's "AdvEnt+MinEnt" (Table 1) is not joint training but two separately trai
 predictions are averaged (ADVENT issue #7). A suite declares ``ensembles: {"AdvEnt+MinEnt": [advent,
 minent]}``; for each seed whose member runs are finished, the final models' softmaxes are averaged
 with equal weights and scored with the usual protocol. The result is a run directory of its own
-(no training, no checkpoint), identified by its members' run ids.
+(no training, no checkpoint, written by ``evalrun.py``), identified by its members' run ids.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import asdict
 
 import torch
-from torch.utils.data import DataLoader
 
 from ..config import Suite
 from ..errors import UdabenchError
-from .evaluate import evaluate, scores
-from .rows import metrics_row
+from .evalrun import score_eval_split, write_evaluation_run
 from .rundir import RunDir, identity_of
-from .trainer import RunSpec
+from .stages import RunSpec
 
 
 def ensemble_rundir(suite: Suite, results, name: str, members: list[RunSpec], seed: int) -> RunDir:
@@ -42,18 +39,11 @@ def evaluate_ensemble(suite: Suite, name: str, members: list[RunSpec], rundir: R
         prob = torch.stack([m(image).main.float().softmax(1) for m in models]).mean(0)
         return prob.clamp_min(1e-12).log()   # log of the mean softmax: argmax and entropy as for one model
 
-    loader = DataLoader(eval_set, batch_size=suite.data.eval_batch_size, num_workers=suite.data.num_workers)
-    evaluation = evaluate(forward, loader, suite.class_set.num_classes, device, contextlib.nullcontext)
-    rundir.prepare(env)
-    step = suite.train.iterations   # the members' final step
-    row = metrics_row(suite, method=slug(name), method_label=name, role="uda", seed=members[0].seed, run_id=rundir.id,
-                      step=step, scores=scores(suite, evaluation.cm, evaluation.entropy),
-                      hparams={m.method.name: asdict(m.hparams) for m in members},  # members' settings tell variants apart
-                      eval_file=rundir.save_eval(step, evaluation.per_image, evaluation.names),
-                      ensemble_of=[m.rundir.id for m in members])
-    rundir.append_row(row)
-    rundir.mark_done()
-    return row
+    evaluation = score_eval_split(suite, forward, eval_set, device)
+    return write_evaluation_run(suite, rundir, evaluation, suite.train.iterations, env,   # the members' final step
+                                method=slug(name), method_label=name, role="uda", seed=members[0].seed,
+                                hparams={m.method.name: asdict(m.hparams) for m in members},  # tells variants apart
+                                ensemble_of=[m.rundir.id for m in members])
 
 
 def slug(name: str) -> str:

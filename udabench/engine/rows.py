@@ -14,18 +14,22 @@ from __future__ import annotations
 import time
 
 from ..config import DomainAugment, Suite
+from ..models.weights import resolve_input_norm
 from ..schema import to_dict
 
 KINDS = ("measured", "released", "paper")
 
 
 def metrics_row(suite: Suite, *, method: str, method_label: str, role: str, seed: int, run_id: str, step: int,
-                scores: dict, hparams: dict, kind: str = "measured", stages: list[dict] = (), **extra) -> dict:
+                scores: dict, hparams: dict, kind: str = "measured", stages: list[dict] = (),
+                row_protocol: dict | None = None, **extra) -> dict:
     """The row of one evaluation; ``scores`` as ``evaluate.scores`` returns them, ``extra`` adds fields;
-    ``stages``: the run's stage chain (``RunSpec.stages``), recorded in the protocol."""
+    ``stages``: the run's stage chain (``RunSpec.stages``), recorded in the protocol. ``row_protocol`` replaces
+    the suite's training protocol where the model was not trained here (released)."""
     return {"suite": suite.name, "method": method, "method_label": method_label, "role": role, "kind": kind,
             "seed": seed, "run_id": run_id, "step": step, "iterations": suite.train.iterations, **scores,
-            **extra, "hparams": hparams, "protocol": protocol(suite, seed, stages),
+            **extra, "hparams": hparams,
+            "protocol": protocol(suite, seed, stages) if row_protocol is None else row_protocol,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
@@ -36,25 +40,33 @@ def protocol(suite: Suite, seed: int, stages: list[dict] = ()) -> dict:
     later = {"poly_horizon": t.poly_horizon, "source_sampler": t.source_sampler, "augment": augment_record(suite),
              "stages": list(stages)}
     return {
-        "backbone": m.backbone, "pretrained": m.pretrained, "aspp_dilations": list(m.aspp_dilations),
-        "bn_mode": m.bn_mode, "multi_level": m.multi_level,
+        "pretrained": m.pretrained, "bn_mode": m.bn_mode,
         "source": f"{d.source.dataset}/{d.source.split}", "target": f"{d.target.dataset}/{d.target.split}",
-        "eval": f"{d.eval.dataset}/{d.eval.split}",
-        "source_size": _size(d.source.size), "target_size": _size(d.target.size), "eval_input_size": _size(d.eval.size),
-        "eval_label_size": "native", "inference": "single-scale, no flip, bilinear up-sampling of logits",
-        "classes": suite.classes, "iterations": t.iterations, "source_warmup": t.source_warmup,
+        "source_size": _size(d.source.size), "target_size": _size(d.target.size),
+        **eval_protocol(suite), "iterations": t.iterations, "source_warmup": t.source_warmup,
         "batch_size": t.batch_size, "amp": t.amp, "seed": seed,
         **{k: v for k, v in later.items() if v not in (None, "uniform", {}, [])},
     }
 
 
+def eval_protocol(suite: Suite) -> dict:
+    """What a score depends on besides training: the network, its input and the evaluation options."""
+    m, d, e = suite.model, suite.data, suite.eval
+    inference = f"single-scale, {'flip-averaged softmax' if e.flip else 'no flip'}, bilinear up-sampling of logits"
+    return {
+        "backbone": m.backbone, "input_norm": resolve_input_norm(m), "aspp_dilations": list(m.aspp_dilations),
+        "multi_level": m.multi_level, "eval": f"{d.eval.dataset}/{d.eval.split}", "eval_input_size": _size(d.eval.size),
+        "eval_label_size": e.label_size, "eval_flip": e.flip, "eval_align_corners": e.align_corners,
+        "inference": inference + (" (align_corners)" if e.align_corners else ""), "classes": suite.classes,
+    }
+
+
 def augment_record(suite: Suite) -> dict:
     """The augmentation of each training domain that has any (e.g. {"source": {"flip": 0.5, "blur": 0.5}})."""
+    default = to_dict(DomainAugment())
     record = {}
     for domain in ("source", "target"):
-        aug = to_dict(getattr(suite.augment, domain))
-        default = to_dict(DomainAugment())
-        changed = {k: v for k, v in aug.items() if v != default[k]}
+        changed = {k: v for k, v in to_dict(getattr(suite.augment, domain)).items() if v != default[k]}
         if changed:
             record[domain] = changed
     return record

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..config import AugmentConfig, Suite, resolved_dict
+from ..config import AugmentConfig, EvalConfig, Suite, resolved_dict
 from ..data.synthetic import GENERATOR_VERSION
 from ..errors import CheckpointError, UdabenchError
 from ..io import atomic_path, atomic_write_text
@@ -38,9 +38,11 @@ REFERENCES = "references.yaml"   # results/<suite>/references.yaml: the suite's 
 NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description", "stages", "report")
 
 # Settings added after runs were made, as (dotted key, default): at the default they compute what those runs
-# computed (no augmentation, the poly schedule over the iterations, uniform sampling), so they stay out of the
-# identity and finished runs keep their ids.
-LATER_DEFAULTS = (("augment", to_dict(AugmentConfig())), ("train.poly_horizon", None),
+# computed (udabench's eval protocol; ImageNet input for timm backbones; no augmentation, the poly schedule over
+# the iterations, uniform sampling), so they stay out of the identity and finished runs keep their ids.
+# (A VGG-16 run from the caffe file now gets its BGR input under the same id.)
+LATER_DEFAULTS = (("eval", to_dict(EvalConfig())), ("model.input_norm", "auto"),
+                  ("augment", to_dict(AugmentConfig())), ("train.poly_horizon", None),
                   ("train.source_sampler", "uniform"))
 
 
@@ -242,6 +244,7 @@ class RunDir:
     def final_model(self, device):
         """The segmentation model of this finished run, built from its suite, in eval mode."""
         from ..models import build_model
+        from ..models.weights import resolve_input_norm
 
         if "method" not in self.run:
             raise UdabenchError(f"{self.path} has no model of its own (an ensemble or a released-checkpoint "
@@ -250,8 +253,9 @@ class RunDir:
             raise UdabenchError(f"{self.path} has not finished (no 'done' marker or no {self.checkpoint}); "
                                 f"finish it with `udabench run` first.")
         suite = self.suite()
-        # the checkpoint replaces every weight: the init file need not exist here
-        model = build_model(replace(suite.model, pretrained="none"), suite.class_set.num_classes)
+        # the checkpoint replaces every weight: the init file need not exist here (it may have set the input)
+        model_cfg = replace(suite.model, pretrained="none", input_norm=resolve_input_norm(suite.model))
+        model = build_model(model_cfg, suite.class_set.num_classes)
         state = checkpoint.load(self.checkpoint, "cpu", fix="Re-run this method to recreate it.")
         model.load_state_dict(checkpoint.segmenter_state(state))
         return model.to(device).eval()

@@ -155,9 +155,14 @@ def write_references(suite: Suite, results, methods: list[str] | None = None) ->
     selection, so ``report`` needs the results folder only."""
     order = [*dict.fromkeys([*suite.method_names(), *(methods or [])]), *map(slug, suite.ensembles)]
     path = Path(results) / suite.name / REFERENCES
+    content = {"methods": order, "references": to_dict(suite.references)}
+    if suite.report.selection != "last":   # the default is not written: files of earlier versions stay as they are
+        content["selection"] = suite.report.selection
+    text = yaml.safe_dump(content, sort_keys=False, allow_unicode=True)
+    if path.is_file() and path.read_text() == text:
+        return   # a re-run of finished runs writes nothing (the folder may be read-only by now)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, yaml.safe_dump({"methods": order, "references": to_dict(suite.references),
-                                            "selection": suite.report.selection}, sort_keys=False, allow_unicode=True))
+    atomic_write_text(path, text)
 
 
 def run_ensembles(suite: Suite, results, seeds: list[int], methods_dirs, data: SuiteData, device, say) -> None:

@@ -249,7 +249,7 @@ class Trainer:
         shard = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world_size))
         loader = self._loader(shard, self.spec.suite.data.eval_batch_size)
         return evaluate(lambda x: self.ctx.model(x).main, loader, self.ctx.num_classes, self.device,
-                        self.ctx.autocast, self.dist.world_size)
+                        self.ctx.autocast, self.dist.world_size, self.spec.suite.eval)
 
 
 class Streams:

@@ -1,33 +1,37 @@
 """DeepLab-V2 over any timm backbone (Chen et al., TPAMI'17; the ADVENT/AdaptSegNet configuration).
 
 Backbone: timm ``features_only`` at output stride 8 (layer3 and layer4 dilated), or one of udabench's
-own trunks (``OWN_BACKBONES``: the DeepLab-V2 VGG-16, which timm cannot dilate). Classifier: the
+own trunks (``OWN_BACKBONES``: the papers' caffe-style DeepLab ResNet-101, and the DeepLab-V2 VGG-16, which
+timm cannot dilate). The model's first operation is the input normalisation its weights expect
+(``input_norm.py``); weight files are read by ``weights.py``. Classifier: the
 DeepLab-V2 "ASPP", a *sum* of parallel 3×3 convolutions with dilations 6/12/18/24 straight to class
 logits (bias, weights N(0, 0.01)); ``dilations=(6, 12)`` reproduces the 2-branch variant that
 AdaptSegNet/MaxSquare actually ran because of an early ``return`` in their loop. An optional
 auxiliary head on layer3 gives the multi-level outputs of ADVENT/AdaptSegNet.
 
 BN modes (recorded in every result row, the source of many irreproducible baselines):
-- ``frozen``: affine and running statistics frozen, BN always in eval mode;
-- ``frozen_affine``: affine frozen, batch statistics in training (ADVENT/MaxSquare reality);
-- ``train``: ordinary trainable BN (for backbones trained from scratch).
+- ``frozen``: affine and running statistics frozen, BN always in eval mode (FADA's ``FrozenBatchNorm2d``);
+- ``frozen_affine``: affine frozen, batch statistics in training (ADVENT, ``deeplabv2.py:13-26``);
+- ``train``: ordinary trainable BN (MaxSquare, ``deeplab_multi.py:13-23``, which keeps only the stem's γ/β fixed).
 VGG-16 has no BN, so the mode changes nothing there.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import NamedTuple
 
 import timm
 import torch
 from torch import nn
 
-from ..errors import ConfigError, UdabenchError
+from ..errors import ConfigError
+from .deeplab_resnet import DeepLabResNet
+from .input_norm import InputNorm
 from .vgg import VGG16DeepLab
+from .weights import Layout, default_input_norm, layouts_for, load_backbone_weights
 
-# Backbones timm cannot build at output stride 8, implemented here.
-OWN_BACKBONES = {"vgg16": VGG16DeepLab}
+# Backbones timm cannot build as the papers ran them, implemented here.
+OWN_BACKBONES = {"deeplab_resnet101": DeepLabResNet, "vgg16": VGG16DeepLab}
 
 
 class SegOutput(NamedTuple):
@@ -55,9 +59,12 @@ class ASPPClassifier(nn.Module):
 
 class DeepLabV2(nn.Module):
     def __init__(self, backbone: str, num_classes: int, dilations=(6, 12, 18, 24), multi_level: bool = True,
-                 bn_mode: str = "frozen", pretrained: str = "none"):
+                 bn_mode: str = "frozen", pretrained: str = "none", input_norm: str = "auto"):
         super().__init__()
-        self.backbone = build_backbone(backbone, pretrained)
+        self.backbone, layout = build_backbone(backbone, pretrained)
+        if input_norm == "auto":
+            input_norm = layout.input_norm if layout else default_input_norm(backbone, pretrained)
+        self.input_norm = InputNorm(input_norm)
         *aux_channels, main_channels = self.backbone.feature_info.channels()
         if multi_level and not aux_channels:
             raise ConfigError(f"model.multi_level: backbone {backbone!r} has a single feature level, so there is "
@@ -72,7 +79,8 @@ class DeepLabV2(nn.Module):
                 bn.bias.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> SegOutput:
-        *mid, last = self.backbone(x)
+        """``x``: N×3×H×W float RGB images, values 0-255 (the data pipeline's items)."""
+        *mid, last = self.backbone(self.input_norm(x))
         aux = self.aux_head(mid[-1]) if self.aux_head is not None else None
         return SegOutput(self.head(last), aux, last)
 
@@ -92,12 +100,14 @@ class DeepLabV2(nn.Module):
         return (m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
 
 
-def build_backbone(name: str, pretrained: str) -> nn.Module:
-    """A dilated (output stride 8) feature extractor returning its levels, last = main, as a list."""
+def build_backbone(name: str, pretrained: str) -> tuple[nn.Module, Layout | None]:
+    """A dilated (output stride 8) feature extractor returning its levels, last = main, as a list, and the
+    layout its weights file was read as (None without a file)."""
     if name in OWN_BACKBONES:
         if pretrained == "timm":
+            files = " or ".join(layout.description for layout in layouts_for(name))
             raise ConfigError(f"model.pretrained: 'timm' has no weights for udabench's own {name!r} backbone. "
-                              f"Give the path of a torchvision {name} state dict (docs/datasets.md) or 'none'.")
+                              f"Give the path of {files} (docs/datasets.md), or 'none'.")
         backbone = OWN_BACKBONES[name]()
     else:
         try:
@@ -107,41 +117,10 @@ def build_backbone(name: str, pretrained: str) -> nn.Module:
             raise ConfigError(f"model.backbone {name!r} cannot be built as a dilated timm feature "
                               f"extractor (features_only, output_stride=8): {exc or 'not supported by timm'}. Pick one "
                               f"from `udabench list backbones`.") from None
-    if pretrained not in ("none", "timm"):
-        load_backbone_weights(backbone, pretrained)
-    return backbone
-
-
-def load_backbone_weights(backbone: nn.Module, path: str) -> None:
-    """Load a state dict of the plain backbone (timm's, or torchvision's for udabench's VGG-16).
-
-    Every tensor of the backbone must be in the file with its shape, except the backbone's
-    ``new_layers`` (layers the ImageNet network does not have); other keys (classifiers) are ignored.
-    """
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"model.pretrained: weights file {path!r} does not exist. Give the path of a "
-                          f"state dict saved from the backbone (docs/datasets.md), 'timm' for timm's own "
-                          f"weights, or 'none' to train from scratch.")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a corrupt or non-tensor pickle: say which file, whatever torch raised
-        raise UdabenchError(f"model.pretrained: cannot read {path!r} as a PyTorch state dict ({exc}).") from None
-    state = state.get("state_dict", state) if isinstance(state, dict) else {}
-    own = {k: v for k, v in backbone.state_dict().items() if not k.startswith(getattr(backbone, "new_layers", ()))}
-    missing = [k for k in own if k not in state]
-    shape = lambda t: tuple(getattr(t, "shape", ()))
-    wrong = [f"{k} {shape(state[k])} (model: {shape(v)})" for k, v in own.items() if k in state and shape(state[k]) != shape(v)]
-    if len(missing) == len(own):
-        raise UdabenchError(f"model.pretrained: no tensor in {path!r} matches the backbone's parameter "
-                            f"names (e.g. {next(iter(own))!r}); was it saved from another model?")
-    if missing or wrong:
-        problems = [f"{len(missing)} missing, e.g. {', '.join(missing[:3])}"] if missing else []
-        problems += [f"{len(wrong)} with another shape, e.g. {', '.join(wrong[:3])}"] if wrong else []
-        raise UdabenchError(f"model.pretrained: {path!r} does not fit the backbone: {'; '.join(problems)}. "
-                            f"Save the state dict of the same architecture (docs/datasets.md).")
-    backbone.load_state_dict({k: state[k] for k in own}, strict=False)
+    layout = load_backbone_weights(backbone, name, pretrained) if pretrained not in ("none", "timm") else None
+    return backbone, layout
 
 
 def build_model(cfg, num_classes: int) -> DeepLabV2:
-    return DeepLabV2(cfg.backbone, num_classes, cfg.aspp_dilations, cfg.multi_level, cfg.bn_mode, cfg.pretrained)
+    return DeepLabV2(cfg.backbone, num_classes, cfg.aspp_dilations, cfg.multi_level, cfg.bn_mode, cfg.pretrained,
+                     cfg.input_norm)
