@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from udabench.config import DomainAugment, Jitter
 from udabench.data import get_dataset
-from udabench.data.base import normalise, rgb_of
+from udabench.data.base import image_tensor, rgb_of
 from udabench.engine import balanced
 from udabench.engine.augment import Augmented, augment
 from udabench.engine.balanced import SUB_EPOCH, ClassBalancedSampler, class_presence
@@ -45,7 +45,7 @@ def test_crop_and_flip_move_image_and_labels_together_and_pad_with_ignore():
     rng = np.random.default_rng(0)
     label = np.kron(rng.integers(0, 19, (5, 10)), np.ones((4, 4), dtype=np.int64))       # 20×40
     rgb = np.stack([label * 10, label * 3, np.full_like(label, 7)], -1).astype(np.uint8)  # colour encodes label
-    item = {"image": normalise(rgb), "label": torch.from_numpy(label), "pseudo_label": torch.from_numpy(label)}
+    item = {"image": image_tensor(rgb), "label": torch.from_numpy(label), "pseudo_label": torch.from_numpy(label)}
     for seed in range(6):
         out = augment(item, DomainAugment(crop=(48, 24), flip=0.5), np.random.default_rng(seed))
         image, lab = rgb_of(out["image"]).astype(np.int64), out["label"].numpy()

@@ -79,7 +79,7 @@ def test_an_adaptation_stage_starts_from_the_source_stages_final_weights_with_a_
 
     # The LR restarts at the stage's own base LR and decays as poly 0.9 over its own horizon (8), heads at 10x.
     expected = [[0.005 * (1 - s / 8) ** 0.9, 0.05 * (1 - s / 8) ** 0.9] for s in range(4)]
-    assert first["lrs"] == pytest.approx(expected, rel=1e-12)
+    assert sum(first["lrs"], []) == pytest.approx(sum(expected, []), rel=1e-12)
     assert [r["lr"] for r in probe.rows()] == pytest.approx([expected[1][0], expected[3][0]], rel=1e-12)
     assert [r["step"] for r in source.rows()] == [2, 3] and [r["step"] for r in probe.rows()] == [2, 4]
 
@@ -208,3 +208,31 @@ def test_poly_horizon_decays_the_lr_as_over_a_longer_schedule(write_suite):
     suite = load_suite(write_suite(iterations=4, poly_horizon=10, lr=0.01))
     ctx, _ = build_run(suite, discover()["source_only"], discover()["source_only"].Hparams(), torch.device("cpu"))
     assert [ctx.start_step(s) for s in range(4)] == pytest.approx([0.01 * (1 - s / 10) ** 0.9 for s in range(4)])
+
+
+def test_the_embedded_two_stage_recipe_adapts_from_the_source_stage_with_the_lr_restarted(tmp_path, monkeypatch):
+    """suites/toy_two_stage.yaml (the embedded suite as a two-stage recipe), shrunk: Source-only is trained once for
+    both methods that start from it, and each starts from exactly its final weights with a fresh optimizer."""
+    from pathlib import Path
+
+    monkeypatch.setenv("UDABENCH_CACHE", str(tmp_path / "cache"))
+    toy = Path(__file__).resolve().parent.parent / "suites" / "toy_two_stage.yaml"
+    small = ["synthetic.num_source=8", "synthetic.num_target_train=8", "synthetic.num_target_val=4",
+             "methods.test_probe={}", "stages.test_probe={start_from: source_only, train: {lr: 0.004}}"]
+    suite = load_suite(toy, small, quick=True)
+    assert suite.stages["minent"].start_from == "source_only" and suite.train.source_warmup == 0
+    trained, real_run = [], Trainer.run
+    monkeypatch.setattr(Trainer, "run", lambda self: trained.append(self.spec.method.name) or real_run(self))
+    Probe.seen = []
+    outcomes = run_suite(suite, tmp_path / "r", methods=["test_probe", "minent"])
+    assert trained == ["source_only", "test_probe", "minent"]                # the source stage once, first
+    source = outcomes[0].spec.rundir
+    assert all(o.spec.start.spec.rundir.id == source.id and o.spec.start.restart for o in outcomes[1:])
+    weights = checkpoint.segmenter_state(checkpoint.load(source.checkpoint))
+    first = Probe.seen[0]
+    assert first["optimizer_state"] == 0 and all(torch.equal(weights[k], first["weights"][k]) for k in weights)
+    steps = suite.train.iterations
+    expected = [[0.004 * (1 - s / steps) ** 0.9, 0.04 * (1 - s / steps) ** 0.9] for s in range(steps)]
+    assert sum(first["lrs"], []) == pytest.approx(sum(expected, []), rel=1e-12)
+    label = outcomes[2].spec.rundir.rows()[-1]["method_label"]
+    assert label == "Source-only → MinEnt"

@@ -267,7 +267,8 @@ def cmd_list(args) -> int:
                 description = read_suite_tree(file).get("description", "")
             except (ConfigError, yaml.YAMLError):
                 description = "(not a valid suite file)"
-            print(f"{str(file.relative_to(Path.cwd()) if file.is_relative_to(Path.cwd()) else file):<36}  {description}")
+            shown = file.relative_to(Path.cwd()) if file.is_relative_to(Path.cwd()) else file
+            print(f"{str(shown):<36}  {description}")
     else:
         from .models import BACKBONES
 

@@ -111,7 +111,7 @@ class TrainConfig:
 
 @dataclass
 class Jitter:
-    """torchvision ``ColorJitter`` factors: brightness, contrast and saturation in [max(0, 1-x), 1+x], hue in [-x, x]."""
+    """torchvision ``ColorJitter`` factors: brightness, contrast, saturation in [max(0, 1-x), 1+x]; hue in [-x, x]."""
     brightness: float = setting(0.0, at_least(0))
     contrast: float = setting(0.0, at_least(0))
     saturation: float = setting(0.0, at_least(0))
@@ -145,6 +145,7 @@ class StageConfig:
     data: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     augment: dict[str, Any] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -372,7 +373,7 @@ def validate(suite: Suite) -> None:
                                   f"{', '.join(known)}.{closest(bad, known)}")
 
 
-STAGE_BLOCKS = ("train", "data", "model", "augment")   # the suite blocks a stage may change
+STAGE_BLOCKS = ("train", "data", "model", "augment", "eval")   # the suite blocks a stage may change
 
 
 def stage_suite(suite: Suite, method: str) -> Suite:
@@ -402,14 +403,16 @@ def _validate_stages(suite: Suite) -> None:
     for name, stage in suite.stages.items():
         if name not in methods:
             raise ConfigError(f"{src}: stages.{name}: {name!r} is not one of the suite's methods "
-                              f"({', '.join(methods)}).{closest(name, methods)} Add it to 'methods' or remove its stage.")
+                              f"({', '.join(methods)}).{closest(name, methods)} Add it to 'methods' or remove "
+                              f"its stage.")
         for key in ("start_from", "teacher"):
             other = getattr(stage, key)
             if other and (other == name or other not in methods):
                 why = "its own" if other == name else "not one of the suite's methods"
+                verb = "starts from" if key == "start_from" else "learns from"
                 raise ConfigError(f"{src}: stages.{name}.{key} is {other!r}, {why}; it names the method whose "
-                                  f"finished run (same seed) this one {'starts from' if key == 'start_from' else 'learns from'}: "
-                                  f"one of {', '.join(m for m in methods if m != name)}.{closest(other, methods)}")
+                                  f"finished run (same seed) this one {verb}: one of "
+                                  f"{', '.join(m for m in methods if m != name)}.{closest(other, methods)}")
         if stage.start_from and stage.teacher:
             raise ConfigError(f"{src}: stages.{name} has both start_from and teacher; a student starts fresh from the "
                               f"init weights (FADA's self-distillation), so give one of them.")
@@ -429,7 +432,8 @@ def _validate_selection(name: str, src: str) -> None:
     from .analysis.selection import SELECTIONS
 
     if name not in SELECTIONS:
-        raise ConfigError(f"{src}: report.selection is {name!r}; known: {', '.join(SELECTIONS)}.{closest(name, SELECTIONS)}")
+        raise ConfigError(f"{src}: report.selection is {name!r}; known: {', '.join(SELECTIONS)}."
+                          f"{closest(name, SELECTIONS)}")
 
 
 def apply_overrides(raw: Any, overrides: list[str], source: str) -> dict:

@@ -2,11 +2,12 @@
 
 FADA's self-distillation (``train_with_sd.sh``): ``test.py --saveres`` writes the argmax of the finished
 adversarial model for every Cityscapes train image (input resized to the test size 1024×512, logits
-up-sampled to the label size), no confidence threshold (FADA issue #21: hard labels, soft ones gained
-nothing); ``train_self_distill.py`` then trains a fresh model on them with its own augmentation. Here the
-labels are computed once per student run, before its first step, into ``<run>/pseudo_labels/`` (one PNG per
-target index and a manifest naming the teacher run), and read back as each item's ``pseudo_label`` at the
-size of the student's target items, so geometric augmentation moves them with the image.
+up-sampled to the label size as the teacher's evaluation does, ``eval.align_corners``), no confidence
+threshold (FADA issue #21: hard labels, soft ones gained nothing); ``train_self_distill.py`` then trains a
+fresh model on them with its own augmentation. Here the labels are computed once per student run, before its
+first step, into ``<run>/pseudo_labels/`` (one PNG per target index and a manifest naming the teacher run), and
+read back as each item's ``pseudo_label`` at the size of the student's target items, so geometric augmentation
+moves them with the image.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def label_with_teacher(spec, dataset, device: torch.device, dist: DistInfo = Dis
             resize = size is not None and tuple(image.shape[-2:]) != (size[1], size[0])
             x = F.interpolate(image, size=(size[1], size[0]), mode="bicubic", antialias=True,
                               align_corners=False) if resize else image
-            labels = upsample(model(x).main.float(), image.shape[-2:]).argmax(1).to(torch.uint8).cpu().numpy()
+            logits = upsample(model(x).main.float(), image.shape[-2:], teacher.suite.eval.align_corners)
+            labels = logits.argmax(1).to(torch.uint8).cpu().numpy()
             for label in labels:
                 with atomic_path(folder / f"{shard[done]:06d}.png") as tmp:
                     Image.fromarray(label).save(tmp, format="PNG", compress_level=1)

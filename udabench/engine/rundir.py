@@ -62,7 +62,8 @@ def suite_identity(suite: Suite) -> dict:
 def stage_settings(suite: Suite, run_suite: Suite) -> dict:
     """What a run's own suite (``config.stage_suite``) sets differently from its suite, as dotted keys: the
     ``stage`` of its identity, from which ``RunDir.suite`` rebuilds it."""
-    base, own = (flatten({k: v for k, v in resolved_dict(s).items() if k not in NOT_IDENTITY}) for s in (suite, run_suite))
+    base, own = (flatten({k: v for k, v in resolved_dict(s).items() if k not in NOT_IDENTITY})
+                 for s in (suite, run_suite))
     return {k: v for k, v in own.items() if base.get(k, MISSING) != v}
 
 

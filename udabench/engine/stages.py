@@ -56,7 +56,8 @@ class RunSpec:
         return [s for s in (self.start.spec if self.start else None, self.teacher) if s is not None]
 
     def label(self) -> str:
-        """The row label: the method's, after those of the runs it starts or learns from ("Source-only → MaxSquare")."""
+        """The row label: the method's, after those of the runs it starts or learns from
+        ("Source-only → MaxSquare")."""
         own = self.method.row_label()
         before = self.teacher or (self.start.spec if self.start and self.start.restart else None)
         return f"{before.label()} → {own}" if before is not None else own
@@ -112,9 +113,8 @@ class Planner:
         if cls.uses_teacher_labels != (teacher is not None):
             fix = (f"give it one: stages: {{{name}: {{teacher: <method>}}}}" if cls.uses_teacher_labels else
                    f"remove stages.{name}.teacher (or use a method that learns from one, e.g. self_distill)")
-            raise ConfigError(f"{suite.source_file}: method {name!r} "
-                              f"{'learns from a teacher run' if cls.uses_teacher_labels else 'has no use for a teacher'}"
-                              f"; {fix}.")
+            what = "learns from a teacher run" if cls.uses_teacher_labels else "has no use for a teacher"
+            raise ConfigError(f"{suite.source_file}: method {name!r} {what}; {fix}.")
         rundir = RunDir(self.results, suite.name, name, identity_of(suite, seed, **run))
         return RunSpec(own, cls, hparams, seed, rundir, start, teacher)
 

@@ -149,7 +149,8 @@ class Trainer:
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.iterations:
                 self._log_line(done, lr)
-            if done % cfg.eval_every == 0 or done == cfg.iterations:
+            # a shared warm-up's rows open its users' curves: only at their own eval steps (no extra final one)
+            if done % cfg.eval_every == 0 or (done == cfg.iterations and not self.spec.hidden):
                 self._evaluate(done, lr)
                 self.meter.clear()
             if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
