@@ -158,6 +158,7 @@ def quick_run(recipe, stand_ins, tmp_path, capsys) -> Path:
     return results / load_suite(PAPER / recipe, quick=True).name
 
 
+@pytest.mark.slow
 def test_the_maxsquare_recipe_runs_quick_source_stage_once_then_both_methods(stand_ins, tmp_path, capsys):
     suite_dir = quick_run("maxsquare/gta5.yaml", stand_ins, tmp_path, capsys)
     runs = {p.parent.parent.name: p.parent for p in suite_dir.glob("*/*/done")}
@@ -180,9 +181,11 @@ def test_the_fada_recipe_runs_quick_through_its_three_stages(stand_ins, tmp_path
                                                           ("self_distill", "teacher")]
     assert rows["fada"]["protocol"]["source_sampler"] == "class_balanced"
     assert rows["self_distill"]["protocol"]["bn_mode"] == "train"
-    assert rows["self_distill"]["protocol"]["eval_input_size"] != rows["fada"]["protocol"]["eval_input_size"]
+    assert rows["self_distill"]["protocol"]["target_size"] == "native" != rows["fada"]["protocol"]["target_size"]
+    assert rows["self_distill"]["protocol"]["augment"]["target"]["scale"] == [0.5, 1.5]
 
 
+@pytest.mark.slow
 def test_the_advent_recipe_runs_quick_with_its_ensemble(stand_ins, tmp_path, capsys):
     suite_dir = quick_run("advent/gta5_r101.yaml", stand_ins, tmp_path, capsys)
     assert sorted(p.parent.parent.name for p in suite_dir.glob("*/*/done")) == ["advent", "ensemble-advent-minent", "minent"]
