@@ -10,4 +10,4 @@ BUILTIN = {"udabench.builtin_methods": "methods", "udabench.builtin_suites": "su
 
 setup(packages=find_packages(include=["udabench", "udabench.*"]) + list(BUILTIN),
       package_dir=BUILTIN,
-      package_data={"udabench.builtin_suites": ["*.yaml"]})
+      package_data={"udabench.builtin_suites": ["*.yaml", "paper/*.yaml", "paper/*/*.yaml", "references/*.yaml"]})

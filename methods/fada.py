@@ -17,14 +17,11 @@ CE (``temperature_on_source_ce``, off by default — the paper does not); it up-
 soft labels to the input size, we compare them on the feature grid, where the logits already are
 (same targets, 64× fewer pixels).
 
-Self-distillation (§3.4), option ``self_distill_from = S``: from step S on, a frozen copy of the
-segmenter taken at S (the teacher) labels each target batch with its hard argmax, no threshold, and
-the segmenter trains on those pseudo-labels with the supervised CE alone (no source, no adversary) —
-the official code's second stage (``train_self_distill.py``: hard labels, FADA issue #21), folded into
-one run. The official stage is a fresh 20k-step run with augmentation; ours continues the schedule.
+Self-distillation (§3.4) is a stage of its own, as in the official code (``train_self_distill.py``): the
+method ``self_distill`` with ``teacher: fada`` trains a fresh model on this run's hard pseudo-labels
+(methods/self_distill.py, docs/recipes.md).
 """
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -65,18 +62,13 @@ class FADA(Method):
         d_betas: tuple[float, float] = (0.9, 0.99)
         d_width: int = 256
         temperature_on_source_ce: bool = False   # official-code form
-        self_distill_from: int = 0               # 0: off; else the step where self-distillation starts
 
     def setup(self, model, ctx):
         channels = model.backbone.feature_info.channels()[-1]
         self.d = self.register_module("d_fine", FineGrainedDiscriminator(channels, ctx.num_classes, self.hp.d_width),
                                       optimizer="adam", lr=self.hp.d_lr, betas=self.hp.d_betas)
-        if self.hp.self_distill_from:
-            self.teacher = self.register_module("teacher", copy.deepcopy(model).eval(), optimizer=None)
 
     def train_step(self, source, target, step):
-        if self.hp.self_distill_from and step >= self.hp.self_distill_from:
-            return self.distill_step(target, step)
         ctx, hp = self.ctx, self.hp
         with ctx.autocast():
             src = ctx.model(source["image"])
@@ -102,14 +94,3 @@ class FADA(Method):
         logs["loss_d"] = d_loss.item()
         ctx.backward(d_loss)
         return logs
-
-    def distill_step(self, target, step):
-        ctx = self.ctx
-        if step == self.hp.self_distill_from:
-            self.teacher.load_state_dict(ctx.model.state_dict())  # the adapted model becomes the teacher
-        with torch.no_grad(), ctx.autocast():
-            pseudo = self.teacher(target["image"]).main.argmax(1)
-        with ctx.autocast():
-            loss, logs = ctx.supervised_loss(ctx.model(target["image"]), pseudo)
-        ctx.backward(loss)
-        return {"loss_distill": logs.pop("loss_seg"), **logs}

@@ -58,7 +58,10 @@ def test_a_wheel_installed_elsewhere_lists_and_runs_the_builtins_from_an_empty_f
     assert methods.returncode == 0 and listed == builtin and "BROKEN" not in methods.stdout
     suites = udabench("list", "suites")
     listed_suites = {line.split()[0] for line in suites.stdout.splitlines()}
-    assert suites.returncode == 0 and listed_suites == {p.stem for p in (ROOT / "suites").glob("*.yaml")}
+    recipes = {p.relative_to(ROOT / "suites").with_suffix("").as_posix()
+               for p in (ROOT / "suites" / "paper").rglob("*.yaml") if not p.name.startswith("_")}
+    assert recipes and suites.returncode == 0
+    assert listed_suites == {p.stem for p in (ROOT / "suites").glob("*.yaml")} | recipes   # from the wheel, by name
 
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "local_plugin.py").write_text(PLUGIN)

@@ -18,7 +18,7 @@ from udabench.config import load_suite
 from udabench.engine import checkpoint
 from udabench.engine.rows import TIMING_FIELDS
 from udabench.engine.runner import plan_runs, run_suite
-from udabench.registry import METHODS, register
+from udabench.registry import METHODS, discover, register
 
 VOLATILE = ("time", *TIMING_FIELDS)
 
@@ -122,6 +122,64 @@ def test_a_killed_run_continues_its_tensorboard_curves(noisy, uninterrupted, kil
     assert len(list(resumed.tb_dir.glob("events.out.tfevents.*"))) == 2     # one event file per attempt
 
 
+# Every augmentation on both domains: draws that a resumed run must repeat exactly.
+AUGMENT = {"source": {"jitter": {"brightness": 0.5, "contrast": 0.5, "saturation": 0.5, "hue": 0.2},
+                      "scale": [0.8, 1.2], "crop": [48, 24], "flip": 0.5, "blur": 0.5},
+           "target": {"scale": [0.9, 1.1], "crop": [56, 28], "flip": 0.5, "blur": 0.5}}
+
+
+def staged_suite(tiny_data, workers: int = 0) -> dict:
+    """A two-stage recipe: Source-only for 5 steps, then the RNG-drawing plugin from its final weights (6 steps,
+    LR restarted at 0.005), both with augmentation."""
+    suite = tiny_suite_dict(tiny_data, **KILLED_SUITE)
+    suite["methods"], suite["oracle"], suite["augment"] = {"source_only": {}, Noisy.name: {}}, False, AUGMENT
+    suite["data"]["num_workers"] = workers
+    suite["stages"] = {"source_only": {"train": {"iterations": 5}},
+                       Noisy.name: {"start_from": "source_only", "train": {"lr": 0.005}}}
+    return suite
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory, tiny_data):
+    register(Noisy)
+    path = write_yaml(tmp_path_factory.mktemp("staged"), staged_suite(tiny_data))
+    outcomes = run_suite(load_suite(path), tmp_path_factory.mktemp("straight"), methods=[Noisy.name])
+    return [o.spec.rundir for o in outcomes]
+
+
+def same_run(a, b) -> bool:
+    """Same rows (run ids aside: num_workers is part of a run's identity) and the same final weights."""
+    strip = lambda r: [{k: v for k, v in row.items() if k not in ("run_id", "protocol")} for row in rows(r)]
+    final = [checkpoint.segmenter_state(checkpoint.load(r.checkpoint)) for r in (a, b)]
+    return strip(a) == strip(b) and all(torch.equal(final[0][k], final[1][k]) for k in final[0])
+
+
+@pytest.mark.parametrize("stage, kill_at, workers", [("source", 3, 0), ("adaptation", 3, 2)])
+def test_a_run_killed_inside_either_stage_resumes_bit_exactly_with_augmentation(noisy, staged, tiny_data, tmp_path,
+                                                                                 monkeypatch, stage, kill_at, workers):
+    path = write_yaml(tmp_path, staged_suite(tiny_data, workers))
+    source_only = discover()["source_only"]
+    real = source_only.train_step
+
+    def killed_at(self, source, target, step):
+        if step == kill_at:
+            raise KeyboardInterrupt
+        return real(self, source, target, step)
+
+    if stage == "source":
+        monkeypatch.setattr(source_only, "train_step", killed_at)
+    else:
+        noisy.crash_at = kill_at
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(load_suite(path), tmp_path / "r", methods=[noisy.name])
+    monkeypatch.undo()
+    noisy.crash_at = None
+    resumed = [o.spec.rundir for o in run_suite(load_suite(path), tmp_path / "r", methods=[noisy.name])]
+    assert [r.status for r in resumed] == ["done", "done"]
+    assert all(same_run(a, b) for a, b in zip(staged, resumed))
+    assert [r["step"] for r in rows(resumed[0])] == [3, 5] and [r["step"] for r in rows(resumed[1])] == [3, 6]
+
+
 def write_yaml(folder, suite: dict):
     path = folder / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
@@ -202,7 +260,7 @@ def test_no_file_udabench_loads_can_run_code(route, finished, tmp_path, capsys):
         plant(run / "checkpoints" / "last.pt")
         argv = ["run", path, "--results", str(results)]
     elif route == "warmup":
-        plant(next((results / "tiny" / "_warmup").glob("*.pt")))
+        plant(next((results / "tiny" / "_warmup").glob("seed0-*")) / "checkpoints" / "last.pt")
         argv = ["run", path, "--results", str(results), "--methods", "minent"]
     elif route == "ensemble":   # minent finishes now; the ensemble then loads source_only's final model
         plant(run / "checkpoints" / "last.pt")

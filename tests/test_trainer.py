@@ -83,7 +83,7 @@ def test_run_id_changes_with_the_synthetic_generator(tmp_path, monkeypatch):
     before = plan_runs(load_suite(toy), tmp_path, ["minent"])[0]
     monkeypatch.setattr(rundir, "GENERATOR_VERSION", rundir.GENERATOR_VERSION + 1)
     after = plan_runs(load_suite(toy), tmp_path, ["minent"])[0]
-    assert before.rundir.id != after.rundir.id and before.warmup_snapshot != after.warmup_snapshot
+    assert before.rundir.id != after.rundir.id and before.start.spec.rundir.id != after.start.spec.rundir.id
 
 
 def test_resume_gives_the_same_next_loss_as_an_uninterrupted_run(write_suite, tmp_path):

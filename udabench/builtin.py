@@ -34,19 +34,29 @@ def local_method_dirs() -> list[Path]:
     return _local("methods", METHODS_DIR)
 
 
+def _named(folder: Path) -> dict[str, Path]:
+    """The suites of one folder by name: ``NAME.yaml`` and the paper recipes ``paper/<paper>/<recipe>.yaml`` (named
+    ``paper/<paper>/<recipe>``); ``_*.yaml`` files are bases that recipes extend, not suites of their own."""
+    files = sorted({*folder.glob("*.yaml"), *folder.glob("paper/**/*.yaml")})
+    return {file.relative_to(folder).with_suffix("").as_posix(): file for file in files
+            if not file.name.startswith("_")}
+
+
 def suite_files() -> dict[str, Path]:
-    """Every suite known by name: the built-in ones, and ``./suites/*.yaml`` (which win on a name clash)."""
-    found = {file.stem: file for file in sorted(SUITES_DIR.glob("*.yaml"))}
-    found |= {file.stem: file for folder in _local("suites", SUITES_DIR) for file in sorted(folder.glob("*.yaml"))}
+    """Every suite known by name: the built-in ones, and those of ``./suites/`` (which win on a name clash)."""
+    found = _named(SUITES_DIR)
+    for folder in _local("suites", SUITES_DIR):
+        found |= _named(folder)
     return found
 
 
 def find_suite(text: str) -> Path:
-    """The suite file ``text`` names: a path as given, else ``./suites/<text>.yaml``, else a built-in suite.
+    """The suite file ``text`` names: a path as given, else ``./suites/<text>.yaml``, else a built-in suite (a
+    recipe by its name in ``udabench list suites``, e.g. ``paper/fada/gta5``).
 
     A name that matches nothing is returned as a path, so that loading it reports the missing file."""
     path = Path(text)
-    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+    if path.exists() or path.suffix in (".yaml", ".yml"):
         return path
     for candidate in (Path.cwd() / "suites" / f"{text}.yaml", SUITES_DIR / f"{text}.yaml"):
         if candidate.is_file():

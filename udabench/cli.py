@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default="results", help="results folder (default: results/)")
     run.add_argument("--quick", action="store_true",
                      help="smoke test: a few iterations, batch 2, at most 8 images per split, tiny inputs")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print every planned run (method, seed, stage chain, run id, status, resolved config as "
+                          "JSON; one line each, upstream stages first) and train nothing")
     run.add_argument("--check-data", choices=("sample", "all", "none"), default="sample",
                      help="pre-flight decoding of the suite's data before any training: a sample of each split "
                           "(default, seconds), all files (as `udabench data check`), or none")
@@ -128,9 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--table", action="store_true", help="print the per-class IoU and oracle-gap tables")
     rep.add_argument("--format", choices=FORMATS, default="text", help="table format (default: text)")
     rep.add_argument("--out", help="write the report to this file instead of stdout")
-    rep.add_argument("--selection", default="last", metavar="NAME",
-                     help="checkpoint selection protocol: last (default), source-val, target-entropy, or "
-                          "oracle-target-val (uses target labels; flagged in every output)")
+    rep.add_argument("--selection", default=None, metavar="NAME",
+                     help="checkpoint selection protocol: last, source-val, target-entropy, or oracle-target-val "
+                          "(uses target labels; flagged in every output). Default: the suite's report.selection "
+                          "(recipes of papers that picked the best snapshot on target labels say "
+                          "oracle-target-val), else last")
     rep.add_argument("--compare", nargs=2, metavar=("A", "B"),
                      help="paired comparison of two methods (names as in `udabench list methods`): per-class "
                           "delta A - B over paired seeds with a bootstrap CI over eval images")
@@ -236,6 +241,8 @@ def cmd_run(args) -> int:
     from .engine.runner import run_suite
 
     suite = load_suite(find_suite(args.suite), args.overrides, quick=args.quick)
+    if args.dry_run:
+        return dry_run(suite, args)
     if args.launcher:
         from .launch import launch
 
@@ -276,6 +283,22 @@ def cmd_status(args) -> int:
     else:
         states = found_states(args.results, args.suite)
     print(render(states), end="")
+    return 0
+
+
+def dry_run(suite, args) -> int:
+    import json
+
+    from .engine.runner import plan_runs
+    from .engine.stages import describe_plan, execution_order
+
+    specs = execution_order(plan_runs(suite, args.results, args.methods, args.seeds, args.methods_dir))
+    for spec in specs:
+        plan = describe_plan(spec)
+        print(f"{plan['method']} seed {plan['seed']}  [{plan['stages']}]  {plan['run_id']}  {plan['status']}  "
+              + json.dumps(plan, sort_keys=True))
+    print(f"{len(specs)} planned runs (nothing trained); results would go to {Path(args.results) / suite.name}",
+          file=sys.stderr)
     return 0
 
 
@@ -344,13 +367,15 @@ def cmd_list(args) -> int:
         import yaml
 
         from .builtin import suite_files
+        from .config import read_suite_tree
+        from .errors import ConfigError
 
         for name, file in suite_files().items():   # by name: `udabench run NAME`
             try:
-                description = (yaml.safe_load(file.read_text()) or {}).get("description", "")
-            except yaml.YAMLError:
-                description = "(not valid YAML)"
-            print(f"{name:<22}  {description}")
+                description = read_suite_tree(file).get("description", "")
+            except (ConfigError, yaml.YAMLError):
+                description = "(not a valid suite file)"
+            print(f"{name:<28}  {description}")
     else:
         from .models import BACKBONES
 

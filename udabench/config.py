@@ -1,7 +1,9 @@
-"""Suite schema, YAML loading, ``${ENV}`` expansion and ``--set a.b=c`` overrides.
+"""Suite schema, YAML loading (``extends:``), ``${ENV}`` expansion, ``--set a.b=c`` overrides and stages.
 
 A suite names the datasets, class set, model, schedule, methods and seeds of one benchmark. It is
-validated strictly (see ``schema.py``) and written, resolved, into every run directory.
+validated strictly (see ``schema.py``) and written, resolved, into every run directory. A suite file may
+``extends:`` others (a base plus overrides, merged before validation), and its ``stages:`` block gives a
+method's runs settings of their own and a run to start from (``stage_suite``; docs/recipes.md).
 """
 
 from __future__ import annotations
@@ -108,6 +110,9 @@ class TrainConfig:
     # How a run is watched (engine/loggers.py, docs/monitoring.md), not what it computes: not part of its identity.
     loggers: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=default_loggers)
     panel_images: int = setting(3, at_least(0))   # target eval images in each evaluation's logged panel (0: none)
+    # Poly LR as if the schedule had this many steps (ADVENT: 250k, stopped at 120k); None = iterations.
+    poly_horizon: int | None = setting(None, at_least(1))
+    source_sampler: Literal["uniform", "class_balanced"] = "uniform"   # class_balanced: FADA (engine/balanced.py)
 
 
 # YAML 1.1 reads an unquoted 24:00:00 as the number 86400 (base 60), so a number is refused with that hint.
@@ -130,6 +135,50 @@ class LauncherConfig:
 
 
 @dataclass
+class Jitter:
+    """torchvision ``ColorJitter`` factors: brightness, contrast, saturation in [max(0, 1-x), 1+x]; hue in [-x, x]."""
+    brightness: float = setting(0.0, at_least(0))
+    contrast: float = setting(0.0, at_least(0))
+    saturation: float = setting(0.0, at_least(0))
+    hue: float = setting(0.0, between(0, 0.5))
+
+
+@dataclass
+class DomainAugment:
+    """Random changes of one domain's training images, in this order: jitter, scale, crop, flip, blur."""
+    jitter: Jitter | None = None
+    scale: tuple[float, float] | None = setting(None, each(above(0)))   # rescale factor U(lo, hi), then ...
+    crop: tuple[int, int] | None = setting(None, each(at_least(MIN_SIZE)))   # ... a random (W, H) crop, padded
+    flip: float = setting(0.0, between(0, 1))     # probability of a horizontal flip
+    blur: float = setting(0.0, between(0, 1))     # probability of a PIL Gaussian blur of radius U(0, blur_radius)
+    blur_radius: float = setting(1.0, above(0))
+
+
+@dataclass
+class AugmentConfig:
+    """Training-image augmentation per domain (engine/augment.py); the eval split is never augmented."""
+    source: DomainAugment = field(default_factory=DomainAugment)
+    target: DomainAugment = field(default_factory=DomainAugment)
+
+
+@dataclass
+class StageConfig:
+    """One method's runs as a stage of a recipe: its own settings and where it starts (docs/recipes.md)."""
+    start_from: str = ""                      # a method of the suite: start from its final weights (same seed)
+    teacher: str = ""                         # a method of the suite whose final model labels the target images
+    train: dict[str, Any] = field(default_factory=dict)     # deep-merged over the suite's blocks of these names
+    data: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    augment: dict[str, Any] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ReportConfig:
+    selection: str = "last"                   # the default checkpoint selection of `udabench report`
+
+
+@dataclass
 class ReferenceRow:
     """A published result, copied from a paper's table, shown beside the measured rows."""
     source: str                               # paper, table and row the numbers come from
@@ -149,14 +198,17 @@ class Suite:
     eval_class_sets: list[str] = field(default_factory=list)  # extra subsets scored from one matrix
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     methods: dict[str, dict[str, Any]] = field(default_factory=lambda: {"source_only": {}})
+    stages: dict[str, StageConfig] = field(default_factory=dict)   # method -> its stage (settings, start)
     oracle: bool = True
     ensembles: dict[str, list[str]] = field(default_factory=dict)  # row label -> methods averaged
     references: dict[str, ReferenceRow] = field(default_factory=dict)  # row label -> published numbers
     seeds: list[int] = setting([0], NOT_EMPTY, each(SEED))
     synthetic: SyntheticConfig | None = None
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     source_file: str = ""                     # set by load_suite, not read from YAML
 
     @property
@@ -189,9 +241,10 @@ QUICK_MAX_WIDTH = 64
 
 def load_suite(path: str | Path, overrides: list[str] = (), quick: bool = False) -> Suite:
     path = Path(path)
-    raw = read_suite_file(path)
+    raw = read_suite_tree(path)
     if quick:
         raw = apply_overrides(raw, [f"{k}={v}" for k, v in QUICK_OVERRIDES.items()], str(path))
+        _quick_stages(raw)
     raw = apply_overrides(raw, list(overrides), str(path))
     raw = expand_env(raw, str(path))
     if "source_file" in raw:
@@ -202,6 +255,45 @@ def load_suite(path: str | Path, overrides: list[str] = (), quick: bool = False)
         _shrink_for_quick(suite)
     validate(suite)
     return suite
+
+
+def read_suite_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The raw mapping of a suite file with its ``extends:`` resolved: each base (a path relative to the file,
+    or a list of them, later ones winning) read the same way, then this file deep-merged over them (mappings
+    merged key by key, lists and scalars replaced)."""
+    raw = read_suite_file(path)
+    bases = raw.pop("extends", None)
+    if bases is None:
+        return raw
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not bases or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{path}: 'extends' must be the path of a suite file (relative to {path.parent}) or a "
+                          f"list of them, got {show(bases)}.")
+    chain = (*chain, path.resolve())
+    merged: dict = {}
+    for base in bases:
+        file = path.parent / base
+        if file.resolve() in chain:
+            loop = " -> ".join(str(p) for p in (*chain, file.resolve()))
+            raise ConfigError(f"{path}: 'extends: {base}' makes a cycle ({loop}); a suite cannot extend itself, "
+                              f"directly or through its bases. Remove one of these extends.")
+        if not file.is_file():
+            raise ConfigError(f"{path}: 'extends: {base}': there is no suite file {file}. Give a path relative to "
+                              f"the folder of {path.name} ({path.parent}).")
+        merged = deep_merge(merged, read_suite_tree(file, chain))
+    return deep_merge(merged, raw)
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: mappings merged key by key, anything else (lists, scalars, null) replaced."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def read_suite_file(path: Path) -> dict:
@@ -293,12 +385,81 @@ def validate(suite: Suite) -> None:
         raise ConfigError(f"{src}: train.source_warmup ({train.source_warmup}) must be less than train.iterations "
                           f"({train.iterations}): otherwise no method ever adapts and every UDA row is Source-only. "
                           f"Lower train.source_warmup (e.g. to half the iterations) or set it to 0.")
+    if train.poly_horizon is not None and train.poly_horizon < train.iterations:
+        raise ConfigError(f"{src}: train.poly_horizon ({train.poly_horizon}) is less than train.iterations "
+                          f"({train.iterations}): the poly LR would reach 0 before the last step and turn negative. "
+                          f"Set it to at least the iterations (ADVENT: 250000 for 120000 steps), or leave it out.")
+    _validate_selection(suite.report.selection, src)
+    _validate_stages(suite)
     names, sets = CLASS_SETS[suite.classes].names, [suite.classes, *suite.eval_class_sets]
     for label, row in suite.references.items():
         for key, known in (("iou", names), ("miou", sets)):
             for bad in set(getattr(row, key)) - set(known):
                 raise ConfigError(f"{src}: references.{label}.{key} has {bad!r}, which is not one of "
                                   f"{', '.join(known)}.{closest(bad, known)}")
+
+
+STAGE_BLOCKS = ("train", "data", "model", "augment", "eval")   # the suite blocks a stage may change
+
+
+def stage_suite(suite: Suite, method: str) -> Suite:
+    """The suite as the runs of ``method`` see it: its ``stages.<method>`` blocks deep-merged over the suite's.
+
+    A method that starts from another run's weights (``start_from``) or learns from a teacher has no source
+    warm-up of its own (``train.source_warmup`` applies to methods that start from the init weights)."""
+    stage = suite.stages.get(method)
+    if stage is None:
+        return suite
+    raw = to_dict(suite)
+    raw.pop("source_file")
+    raw["stages"] = {}
+    for block in STAGE_BLOCKS:
+        raw[block] = deep_merge(raw[block], getattr(stage, block))
+    if stage.start_from or stage.teacher:
+        raw["train"]["source_warmup"] = 0
+    where = f"{suite.source_file} (stages.{method})"
+    merged = from_dict(Suite, raw, "", where)
+    merged.source_file = where
+    validate(merged)
+    return merged
+
+
+def _validate_stages(suite: Suite) -> None:
+    src, methods = suite.source_file, suite.method_names()
+    for name, stage in suite.stages.items():
+        if name not in methods:
+            raise ConfigError(f"{src}: stages.{name}: {name!r} is not one of the suite's methods "
+                              f"({', '.join(methods)}).{closest(name, methods)} Add it to 'methods' or remove "
+                              f"its stage.")
+        for key in ("start_from", "teacher"):
+            other = getattr(stage, key)
+            if other and (other == name or other not in methods):
+                why = "its own" if other == name else "not one of the suite's methods"
+                verb = "starts from" if key == "start_from" else "learns from"
+                raise ConfigError(f"{src}: stages.{name}.{key} is {other!r}, {why}; it names the method whose "
+                                  f"finished run (same seed) this one {verb}: one of "
+                                  f"{', '.join(m for m in methods if m != name)}.{closest(other, methods)}")
+        if stage.start_from and stage.teacher:
+            raise ConfigError(f"{src}: stages.{name} has both start_from and teacher; a student starts fresh from the "
+                              f"init weights (FADA's self-distillation), so give one of them.")
+    for name in suite.stages:
+        seen = [name]
+        while (stage := suite.stages.get(seen[-1])) is not None and (stage.start_from or stage.teacher):
+            seen.append(stage.start_from or stage.teacher)
+            if seen[-1] in seen[:-1]:
+                raise ConfigError(f"{src}: stages make a cycle: {' <- '.join(seen)}; each run needs the one before it "
+                                  f"finished. Remove one start_from/teacher.")
+        stage_suite(suite, name)   # each stage's settings, merged, must make a valid suite
+
+
+def _validate_selection(name: str, src: str) -> None:
+    if name == "last":   # the default: nothing to import (the selections module imports pandas)
+        return
+    from .analysis.selection import SELECTIONS
+
+    if name not in SELECTIONS:
+        raise ConfigError(f"{src}: report.selection is {name!r}; known: {', '.join(SELECTIONS)}."
+                          f"{closest(name, SELECTIONS)}")
 
 
 def apply_overrides(raw: Any, overrides: list[str], source: str) -> dict:
@@ -347,12 +508,41 @@ def expand_env(value: Any, source: str, where: str = "") -> Any:
 def _shrink_for_quick(suite: Suite) -> None:
     for ds in (suite.data.source, suite.data.target, suite.data.eval):
         ds.limit = min(ds.limit or QUICK_LIMIT, QUICK_LIMIT)
-        if ds.size and ds.size[0] > QUICK_MAX_WIDTH:
-            scale = QUICK_MAX_WIDTH / ds.size[0]
-            ds.size = (QUICK_MAX_WIDTH, max(8, round(ds.size[1] * scale)))
+        ds.size = _quick_size(ds.size)
+    for domain in (suite.augment.source, suite.augment.target):
+        domain.crop = _quick_size(domain.crop)
     suite.data.eval_batch_size = min(suite.data.eval_batch_size, 2)
     if suite.train.source_warmup:   # keep the shared warm-up in the smoke test: half of the few steps
         suite.train.source_warmup = suite.train.iterations // 2
+
+
+def _quick_size(size):
+    """A (W, H) at most ``QUICK_MAX_WIDTH`` wide, aspect kept (None stays None: native)."""
+    if not size or size[0] <= QUICK_MAX_WIDTH:
+        return size
+    return (QUICK_MAX_WIDTH, max(MIN_SIZE, round(size[1] * QUICK_MAX_WIDTH / size[0])))
+
+
+def _quick_stages(raw: dict) -> None:
+    """``--quick`` inside each stage block of a raw suite: the quick schedule wins over a stage's own, and a
+    stage's sizes, crops and limits shrink as the suite's do."""
+    stages = raw.get("stages")
+    if not isinstance(stages, dict):
+        return
+    for stage in stages.values():
+        if not isinstance(stage, dict):
+            continue
+        train = stage.get("train")
+        if isinstance(train, dict):
+            for key in (*(k.split(".")[1] for k in QUICK_OVERRIDES), "poly_horizon", "source_warmup"):
+                train.pop(key, None)
+        for blocks, key in ((stage.get("data"), "size"), (stage.get("augment"), "crop")):
+            for entry in (blocks or {}).values() if isinstance(blocks, dict) else ():
+                if isinstance(entry, dict) and isinstance(entry.get(key), list) and len(entry[key]) == 2 \
+                        and all(isinstance(v, int) for v in entry[key]):
+                    entry[key] = list(_quick_size(entry[key]))
+                if isinstance(entry, dict) and key == "size" and isinstance(entry.get("limit"), int):
+                    entry["limit"] = min(entry["limit"], QUICK_LIMIT)
 
 
 def resolved_dict(suite: Suite) -> dict:

@@ -21,7 +21,8 @@ The harness owns everything else: before ``train_step`` it zeroes the gradients 
 module and sets their learning rates; after it, it steps every optimizer. Gradients of several
 ``ctx.backward`` calls therefore accumulate into one update, as in the official ADVENT/FADA loops.
 Batches are dicts ``{"image": N×3×H×W, "label": N×H×W, "name": [...]}`` already on the device;
-``target`` carries no "label" unless the method declares ``uses_target_labels``.
+``target`` carries no "label" unless the method declares ``uses_target_labels``, and a "pseudo_label" (a
+teacher run's hard labels) when it declares ``uses_teacher_labels``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class Method:
     uses_source: ClassVar[bool] = True
     uses_target: ClassVar[bool] = True   # False: target images never reach the model in training
     uses_target_labels: ClassVar[bool] = False  # True only for the oracle: labels are withheld otherwise
+    # True: target batches carry "pseudo_label", the hard argmax of a teacher run's final model (the suite names
+    # it: stages.<method>.teacher; engine/pseudo.py), e.g. self-distillation
+    uses_teacher_labels: ClassVar[bool] = False
 
     @dataclass
     class Hparams:

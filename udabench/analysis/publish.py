@@ -16,7 +16,7 @@ from .figures import write_figures
 from .html import write_html
 from .panels import prediction_panels
 from .render import render
-from .report import build_report
+from .report import build_report, suite_selection
 from .selection import get_selection, select
 
 
@@ -35,15 +35,15 @@ def ccd_title(suite: str, samples_per_class: int) -> str:
             f"≤ {samples_per_class} per class and domain; lower = more compact classes")
 
 
-def publish(results, records: pd.DataFrame, selection: str, suites_dir, *, html: bool, ccd: bool,
+def publish(results, records: pd.DataFrame, selection: str | None, suites_dir, *, html: bool, ccd: bool,
             samples_per_class: int, device: str) -> list[Path]:
-    """Write figures (PNG + PDF) to ``results/<suite>/figures/`` and, with ``html``, ``results/<suite>/report.html``."""
-    sel = get_selection(selection)
-    selected = select(records, selection)
+    """Write figures (PNG + PDF) to ``results/<suite>/figures/`` and, with ``html``, ``results/<suite>/report.html``.
+    ``selection`` None: each suite's default (``report.suite_selection``)."""
     written = []
-    for suite, group in selected.groupby("suite", sort=True):
+    for suite, suite_records in records.groupby("suite", sort=True):
+        name = selection or suite_selection(suite_records, suites_dir)
+        sel, group = get_selection(name), select(suite_records, name)
         suite_dir = Path(results) / suite
-        suite_records = records[records["suite"] == suite]
         ccd_rows = suite_ccd(results, suite, samples_per_class=samples_per_class, device=device) if ccd else None
         ccd_rows = ccd_rows if ccd_rows is not None and len(ccd_rows) else None
         panels = prediction_panels(results, suite, device=device)
@@ -52,7 +52,7 @@ def publish(results, records: pd.DataFrame, selection: str, suites_dir, *, html:
                                 ccd=ccd_rows, panels=panels, selection=sel.title)
         written += figures
         if html:
-            sections = [("Tables", build_report(suite_records, "html", selection, True, suites_dir=suites_dir))]
+            sections = [("Tables", build_report(suite_records, "html", name, True, suites_dir=suites_dir))]
             if ccd_rows is not None:
                 sections.append(("Class-center distance", render(ccd_table(ccd_rows), "html",
                                                                  ccd_title(suite, samples_per_class))))

@@ -23,15 +23,18 @@ from .selection import Selection, get_selection, select
 from .tables import miou_table, oracle_gap_table, paper_notes, per_class_table
 
 
-def build_report(records: pd.DataFrame, fmt: str = "text", selection: str = "last", tables: bool = True,
+def build_report(records: pd.DataFrame, fmt: str = "text", selection: str | None = "last", tables: bool = True,
                  compare: tuple[str, str] | None = None, suites_dir: str | Path = "suites") -> str:
-    """The report text: tables (or a list of the selected runs) and the paired comparison, per suite."""
-    sel = get_selection(selection)
+    """The report text: tables (or a list of the selected runs) and the paired comparison, per suite.
+    ``selection`` None: each suite's own default (``report.selection`` of its suite file, else ``last``)."""
+    if selection is not None:
+        get_selection(selection)   # an unknown name fails before anything is computed
     if compare:
         _check_compare(records, *compare)
-    selected = select(records, selection)
     parts, compared = [], 0
-    for suite, group in selected.groupby("suite", sort=True):
+    for suite, runs in records.groupby("suite", sort=True):
+        name = selection or suite_selection(runs, suites_dir)
+        sel, group = get_selection(name), select(runs, name)
         if tables:
             parts += _suite_tables(suite, group, sel, fmt, Path(suites_dir))
         elif not compare:
@@ -48,6 +51,11 @@ def build_report(records: pd.DataFrame, fmt: str = "text", selection: str = "las
         raise UdabenchError(f"--compare {compare[0]} {compare[1]}: no suite has finished runs of both methods; "
                             f"pass --suite, or run the missing method.")
     return "\n".join(parts)
+
+
+def suite_selection(records: pd.DataFrame, suites_dir: str | Path) -> str:
+    """The default selection of the suite of ``records`` (one suite's): its ``report.selection``, else ``last``."""
+    return published(records["suite_dir"].iloc[0], records["suite"].iloc[0], suites_dir).selection or "last"
 
 
 def _suite_tables(suite: str, group: pd.DataFrame, sel: Selection, fmt: str, suites_dir: Path) -> list[str]:

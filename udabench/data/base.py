@@ -112,6 +112,11 @@ class SegmentationDataset(Dataset):
         return make_item(sample.name, *self.decoder(sample))
 
 
+def native_train_ids(decoder: Decoder, sample: Sample) -> np.ndarray:
+    """The train ids (uint8) of one sample's label file at its native size, without decoding the image."""
+    return decoder.lut[decoder.read_label(sample.label)]
+
+
 def make_item(name: str, rgb: np.ndarray, label: np.ndarray | None) -> dict:
     """The dataset item of decoded arrays (the same for original files and a prepared cache)."""
     item = {"name": name, "image": image_tensor(rgb)}
@@ -153,3 +158,8 @@ def resize_nearest(ids: np.ndarray, size) -> np.ndarray:
 def image_tensor(rgb: np.ndarray) -> torch.Tensor:
     """uint8 H×W×3 -> float32 3×H×W RGB, values 0-255 (exact: float32 holds every uint8)."""
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()
+
+
+def rgb_of(image: torch.Tensor) -> np.ndarray:
+    """The uint8 H×W×3 image that ``image_tensor`` made ``image`` from."""
+    return image.round().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()

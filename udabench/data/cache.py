@@ -97,6 +97,7 @@ class PreparedDataset(Dataset):
 
     def __init__(self, original: SegmentationDataset, folder: Path):
         self.samples, self.folder = original.samples, folder
+        self.decoder = original.decoder   # for what reads the original label files (engine/balanced.py)
         self.description = f"{original.description} (prepared in {folder})"
 
     def __len__(self) -> int:

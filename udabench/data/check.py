@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..config import stage_suite
 from ..errors import DataError
 from . import SYNTHETIC, resolve, suite_datasets
 from .base import DECODE_ERRORS, Sample, id_ranges
@@ -132,7 +133,7 @@ def check_suite(suite, workers: int = 0, limit: int | None = None, sample: int |
     """One report per distinct dataset split of the suite (see ``check_dataset``), with the roles it plays;
     ``suite_limits``: check only the items a run uses (each entry's ``limit``) instead of ``limit``."""
     reports: dict[tuple, Report] = {}
-    for role, ds, _ in suite_datasets(suite):
+    for role, ds in _entries(suite):
         first = (ds.limit if suite_limits else None) or limit
         key = (ds.dataset, ds.root, ds.split, first)
         if key not in reports:
@@ -149,6 +150,15 @@ def check_suite(suite, workers: int = 0, limit: int | None = None, sample: int |
             report.errors.append(f"it is the suite's data.{role}, which is scored against labels, but this split "
                                  f"has none; use a labelled split (e.g. Cityscapes val, NTHU test).")
     return list(reports.values())
+
+
+def _entries(suite) -> list[tuple[str, object]]:
+    """(role, DatasetConfig) of the suite's datasets and of every stage's own (``stages.<m>.data``), each once."""
+    entries = {}
+    for run_suite in (suite, *(stage_suite(suite, m) for m in suite.stages)):
+        for role, ds, _ in suite_datasets(run_suite):
+            entries.setdefault((role, ds.dataset, ds.root, ds.split, ds.limit), (role, ds))
+    return list(entries.values())
 
 
 def summary_table(reports: list[Report]) -> pd.DataFrame:

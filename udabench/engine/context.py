@@ -32,6 +32,7 @@ class MethodContext:
         self.class_set = class_set
         self.num_classes = class_set.num_classes
         self.iterations = train_cfg.iterations
+        self.poly_horizon = train_cfg.poly_horizon or train_cfg.iterations   # LR decays as over this many steps
         self.seg_aux_weight = train_cfg.seg_aux_weight
         self.dist = dist_info
         self.slots: dict[str, Slot] = {}
@@ -107,8 +108,9 @@ class MethodContext:
         self.slots[SEGMENTER] = Slot(SEGMENTER, self.model, opt, [g["lr"] for g in groups])
 
     def start_step(self, step: int) -> float:
-        """Zero every gradient and apply the poly schedule; returns the segmenter's backbone LR."""
-        factor = (1 - step / self.iterations) ** self._train_cfg.poly_power
+        """Zero every gradient and apply the poly schedule (over ``train.poly_horizon`` steps, default the
+        iterations: ADVENT stops its 250k-step schedule at 120k); returns the segmenter's backbone LR."""
+        factor = (1 - step / self.poly_horizon) ** self._train_cfg.poly_power
         for slot in self._trained():
             slot.optimizer.zero_grad(set_to_none=True)
             for group, base in zip(slot.optimizer.param_groups, slot.base_lrs):
@@ -140,14 +142,15 @@ class MethodContext:
                  for name, s in self.slots.items()}
         return {"slots": slots, "scaler": self.scaler.state_dict() if self.scaler else None}
 
-    def load_state_dict(self, state: dict, only: tuple[str, ...] | None = None) -> None:
-        """Restore every slot (or just those named in ``only``) and the gradient scaler."""
+    def load_state_dict(self, state: dict, only: tuple[str, ...] | None = None, optimizers: bool = True) -> None:
+        """Restore every slot (or just those named in ``only``) and the gradient scaler; with ``optimizers``
+        False the modules only (a new stage: fresh optimizer state and scaler)."""
         for name, slot in self.slots.items():
             if only is not None and name not in only:
                 continue
             saved = state["slots"][name]
             slot.module.load_state_dict(saved["module"])
-            if slot.optimizer is not None:
+            if slot.optimizer is not None and optimizers:
                 slot.optimizer.load_state_dict(saved["optimizer"])
-        if self.scaler and state.get("scaler") is not None:
+        if self.scaler and state.get("scaler") is not None and optimizers:
             self.scaler.load_state_dict(state["scaler"])

@@ -18,7 +18,7 @@ from ..config import Suite
 from ..errors import UdabenchError
 from .evalrun import score_eval_split, write_evaluation_run
 from .rundir import RunDir, identity_of
-from .trainer import RunSpec
+from .stages import RunSpec
 
 
 def ensemble_rundir(suite: Suite, results, name: str, members: list[RunSpec], seed: int) -> RunDir:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import time
 
-from ..config import Suite
+from ..config import DomainAugment, Suite
 from ..models.weights import resolve_input_norm
+from ..schema import to_dict
 
 KINDS = ("measured", "released", "paper")
 # Measured times and memory of a row: they differ between two runs that are otherwise identical.
@@ -23,22 +24,26 @@ TIMING_FIELDS = ("step_time", "data_time", "compute_time", "images_per_s", "peak
 
 def metrics_row(suite: Suite, *, method: str, method_label: str, role: str, seed: int, run_id: str, step: int,
                 scores: dict, hparams: dict, kind: str = "measured", world_size: int = 1,
-                row_protocol: dict | None = None, **extra) -> dict:
-    """The row of one evaluation; ``scores`` as ``evaluate.scores`` returns them, ``extra`` adds fields.
-    ``row_protocol`` replaces the suite's training protocol where the model was not trained here (released)."""
+                stages: list[dict] = (), row_protocol: dict | None = None, **extra) -> dict:
+    """The row of one evaluation; ``scores`` as ``evaluate.scores`` returns them, ``extra`` adds fields;
+    ``stages``: the run's stage chain (``RunSpec.stages``), recorded in the protocol. ``row_protocol`` replaces
+    the suite's training protocol where the model was not trained here (released)."""
     return {"suite": suite.name, "method": method, "method_label": method_label, "role": role, "kind": kind,
             "seed": seed, "run_id": run_id, "step": step, "iterations": suite.train.iterations, **scores,
             **extra, "hparams": hparams,
-            "protocol": protocol(suite, seed, world_size) if row_protocol is None else row_protocol,
+            "protocol": protocol(suite, seed, world_size, stages) if row_protocol is None else row_protocol,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
-def protocol(suite: Suite, seed: int, world_size: int = 1) -> dict:
-    """Every suite choice that changes the numbers of a row (docs/protocol.md).
+def protocol(suite: Suite, seed: int, world_size: int = 1, stages: list[dict] = ()) -> dict:
+    """Every suite choice that changes the numbers of a row (docs/protocol.md). Settings added later appear
+    only when they are not at their default, so older rows and new ones of the same protocol read alike.
 
     ``world_size`` is the number of training processes (torchrun's); each reads ``train.batch_size`` images per
     domain and gradients are averaged over them, so one step sees ``effective_batch_size`` = world × batch."""
     m, d, t = suite.model, suite.data, suite.train
+    later = {"poly_horizon": t.poly_horizon, "source_sampler": t.source_sampler, "augment": augment_record(suite),
+             "stages": list(stages)}
     return {
         "pretrained": m.pretrained, "bn_mode": m.bn_mode,
         "source": f"{d.source.dataset}/{d.source.split}", "target": f"{d.target.dataset}/{d.target.split}",
@@ -46,6 +51,7 @@ def protocol(suite: Suite, seed: int, world_size: int = 1) -> dict:
         **eval_protocol(suite), "iterations": t.iterations, "source_warmup": t.source_warmup,
         "batch_size": t.batch_size, "world_size": world_size, "effective_batch_size": world_size * t.batch_size,
         "amp": t.amp, "channels_last": m.channels_last, "compile": t.compile, "seed": seed,
+        **{k: v for k, v in later.items() if v not in (None, "uniform", {}, [])},
     }
 
 
@@ -59,6 +65,17 @@ def eval_protocol(suite: Suite) -> dict:
         "eval_label_size": e.label_size, "eval_flip": e.flip, "eval_align_corners": e.align_corners,
         "inference": inference + (" (align_corners)" if e.align_corners else ""), "classes": suite.classes,
     }
+
+
+def augment_record(suite: Suite) -> dict:
+    """The augmentation of each training domain that has any (e.g. {"source": {"flip": 0.5, "blur": 0.5}})."""
+    default = to_dict(DomainAugment())
+    record = {}
+    for domain in ("source", "target"):
+        changed = {k: v for k, v in to_dict(getattr(suite.augment, domain)).items() if v != default[k]}
+        if changed:
+            record[domain] = changed
+    return record
 
 
 def _size(size) -> str:

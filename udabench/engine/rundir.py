@@ -10,6 +10,7 @@ file is a ``CheckpointError`` the caller turns into a skipped run, never a crash
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..config import EvalConfig, Suite, resolved_dict
+from ..config import AugmentConfig, EvalConfig, Suite, resolved_dict
 from ..data.synthetic import GENERATOR_VERSION
 from ..errors import CheckpointError, UdabenchError
 from ..io import atomic_path, atomic_write_text
@@ -30,19 +31,23 @@ from . import checkpoint
 
 log = logging.getLogger("udabench")
 
+MISSING = object()
 REFERENCES = "references.yaml"   # results/<suite>/references.yaml: the suite's published rows and method order
 
 # Suite fields (dotted) that do not define a run: adding a method or a seed must not orphan finished runs; where
 # runs execute (the launcher: block) and how a run is watched (its loggers, engine/loggers.py) do not change what
-# it computes.
+# it computes. A run's own stage settings are in its own part of the identity ("stage", see ``stage_settings``);
+# report: how tables read.
 NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description", "launcher", "train.loggers",
-                "train.panel_images")
-
+                "train.panel_images", "stages", "report")
 
 # Settings added after runs were made, as (dotted key, default): at the default they compute what those runs
-# computed (udabench's eval protocol; ImageNet input for timm backbones), so they stay out of the identity and
-# finished runs keep their ids. (A VGG-16 run from the caffe file now gets its BGR input under the same id.)
-LATER_DEFAULTS = (("eval", to_dict(EvalConfig())), ("model.input_norm", "auto"), ("train.compile", False))
+# computed (udabench's eval protocol; ImageNet input for timm backbones; no compilation, no augmentation, the
+# poly schedule over the iterations, uniform sampling), so they stay out of the identity and finished runs keep
+# their ids. (A VGG-16 run from the caffe file now gets its BGR input under the same id.)
+LATER_DEFAULTS = (("eval", to_dict(EvalConfig())), ("model.input_norm", "auto"), ("train.compile", False),
+                  ("augment", to_dict(AugmentConfig())), ("train.poly_horizon", None),
+                  ("train.source_sampler", "uniform"))
 
 
 def suite_identity(suite: Suite) -> dict:
@@ -66,15 +71,35 @@ def _parent(tree: dict, dotted: str) -> tuple[dict, str]:
     return tree, key
 
 
+def stage_settings(suite: Suite, run_suite: Suite) -> dict:
+    """What a run's own suite (``config.stage_suite``) sets differently from its suite, as dotted keys: the
+    ``stage`` of its identity, from which ``RunDir.suite`` rebuilds it."""
+    base, own = (flatten({k: v for k, v in resolved_dict(s).items() if k not in NOT_IDENTITY})
+                 for s in (suite, run_suite))
+    return {k: v for k, v in own.items() if base.get(k, MISSING) != v}
+
+
+# Hyper-parameters removed after runs were made, as (method, name, the value all those runs had): hashed as if
+# still there, so those runs keep their ids and stay one table row with new ones. (FADA's in-run
+# self-distillation became a stage of its own, methods/self_distill.py; every FADA run before had it off.)
+RETIRED_HPARAMS = (("fada", "self_distill_from", 0),)
+
+
+def _hashed_run(run: dict) -> dict:
+    retired = {name: value for method, name, value in RETIRED_HPARAMS if run.get("method") == method}
+    hparams = run.get("hparams")
+    return {**run, "hparams": {**retired, **hparams}} if retired and isinstance(hparams, dict) else run
+
+
 def run_id(identity: dict) -> str:
-    flat = {**identity["suite"], **identity["run"]}   # hashed flat: ids stay those of earlier versions
+    flat = {**identity["suite"], **_hashed_run(identity["run"])}   # hashed flat: ids stay those of earlier versions
     blob = json.dumps(flat, sort_keys=True, default=str).encode()
     return f"seed{identity['run']['seed']}-{hashlib.sha1(blob).hexdigest()[:10]}"
 
 
 def config_key(identity: dict, ignore=()) -> str:
     """A short hash of the identity without its seed (and the dotted ``ignore`` fields): one table row."""
-    flat = flatten({**identity["suite"], **{k: v for k, v in identity["run"].items() if k != "seed"}})
+    flat = flatten({**identity["suite"], **{k: v for k, v in _hashed_run(identity["run"]).items() if k != "seed"}})
     kept = {k: v for k, v in flat.items() if k not in ignore}
     return hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
@@ -118,6 +143,8 @@ class RunDir:
     def under(cls, results: str | Path, suite: str | None = None) -> Iterator["RunDir"]:
         """Every run directory below ``results`` (of one suite), in path order; unreadable ones are skipped."""
         for config in sorted(Path(results).glob(f"{suite or '*'}/*/*/config.yaml")):
+            if config.parent.parent.name.startswith("_"):   # an internal stage (the shared warm-up): not a row
+                continue
             try:
                 yield cls.open(config.parent)
             except UdabenchError as exc:
@@ -129,7 +156,17 @@ class RunDir:
     world_size = property(lambda self: self.identity["run"].get("world_size", 1))
 
     def suite(self) -> Suite:
-        return from_dict(Suite, self.identity["suite"], "", str(self.config))
+        """The suite this run was made with, its own stage settings (``stage``) applied."""
+        raw = copy.deepcopy(self.identity["suite"])
+        for dotted, value in self.run.get("stage", {}).items():
+            *path, key = dotted.split(".")
+            node = raw
+            for part in path:
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}
+                node = node[part]
+            node[key] = value
+        return from_dict(Suite, raw, "", str(self.config))
 
     # -- paths and state ---------------------------------------------------------------------------
     suite_dir = property(lambda self: self.path.parent.parent)   # results/<suite>: its runs, _warmup/, REFERENCES

@@ -2,16 +2,20 @@
 
 All input is checked before the first step (methods exist, hyper-parameters are valid, datasets are
 readable), so bad input never costs training time. A run that fails is marked ``failed`` and the
-others go on; finished runs are skipped on a re-run.
+others go on; finished runs are skipped on a re-run. A run that starts from another (a stage,
+``engine/stages.py``; the shared source warm-up is one) is trained after it, and each such upstream run once,
+whoever needs it.
 
-Any number of processes may run one suite into one results folder: each run (and each ensemble) is claimed
-before work (engine/claim.py), so a process skips runs that a live process holds, takes over those of dead
-ones, and leaves until last the runs whose shared warm-up another process is computing. A stop signal
-(engine/preempt.py) checkpoints the run in progress, marks it ``interrupted`` and starts nothing more.
+Any number of processes may run one suite into one results folder: each run (hidden warm-up runs included, and
+each ensemble) is claimed before work (engine/claim.py), so a process skips runs that a live process holds, takes
+over those of dead ones, and leaves until last the runs whose upstream run another process is training (then
+waits for it; never trains a run without it). A stop signal (engine/preempt.py) checkpoints the run in progress,
+marks it ``interrupted`` and starts nothing more.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -33,8 +37,8 @@ from ..io import atomic_write_text
 from ..models import build_model
 from ..preflight import preflight
 from ..registry import get_method
-from ..schema import from_dict, to_dict
-from .claim import HOST, Claim, ClaimLost, SharedFile, describe
+from ..schema import to_dict
+from .claim import HOST, Claim, ClaimLost, describe
 from .distributed import (
     DistInfo,
     from_main,
@@ -45,11 +49,14 @@ from .distributed import (
 from .ensemble import ensemble_rundir, evaluate_ensemble, slug
 from .environment import collect_env
 from .preempt import RunInterrupted, StopRequest, stop_on_signals
-from .rundir import REFERENCES, RunDir, identity_of, run_id
+from .rundir import REFERENCES
+from .stages import Planner, RunSpec, execution_order
 from .status import planned_rundirs, record_plan
-from .trainer import RunSpec, SuiteData, Trainer
+from .trainer import SuiteData, Trainer
 
 log = logging.getLogger("udabench")
+
+WAIT_POLL_S = 2.0   # how often a run waiting for an upstream run of another process looks again
 
 
 @dataclass
@@ -71,23 +78,12 @@ def resolve_device(name: str) -> torch.device:
 
 def plan_runs(suite: Suite, results: str | Path, methods: list[str] | None = None, seeds: list[int] | None = None,
               methods_dirs=(), world_size: int = 1) -> list[RunSpec]:
-    """The runs of a suite, each trained by ``world_size`` processes (torchrun's; part of the run's identity)."""
-    specs = []
-    for name in methods or suite.method_names():
-        cls = get_method(name, methods_dirs)
-        hparams = from_dict(cls.Hparams, suite.methods.get(name, {}), f"methods.{name}", suite.source_file)
-        for seed in seeds if seeds is not None else suite.seeds:
-            identity = identity_of(suite, seed, world_size=world_size, method=name, hparams=hparams)
-            specs.append(RunSpec(suite, cls, hparams, seed, RunDir(results, suite.name, name, identity),
-                                 warmup_snapshot(results, suite, seed, world_size)))
-    return specs
-
-
-def warmup_snapshot(results, suite: Suite, seed: int, world_size: int = 1) -> Path | None:
-    """Where the shared source warm-up of this (suite config, seed) lives; keyed by everything but the method."""
-    if not suite.train.source_warmup:
-        return None
-    return Path(results) / suite.name / "_warmup" / f"{run_id(identity_of(suite, seed, world_size=world_size))}.pt"
+    """The runs of ``methods`` (default: the suite's) for ``seeds``, each trained by ``world_size`` processes
+    (torchrun's; part of the run's identity) and linked to the runs it starts from (``RunSpec.upstream``;
+    ``execution_order`` lists those too)."""
+    planner = Planner(suite, results, methods_dirs, world_size)
+    return [planner.spec(name, seed) for name in methods or suite.method_names()
+            for seed in (seeds if seeds is not None else suite.seeds)]
 
 
 def build_data(suite: Suite, needs_target: bool = True) -> SuiteData:
@@ -97,47 +93,89 @@ def build_data(suite: Suite, needs_target: bool = True) -> SuiteData:
     return SuiteData(made["source"], made.get("target"), made["eval"], made.get("source_val"))
 
 
+class DataCache:
+    """The datasets of each distinct data configuration among a suite's runs (stages may have their own)."""
+
+    def __init__(self, specs: list[RunSpec]):
+        self._needs_target = {self._key(s.suite) for s in specs if s.method.uses_target}
+        self._made: dict[str, SuiteData] = {}
+
+    def __getitem__(self, suite: Suite) -> SuiteData:
+        key = self._key(suite)
+        if key not in self._made:
+            self._made[key] = build_data(suite, needs_target=key in self._needs_target)
+        return self._made[key]
+
+    @staticmethod
+    def _key(suite: Suite) -> str:
+        return json.dumps([to_dict(suite.data), suite.classes, to_dict(suite.synthetic)], sort_keys=True)
+
+
 def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] | None = None,
               seeds: list[int] | None = None, methods_dirs=(), debug: bool = False,
               check_data: str = "sample") -> list[Outcome]:
-    specs = plan_runs(suite, results, methods, seeds, methods_dirs, planned_world_size())
+    """Train every planned run not done yet, upstream runs first; the outcomes of the runs that are table rows
+    (a shared warm-up is trained when needed but has none), in plan order."""
+    specs = execution_order(plan_runs(suite, results, methods, seeds, methods_dirs, planned_world_size()))
     for members in suite.ensembles.values():
         for member in members:
             get_method(member, methods_dirs)  # unknown member methods fail now, not later
     preflight(suite, results, specs, check_data)  # results folder, device, data: before anything is built
-    build_model(suite.model, suite.class_set.num_classes)  # bad model settings or weights fail now
+    for model in {json.dumps(to_dict(s.suite.model), sort_keys=True): s.suite.model for s in specs}.values():
+        build_model(model, suite.class_set.num_classes)  # bad model settings or weights fail now
     device = resolve_device(suite.train.device)
     dist = init_distributed(device.type)
     if device.type == "cuda" and dist.world_size > 1:
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
-    data = build_data(suite, needs_target=any(s.method.uses_target for s in specs))
+    datasets = DataCache(specs)
     say = tqdm.write if dist.is_main else (lambda _: None)
     if dist.is_main:
         write_references(suite, results, methods)
-        runs = [(spec.method.name, spec.seed, spec.rundir) for spec in specs]
+        runs = [(spec.method.name, spec.seed, spec.rundir) for spec in specs if not spec.hidden]
         record_plan(results, suite.name, planned_rundirs(suite, results, runs, seeds, methods_dirs, dist.world_size))
-    outcomes = []
+    outcomes: dict[str, Outcome] = {}   # by run id: an upstream run trained after all (its holder went away) has
+                                        # its last outcome
     with stop_on_signals() as stop:
-        queue, deferred, halted = deque(specs), set(), False
+        queue, deferred, retried, halted = deque(specs), set(), set(), False
         while queue and not (halted := stopped_anywhere(stop, dist, device)):
             spec = queue.popleft()
-            if spec.rundir.id not in deferred and from_main(dist.is_main and warmup_elsewhere(spec), dist.world_size):
-                deferred.add(spec.rundir.id)   # another process computes its warm-up: do other runs first
+            label = f"{spec.method.name} seed {spec.seed}" + (" (shared source warm-up)" if spec.hidden else "")
+            verdict, detail = from_main(upstream_verdict(spec, outcomes, retried) if dist.is_main else None,
+                                        dist.world_size)
+            if verdict == "blocked":
+                say(f"{label}: {detail}")
+                outcomes[spec.rundir.id] = Outcome(spec, "failed", detail)
+                continue
+            if verdict == "elsewhere":   # a live process trains a run it starts from: do other runs first, then wait
+                if spec.rundir.id not in deferred:
+                    deferred.add(spec.rundir.id)
+                    say(f"{label}: {detail}; left until that run is done")
+                elif all(s.rundir.id in deferred for s in queue):
+                    time.sleep(WAIT_POLL_S)   # nothing else to do meanwhile
                 queue.append(spec)
                 continue
-            outcomes.append(run_one(spec, data, device, dist, stop, say, debug))
-            if outcomes[-1].status == "interrupted":   # every rank stops here, whichever received the signal
+            if verdict == "orphaned":    # not done and nobody trains it (its process went away): train it first
+                upstream = next(u for u in spec.upstream() if u.rundir.id == detail)
+                say(f"{label}: {upstream.rundir.path}, which it starts from, is not done and nobody trains it: "
+                    f"training it first")
+                retried.add(detail)
+                queue.extendleft([spec, upstream])
+                continue
+            outcomes[spec.rundir.id] = run_one(spec, datasets[spec.suite], device, dist, stop, say, debug, label)
+            if outcomes[spec.rundir.id].status == "interrupted":   # every rank stops here, whichever got the signal
                 break
-        signum = stop.signum or next((o.signum for o in outcomes if o.status == "interrupted"), None) or \
+        signum = stop.signum or next((o.signum for o in outcomes.values() if o.status == "interrupted"), None) or \
             (signal.SIGTERM if halted else None)   # the signal came to another rank
         if signum:   # the runs a stop signal kept from starting say so: `udabench run` then exits non-zero
-            outcomes += [Outcome(spec, "stopped", "not started: a stop signal came", signum) for spec in queue]
+            for spec in queue:
+                outcomes.setdefault(spec.rundir.id, Outcome(spec, "stopped", "not started: a stop signal came",
+                                                            signum))
         elif dist.is_main:
-            run_ensembles(suite, results, seeds if seeds is not None else suite.seeds, methods_dirs, data, device, say,
-                          dist.world_size)
-    order = {id(spec): i for i, spec in enumerate(specs)}
-    return sorted(outcomes, key=lambda o: order[id(o.spec)])   # plan order, whatever ran first
+            run_ensembles(suite, results, seeds if seeds is not None else suite.seeds, methods_dirs, datasets[suite],
+                          device, say, dist.world_size)
+    order = {spec.rundir.id: i for i, spec in enumerate(specs)}
+    return sorted((o for o in outcomes.values() if not o.spec.hidden), key=lambda o: order[o.spec.rundir.id])
 
 
 def stopped_anywhere(stop: StopRequest, dist: DistInfo, device) -> bool:
@@ -145,16 +183,33 @@ def stopped_anywhere(stop: StopRequest, dist: DistInfo, device) -> bool:
     return max_over_ranks(1 if stop else 0, dist.world_size, device) > 0
 
 
-def warmup_elsewhere(spec: RunSpec) -> bool:
-    """Whether this run would now wait for a shared warm-up that a live process is computing."""
-    snapshot = spec.warmup_snapshot
-    return (snapshot is not None and spec.method.uses_source and not snapshot.exists()
-            and not spec.rundir.checkpoint.exists() and SharedFile(snapshot).claim.peek_live() is not None)
+def upstream_verdict(spec: RunSpec, outcomes: dict[str, Outcome], retried: set[str]) -> tuple[str, str]:
+    """Whether ``spec`` can start, as far as the runs it starts or learns from go: ("ready", ""); ("blocked", why)
+    when one of them failed here; ("elsewhere", who) while a live process trains one; ("orphaned", its run id)
+    when one is not done and nobody trains it (this process then trains it first, once: ``retried``). A run that
+    is done, or that a live process holds (``take`` skips it), needs none."""
+    if spec.rundir.status == "done" or Claim(spec.rundir.claim_file).peek_live() is not None:
+        return "ready", ""
+    failed = [f"{u.method.name} seed {u.seed}" for u in spec.upstream()
+              if outcomes.get(u.rundir.id, Outcome(u, "")).status == "failed"]
+    if failed:
+        return "blocked", f"not started: {', '.join(failed)}, which it starts from, failed"
+    for upstream in spec.upstream():
+        if upstream.rundir.status == "done":
+            continue
+        holder = Claim(upstream.rundir.claim_file).peek_live()
+        if holder is not None:
+            return "elsewhere", f"waits for {upstream.rundir.path}, which {describe(holder)} is training"
+        if upstream.rundir.id in retried:
+            return "blocked", f"not started: {upstream.rundir.path}, which it starts from, is not done"
+        return "orphaned", upstream.rundir.id
+    return "ready", ""
 
 
-def run_one(spec: RunSpec, data: SuiteData, device, dist: DistInfo, stop: StopRequest, say, debug: bool) -> Outcome:
+def run_one(spec: RunSpec, data: SuiteData, device, dist: DistInfo, stop: StopRequest, say, debug: bool,
+            label: str = "") -> Outcome:
     """Claim one run and train it (or say why not): the outcome."""
-    label = f"{spec.method.name} seed {spec.seed}"
+    label = label or f"{spec.method.name} seed {spec.seed}"
     claim = Claim(spec.rundir.claim_file) if dist.is_main else None
     verdict, note = from_main(take(spec, claim) if dist.is_main else None, dist.world_size)
     if note:
@@ -211,12 +266,15 @@ def take(spec: RunSpec, claim: Claim) -> tuple[str, str]:
 
 
 def write_references(suite: Suite, results, methods: list[str] | None = None) -> None:
-    """``results/<suite>/references.yaml``: the suite's published rows (validated with the suite) and its row
-    order (method names, then ensembles as their rows name them), so ``report`` needs the results folder only."""
+    """``results/<suite>/references.yaml``: the suite's published rows (validated with the suite, inherited ones
+    included), its row order (method names, then ensembles as their rows name them) and its default checkpoint
+    selection, so ``report`` needs the results folder only."""
     order = [*dict.fromkeys([*suite.method_names(), *(methods or [])]), *map(slug, suite.ensembles)]
     path = Path(results) / suite.name / REFERENCES
-    text = yaml.safe_dump({"methods": order, "references": to_dict(suite.references)}, sort_keys=False,
-                          allow_unicode=True)
+    content = {"methods": order, "references": to_dict(suite.references)}
+    if suite.report.selection != "last":   # the default is not written: files of earlier versions stay as they are
+        content["selection"] = suite.report.selection
+    text = yaml.safe_dump(content, sort_keys=False, allow_unicode=True)
     if path.is_file() and path.read_text() == text:
         return   # a re-run of finished runs writes nothing (the folder may be read-only by now)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -44,8 +44,11 @@ class RunState:
 def planned_states(suite: Suite, results, methods=None, seeds=None, methods_dirs=(), world_size: int = 1):
     """Every run (and ensemble) the suite plans, in plan order."""
     from .runner import plan_runs
+    from .stages import execution_order
 
-    specs = plan_runs(suite, results, methods, seeds, methods_dirs, world_size)
+    # as `udabench run` lists them: the runs they start from too, not the hidden ones (the shared warm-up)
+    specs = [s for s in execution_order(plan_runs(suite, results, methods, seeds, methods_dirs, world_size))
+             if not s.hidden]
     planned = planned_rundirs(suite, results, [(s.method.name, s.seed, s.rundir) for s in specs], seeds,
                               methods_dirs, world_size)
     timeout = claim_timeout()

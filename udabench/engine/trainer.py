@@ -1,11 +1,12 @@
 """The training loop of one run: (suite, method, hyper-parameters, seed) -> run directory.
 
-``Trainer.run`` reads top to bottom: build the run, resume (or start), the shared source warm-up, the
-method's own steps, ``done``. Each step (``_train``): batches, zero gradients and set LRs, the step function,
-a finite-loss check, the optimizer steps, then the log line, evaluation and checkpoint at their intervals, and
-``_tick``: the run's claim heartbeat (engine/claim.py) and, when a stop signal came (engine/preempt.py), a
-checkpoint at this step and ``RunInterrupted``. What the loggers are sent (curves, panels, notes) is
-``monitor.py``'s; the trainer calls it at those points.
+``Trainer.run`` reads top to bottom: build the run, resume (or start: from the init weights, or from the final
+checkpoint of the run it starts from, ``engine/stages.py``, the shared source warm-up included), the teacher's
+pseudo-labels if it learns from one, the method's steps, ``done``. Each step (``_train``): batches, zero
+gradients and set LRs, the step function, a finite-loss check, the optimizer steps, then the log line,
+evaluation and checkpoint at their intervals, and ``_tick``: the run's claim heartbeat (engine/claim.py) and,
+when a stop signal came (engine/preempt.py), a checkpoint at this step and ``RunInterrupted``. What the loggers
+are sent (curves, panels, notes) is ``monitor.py``'s; the trainer calls it at those points.
 """
 
 from __future__ import annotations
@@ -24,25 +25,25 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from ..config import Suite
-from ..errors import CheckpointError, NonFiniteLoss
-from ..method import Method, check_logs
+from ..errors import CheckpointError, NonFiniteLoss, UdabenchError
+from ..method import check_logs
 from . import checkpoint
+from .augment import Augmented
+from .balanced import ClassBalancedSampler, class_presence
 from .build import build_run
 from .checkpoint import SEGMENTER
-from .claim import Claim, ClaimLost, SharedFile, describe
-from .distributed import DistInfo, barrier, from_main, max_over_ranks
+from .claim import Claim, ClaimLost
+from .distributed import DistInfo, barrier, max_over_ranks
 from .environment import collect_env
 from .evaluate import evaluate, scores
 from .loggers import Loggers, RunInfo, open_loggers
 from .monitor import Monitor, Pace, describe_run
 from .preempt import RunInterrupted, StopRequest, ignore_stop_signals
-from .rows import metrics_row
-from .rundir import RunDir
+from .pseudo import WithPseudoLabels, label_with_teacher
+from .rows import metrics_row, protocol
 from .sampling import ResumableSampler
 from .speed import count_flops, peak_memory_gb, reset_peak_memory, synchronize
-
-WAIT_POLL_S = 2.0   # how often a run waiting for another process's shared warm-up looks again
+from .stages import RunSpec, Start
 
 
 @dataclass
@@ -53,16 +54,6 @@ class SuiteData:
     target: object
     eval: object
     source_val: object = None            # held-out labelled source split, for source-val model selection
-
-
-@dataclass
-class RunSpec:
-    suite: Suite
-    method: type[Method]
-    hparams: object
-    seed: int
-    rundir: RunDir
-    warmup_snapshot: Path | None = None  # shared by every method of a (suite config, seed); see _warm_up
 
 
 StepFn = Callable[[dict | None, dict | None, int], dict]   # (source batch, target batch, step) -> logged losses
@@ -83,17 +74,18 @@ class Trainer:
         seed_everything(spec.seed, self.cfg.deterministic, self.device)
         self.ctx, self.method = build_run(spec.suite, spec.method, spec.hparams, self.device, self.dist,
                                           self.data.source)
-        self.streams = Streams({"source": self.data.source, "target": self.data.target}, spec.seed,
-                               self.cfg.batch_size, self.dist, self._loader)
         self.meter, self.pace, began = Meter(), None, time.perf_counter()
         reset_peak_memory(self.device)
         start = self._resume()
         self.monitor = self._open_monitor(start)
+        self.streams = Streams(self._open_stream, self.cfg.batch_size)   # opens nothing before the first batch
         try:
-            start = self._warm_up(start)
+            if start == 0 and spec.start is not None:
+                start = self._start_from(spec.start)
+            self.datasets = self._training_sets()
             domains = [d for d, used in (("source", spec.method.uses_source), ("target", spec.method.uses_target))
                        if used]
-            self._stage(start, self.cfg.iterations, spec.method.row_label())
+            self._stage(start, self.cfg.iterations, "shared source warm-up" if spec.hidden else spec.label())
             self._train(start, self.cfg.iterations, self._method_step, domains)
         finally:
             self.monitor.close()
@@ -137,68 +129,43 @@ class Trainer:
                                   f"effective batch ({saved} x train.batch_size) is part of a run's protocol and "
                                   f"cannot change midway. Resume it with {how}. {fix}")
 
-    def _warm_up(self, start: int) -> int:
-        """``train.source_warmup`` plain source steps before a method's own (none for the oracle).
+    def _start_from(self, start: Start) -> int:
+        """Load the final segmenter of the finished run ``start.spec``; the step this run begins at.
 
-        They are the same whatever the method, so every method of a seed adapts from the same weights: the
-        first run to finish them saves a snapshot, the others load it (with its evaluation rows). All
-        generators are re-seeded when adaptation starts, so loading and recomputing are bit-identical.
-        Concurrent processes share it through its claim (``SharedFile``): one computes it, the others wait for
-        it (or compute it when that process goes away), and only the claim's holder writes it.
+        With ``start.restart`` the weights only (BN statistics included): a fresh optimizer, the LR schedule
+        from step 0. Without it (the shared warm-up) this run continues that schedule: optimizer and gradient
+        scaler state too, the step count, and its evaluation rows become the first rows of this run's curve.
+        All generators are re-seeded from the seed, so what follows does not depend on how the weights came.
         """
-        steps = self.cfg.source_warmup if self.spec.method.uses_source else 0
-        if start > steps or not steps:
-            return start
-        shared = SharedFile(self.spec.warmup_snapshot) if self.spec.warmup_snapshot is not None else None
+        upstream = start.spec.rundir
+        what = "the shared source warm-up" if start.spec.hidden else f"the final weights of {start.spec.method.name}"
+        if upstream.status != "done":
+            raise UdabenchError(f"{self.spec.method.name} seed {self.spec.seed} starts from {what} ({upstream.path}), "
+                                f"which has not finished; run the suite again (it trains that run first, or waits for the process that "
+                                f"trains it).")
+        fix = f"Delete the folder {upstream.path}: the next `udabench run` trains that stage again."
+        state = checkpoint.load(upstream.checkpoint, self.device, fix, purpose=f"load {what} from")
+        self._check_world_size(state, upstream.checkpoint, fix)
         try:
-            if start == 0 and shared is not None and self._obtain(shared) == "load":
-                start = self._load_warmup(shared.path)
-            if start < steps:
-                self._stage(start, steps, "shared source warm-up")
-                self._train(start, steps, lambda source, target, step: self.ctx.supervised_step(source), ["source"])
-                if shared is not None and self.dist.is_main:
-                    shared.publish(lambda path: self._write_warmup(path, steps))
-        finally:
-            if shared is not None:
-                shared.release()
-                self._claims = [c for c in self._claims if c is not shared.claim]
-        reseed(self.spec.seed)   # RNG after the warm-up must not depend on who ran it
-        return steps
-
-    def _obtain(self, shared: SharedFile) -> str:
-        """"load" the shared warm-up or "compute" it (claimed), waiting while another live process computes it."""
-        while (verdict := from_main(shared.poll() if self.dist.is_main else None, self.dist.world_size)) == "wait":
-            self._tick(0, note=f"waiting for the shared warm-up ({describe(shared.claim.holder or {})})")
-            time.sleep(WAIT_POLL_S)
-        if verdict == "compute":
-            self._claims.append(shared.claim)
-        return verdict
-
-    def _write_warmup(self, path: Path, steps: int) -> None:
-        state = self.ctx.state_dict()   # the segmenter only: a method's own modules are not shared
-        checkpoint.save(path, step=steps, slots={SEGMENTER: state["slots"][SEGMENTER]}, scaler=state["scaler"],
-                        rows=self.spec.rundir.rows(), written_by=self.spec.rundir.id, world_size=self.dist.world_size)
-
-    def _load_warmup(self, path: Path) -> int:
-        fix = "Delete that file; the next run redoes the warm-up and writes it again."
-        state = checkpoint.load(path, self.device, fix, purpose="load the shared warm-up snapshot")
-        self._check_world_size(state, path, fix)
-        try:
-            self.ctx.load_state_dict(state, only=(SEGMENTER,))
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"the shared warm-up snapshot {path} does not fit this run "
+            self.ctx.load_state_dict(state, only=(SEGMENTER,), optimizers=not start.restart)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{what} ({upstream.checkpoint}) does not fit this run "
                                   f"({str(exc).splitlines()[0]}). {fix}") from None
-        rundir = self.spec.rundir
+        step = 0 if start.restart else state["step"]
         if self.dist.is_main:
+            how = "optimizer reset, LR restarted" if start.restart else f"continuing its schedule at step {step}"
             # the note first: W&B drops points below its last step
-            self.monitor.note(1, "stage", f"steps 1-{state['step']}: shared source warm-up, loaded (written by run "
-                                          f"{state['written_by']}: its tb/ has the step curves)")
-            for row in state["rows"]:  # the warm-up's evaluations belong to this run's curve too
-                rundir.append_row({**row, **self._row_identity(), "warmup_from": state["written_by"]})
-                self.monitor.evaluation(row)
-            rundir.log(f"steps 0-{state['step']}: shared source warm-up loaded from {path} "
-                       f"(written by run {state['written_by']})")
-        return state["step"]
+            curves = "" if start.restart else "; its tb/ has the step curves"
+            self.monitor.note(1, "stage", f"started from {what} (run {upstream.id}; {how}{curves})")
+            if not start.restart:   # the warm-up's evaluations belong to this run's curve too
+                for row in upstream.rows():
+                    row = {**row, **self._row_identity(), "iterations": self.cfg.iterations,
+                           "protocol": self._protocol(), "warmup_from": upstream.id}
+                    self.spec.rundir.append_row(row)
+                    self.monitor.evaluation(row)
+            self.spec.rundir.log(f"started from {what}: {upstream.checkpoint} (step {state['step']}; {how})")
+        reseed(self.spec.seed)
+        return step
 
     def _method_step(self, source: dict | None, target: dict | None, step: int) -> dict:
         if target is not None and not self.spec.method.uses_target_labels:
@@ -235,7 +202,8 @@ class Trainer:
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.iterations:
                 self._log_line(done, lr)
-            if done % cfg.eval_every == 0 or done == cfg.iterations:
+            # a shared warm-up's rows open its users' curves: only at their own eval steps (no extra final one)
+            if done % cfg.eval_every == 0 or (done == cfg.iterations and not self.spec.hidden):
                 self._evaluate(done, lr)
                 self.meter.clear()
             if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
@@ -270,6 +238,35 @@ class Trainer:
     def _loader(self, dataset, batch_size: int, seed: int = 0, **kw) -> DataLoader:
         return make_loader(dataset, batch_size, self.spec.suite.data.num_workers, self.device, seed,
                            worker_init_fn=ignore_stop_signals, **kw)
+
+    def _training_sets(self) -> dict[str, tuple[object, object]]:
+        """(dataset, class-presence index or None) of each training domain this run reads; the teacher's labels
+        and the source class index are computed here (once: both are cached), before the first step."""
+        spec, suite = self.spec, self.spec.suite
+        sets = {}
+        if spec.method.uses_source:
+            balanced = self.cfg.source_sampler == "class_balanced"
+            presence = class_presence(self.data.source, suite.data.source, suite.classes,
+                                      suite.data.num_workers) if balanced else None
+            sets["source"] = (self.data.source, presence)
+        if spec.method.uses_target:
+            target = self.data.target
+            if spec.teacher is not None:
+                target = WithPseudoLabels(target, label_with_teacher(spec, target, self.device, self.dist))
+            sets["target"] = (target, None)
+        return sets
+
+    def _open_stream(self, domain: str, position: int):
+        """The batches of ``domain`` from ``position`` of its sample stream on: indices and augmentation draws are
+        functions of (seed, domain, position) (``Augmented``), whatever the workers and wherever a run resumes."""
+        seed, (dataset, presence) = stream_seed(self.spec.seed, domain), self.datasets[domain]
+        rank, world = self.dist.rank, self.dist.world_size
+        if presence is not None:
+            sampler = ClassBalancedSampler(presence, seed, position, rank, world)
+        else:
+            sampler = ResumableSampler(len(dataset), seed, position, rank, world)
+        dataset = Augmented(dataset, getattr(self.spec.suite.augment, domain), seed)
+        return iter(self._loader(dataset, self.cfg.batch_size, seed, sampler=sampler, drop_last=True))
 
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -314,7 +311,7 @@ class Trainer:
                 suite, seed=self.spec.seed, step=step, scores=scores(suite, result.cm, result.entropy),
                 **self._row_identity(), losses=means.pop("losses"), lr=lr, **means,
                 flops_per_step=self.flops_per_step, peak_mem_gb=peak_memory_gb(self.device),
-                world_size=self.dist.world_size, **extra)
+                world_size=self.dist.world_size, stages=self.spec.stages(), **extra)
             self.spec.rundir.append_row(row)
             self.monitor.evaluation(row, panel)
 
@@ -324,13 +321,13 @@ class Trainer:
         loggers, opening = Loggers(), time.perf_counter()
         if self.dist.is_main and self.cfg.loggers:
             loggers = open_loggers(self.cfg.loggers, RunInfo(rundir.tb_dir, rundir.id,
-                                                             f"{spec.method.row_label()} seed {spec.seed}",
+                                                             f"{spec.label()} seed {spec.seed}",
                                                              spec.suite.name, rundir.identity, start))
         monitor = Monitor(loggers, self.data.eval, self.ctx.class_set, self.cfg.panel_images)
         monitor.seconds = time.perf_counter() - opening   # opening them (imports included) is part of their cost
         if start == 0:
-            warmup = self.cfg.source_warmup if spec.method.uses_source else 0
-            monitor.note(0, "run", describe_run(rundir.identity, spec.method.row_label(), warmup, self.cfg.iterations))
+            warmup = self.cfg.source_warmup if spec.start is not None and not spec.start.restart else 0
+            monitor.note(0, "run", describe_run(rundir.identity, spec.label(), warmup, self.cfg.iterations))
         return monitor
 
     def _stage(self, start: int, end: int, name: str) -> None:
@@ -341,8 +338,11 @@ class Trainer:
     def _row_identity(self) -> dict:
         """The fields that say whose row it is (also written into the rows a loaded warm-up copies)."""
         method = self.spec.method
-        return {"method": method.name, "method_label": method.row_label(), "role": method.role,
+        return {"method": method.name, "method_label": self.spec.label(), "role": method.role,
                 "run_id": self.spec.rundir.id, "hparams": asdict(self.spec.hparams)}
+
+    def _protocol(self) -> dict:
+        return protocol(self.spec.suite, self.spec.seed, self.dist.world_size, self.spec.stages())
 
     def _score(self, dataset):
         """One loader per eval split for the whole run, so its (persistent) workers start once, not per evaluation."""
@@ -355,22 +355,20 @@ class Trainer:
 
 
 class Streams:
-    """Source and target batches by step, from position-based samplers (``ResumableSampler``).
+    """Source and target batches by step, from position-based samplers (``Trainer._open_stream``).
 
     A domain's stream starts at the first step that reads it, at that step's position, so a domain that is
-    not read for some steps (the target during the warm-up) gives every later step the batch it would have
-    had anyway, and a resumed run the batches of an uninterrupted one.
+    not read for some steps gives every later step the batch it would have had anyway, and a resumed run
+    (or one that continues a shared warm-up) the batches of an uninterrupted one.
     """
 
-    def __init__(self, datasets: dict, seed: int, batch_size: int, dist: DistInfo, loader):
-        self._datasets, self._seed, self._batch, self._dist, self._make = datasets, seed, batch_size, dist, loader
+    def __init__(self, open_stream: Callable[[str, int], object], batch_size: int):
+        self._open, self._batch = open_stream, batch_size
         self._iterators: dict[str, object] = {}
 
     def batch(self, domain: str, step: int) -> dict:
         if domain not in self._iterators:
-            dataset, seed = self._datasets[domain], stream_seed(self._seed, domain)
-            sampler = ResumableSampler(len(dataset), seed, step * self._batch, self._dist.rank, self._dist.world_size)
-            self._iterators[domain] = iter(self._make(dataset, self._batch, seed, sampler=sampler, drop_last=True))
+            self._iterators[domain] = self._open(domain, step * self._batch)
         return next(self._iterators[domain])
 
     def close(self) -> None:

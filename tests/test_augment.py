@@ -1,0 +1,120 @@
+"""Augmentation and class-balanced sampling: pure functions of (seed, position), whatever the loader workers."""
+
+from __future__ import annotations
+
+from itertools import islice
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from udabench.config import DomainAugment, Jitter
+from udabench.data import get_dataset
+from udabench.data.base import image_tensor, rgb_of
+from udabench.engine import balanced
+from udabench.engine.augment import Augmented, augment
+from udabench.engine.balanced import SUB_EPOCH, ClassBalancedSampler, class_presence
+from udabench.engine.sampling import ResumableSampler
+
+EVERYTHING = DomainAugment(jitter=Jitter(0.5, 0.5, 0.5, 0.2), scale=(0.8, 1.2), crop=(48, 24), flip=0.5, blur=0.5)
+
+
+@pytest.fixture(scope="module")
+def source(tiny_data):
+    return get_dataset("gta5", tiny_data["gta5"], "all", size=(64, 32))
+
+
+def test_an_augmented_sample_depends_on_seed_and_position_only_whatever_the_workers(source):
+    aug = Augmented(source, EVERYTHING, seed=7)
+    again, other = aug[(1, 5)], aug[(1, 6)]
+    first = aug[(1, 5)]
+    assert torch.equal(first["image"], again["image"]) and torch.equal(first["label"], again["label"])
+    assert first["image"].shape == (3, 24, 48) and not torch.equal(first["image"], other["image"])
+
+    def batches(workers):
+        loader = DataLoader(aug, batch_size=2, sampler=ResumableSampler(len(source), 7, start=3),
+                            num_workers=workers, drop_last=True)
+        return list(islice(iter(loader), 3))
+
+    for a, b in zip(batches(0), batches(2)):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+
+
+def test_crop_and_flip_move_image_and_labels_together_and_pad_with_ignore():
+    rng = np.random.default_rng(0)
+    label = np.kron(rng.integers(0, 19, (5, 10)), np.ones((4, 4), dtype=np.int64))       # 20×40
+    rgb = np.stack([label * 10, label * 3, np.full_like(label, 7)], -1).astype(np.uint8)  # colour encodes label
+    item = {"image": image_tensor(rgb), "label": torch.from_numpy(label), "pseudo_label": torch.from_numpy(label)}
+    for seed in range(6):
+        out = augment(item, DomainAugment(crop=(48, 24), flip=0.5), np.random.default_rng(seed))
+        image, lab = rgb_of(out["image"]).astype(np.int64), out["label"].numpy()
+        assert image.shape == (24, 48, 3) and lab.shape == (24, 48) and torch.equal(out["label"], out["pseudo_label"])
+        valid = lab != 255
+        assert valid.sum() == 20 * 40                                    # the whole image, padded around
+        assert (image[..., 0][valid] == lab[valid] * 10).all() and (image[~valid] == 0).all()
+    flips = [torch.equal(augment(item, DomainAugment(flip=0.5), np.random.default_rng(s))["label"], item["label"])
+             for s in range(20)]
+    assert 0 < sum(flips) < 20                                           # flipped about half the time
+    out = augment(item, DomainAugment(scale=(0.5, 1.5)), np.random.default_rng(3))
+    f = out["label"].shape[1] / 40
+    assert 0.5 <= f <= 1.5 and out["image"].shape[-2:] == out["label"].shape
+    assert set(out["label"].unique().tolist()) <= set(np.unique(label).tolist())   # nearest: no new label values
+
+
+def test_photometric_changes_leave_the_labels_alone_and_stay_in_their_ranges(source):
+    item = source[0]
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        out = augment(item, DomainAugment(jitter=Jitter(brightness=0.5)), rng)
+        ratio = rgb_of(out["image"]).astype(float).mean() / rgb_of(item["image"]).astype(float).mean()
+        assert 0.5 - 0.02 <= ratio <= 1.5 + 0.02 and torch.equal(out["label"], item["label"])
+    blurred = augment(item, DomainAugment(blur=1.0, blur_radius=3.0), np.random.default_rng(1))
+    variation = [np.abs(np.diff(rgb_of(x["image"]).astype(float), axis=1)).mean() for x in (item, blurred)]
+    assert variation[1] < variation[0] and torch.equal(blurred["label"], item["label"])
+
+
+def presence_matrix():
+    n = 200
+    presence = np.zeros((n, 3), dtype=bool)
+    presence[:, 0] = True          # road: in every image
+    presence[:10, 1] = True        # a rare class: 5% of the images
+    presence[::2, 2] = True        # a common one: 50%
+    return presence
+
+
+def test_class_balanced_draws_favour_images_of_rare_classes():
+    presence = presence_matrix()
+    draws = [i for i, _ in islice(iter(ClassBalancedSampler(presence, seed=3)), SUB_EPOCH)]
+    assert presence[draws, 1].mean() > 0.25        # uniform sampling: 0.05
+    assert set(draws) <= set(range(200))
+
+
+def test_class_balanced_stream_is_a_function_of_seed_and_position():
+    presence = presence_matrix()
+    whole = list(islice(iter(ClassBalancedSampler(presence, seed=5)), 4000))
+    assert [p for _, p in whole] == list(range(4000))
+    assert list(islice(iter(ClassBalancedSampler(presence, seed=5, start=2500)), 1500)) == whole[2500:]
+    ranks = [list(islice(iter(ClassBalancedSampler(presence, 5, start=600, rank=r, world_size=2)), 500))
+             for r in range(2)]
+    assert sorted(ranks[0] + ranks[1], key=lambda key: key[1]) == whole[1200:2200]
+    assert list(islice(iter(ClassBalancedSampler(presence, seed=6)), 50)) != whole[:50]
+
+
+def test_the_class_presence_index_matches_the_labels_and_is_cached(source, tiny_data, tmp_path, monkeypatch):
+    from udabench.config import DatasetConfig
+    from udabench.data.base import read_label_ids
+
+    monkeypatch.setenv("UDABENCH_CACHE", str(tmp_path))
+    entry = DatasetConfig(dataset="gta5", root=str(tiny_data["gta5"]), split="all")
+    presence = class_presence(source, entry, "cityscapes19")
+    lut = source.decoder.lut
+    expected = np.stack([np.isin(np.arange(19), np.unique(lut[read_label_ids(s.label)])) for s in source.samples])
+    assert presence.dtype == bool and np.array_equal(presence, expected)
+
+    def no_recompute(*args, **kw):
+        raise AssertionError("the cached index must be read")
+
+    monkeypatch.setattr(balanced, "map_files", no_recompute)
+    assert np.array_equal(class_presence(source, entry, "cityscapes19"), presence)
+    assert len(list((tmp_path / "class_presence").glob("gta5-all-cityscapes19-*.npy"))) == 1

@@ -1,0 +1,168 @@
+"""Runs as stages of a recipe: which finished run a run starts from, and the plan that trains each stage once.
+
+A suite's ``stages.<method>`` (docs/recipes.md) gives that method's runs settings of their own
+(``config.stage_suite``) and, optionally, where they start:
+
+- ``start_from: M``: from the final weights of the run of method ``M`` (same suite, same seed) with a fresh
+  schedule: optimizer state reset, LR restarted, its own iterations, batch, LR and poly horizon (MaxSquare's
+  and FADA's adaptation from a separately trained source model);
+- ``teacher: M``: from the init weights, learning from the hard pseudo-labels that the final model of the
+  run of ``M`` gives the target images (FADA's self-distillation, ``engine/pseudo.py``).
+
+The shared source warm-up (``train.source_warmup: W``) is the special case without LR restart: an internal
+run (``results/<suite>/_warmup/``) trains the first ``W`` steps of the schedule on the source, and every
+method that starts from the init weights and uses source data continues that schedule from its final
+checkpoint (optimizer state and LR included). Every upstream run is a run directory of its own, planned
+once per seed however many runs start from it, and trained before them (``execution_order``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Suite, stage_suite
+from ..errors import ConfigError
+from ..method import Method
+from ..registry import get_method
+from ..schema import from_dict, to_dict
+from .rundir import RunDir, config_key, identity_of, stage_settings
+
+WARMUP = "_warmup"              # the method folder of shared warm-ups (its runs are no table rows)
+WARMUP_METHOD = "source_only"   # a warm-up's steps are plain source steps: Source-only's
+
+
+@dataclass
+class Start:
+    """A run begins from the final checkpoint of ``spec`` (a finished run) instead of the init weights."""
+
+    spec: RunSpec
+    restart: bool = True    # a fresh schedule; False: continue that run's schedule (optimizer, LR, step count)
+
+
+@dataclass
+class RunSpec:
+    suite: Suite            # the run's own suite: its stage settings merged (``config.stage_suite``)
+    method: type[Method]
+    hparams: object
+    seed: int
+    rundir: RunDir
+    start: Start | None = None          # None: from the init weights
+    teacher: RunSpec | None = None      # the finished run whose final model labels the target images
+    hidden: bool = False                # an internal stage (the shared warm-up): trained, never a table row
+
+    def upstream(self) -> list[RunSpec]:
+        """The runs that must be finished before this one starts."""
+        return [s for s in (self.start.spec if self.start else None, self.teacher) if s is not None]
+
+    def label(self) -> str:
+        """The row label: the method's, after those of the runs it starts or learns from
+        ("Source-only → MaxSquare")."""
+        own = self.method.row_label()
+        before = self.teacher or (self.start.spec if self.start and self.start.restart else None)
+        return f"{before.label()} → {own}" if before is not None else own
+
+    def stages(self) -> list[dict]:
+        """The stage chain of the protocol record, first stage first ([] for a run of one stage; the shared
+        warm-up is recorded as ``source_warmup``)."""
+        before = self.teacher or (self.start.spec if self.start and self.start.restart else None)
+        if before is None:
+            return []
+        chain = before.stages() or [_stage_record(before, "init")]
+        return [*chain, _stage_record(self, "teacher" if self.teacher else "restart")]
+
+
+def _stage_record(spec: RunSpec, start: str) -> dict:
+    t = spec.suite.train
+    return {"method": spec.method.name, "run_id": spec.rundir.id, "start": start, "iterations": t.iterations,
+            "poly_horizon": t.poly_horizon or t.iterations, "batch_size": t.batch_size, "lr": t.lr,
+            "bn_mode": spec.suite.model.bn_mode}
+
+
+class Planner:
+    """Builds the ``RunSpec`` of (method, seed) with its upstream runs, each planned once (shared by its users)."""
+
+    def __init__(self, suite: Suite, results: str | Path, methods_dirs=(), world_size: int = 1):
+        """``world_size``: the processes that train each run (torchrun's; part of every run's identity)."""
+        self.suite, self.results, self.methods_dirs, self.world_size = suite, results, methods_dirs, world_size
+        self._made: dict[tuple[str, int], RunSpec] = {}
+        self._warmups: dict[str, RunSpec] = {}
+
+    def spec(self, name: str, seed: int) -> RunSpec:
+        if (name, seed) not in self._made:
+            self._made[(name, seed)] = self._plan(name, seed)
+        return self._made[(name, seed)]
+
+    def _plan(self, name: str, seed: int) -> RunSpec:
+        suite = self.suite
+        cls = get_method(name, self.methods_dirs)
+        hparams = from_dict(cls.Hparams, suite.methods.get(name, {}), f"methods.{name}", suite.source_file)
+        own = stage_suite(suite, name)
+        stage = suite.stages.get(name)
+        run: dict = {"method": name, "hparams": hparams}
+        if settings := stage_settings(suite, own):
+            run["stage"] = settings
+        start = teacher = None
+        if stage is not None and stage.start_from:
+            start = Start(self.spec(stage.start_from, seed))
+            run["start_from"] = link(start.spec)
+        elif stage is not None and stage.teacher:
+            teacher = self.spec(stage.teacher, seed)
+            run["teacher"] = link(teacher)
+        elif own.train.source_warmup and cls.uses_source:   # implied by the suite's settings: not in the identity
+            start = Start(self._warmup(own, seed), restart=False)
+        if cls.uses_teacher_labels != (teacher is not None):
+            fix = (f"give it one: stages: {{{name}: {{teacher: <method>}}}}" if cls.uses_teacher_labels else
+                   f"remove stages.{name}.teacher (or use a method that learns from one, e.g. self_distill)")
+            what = "learns from a teacher run" if cls.uses_teacher_labels else "has no use for a teacher"
+            raise ConfigError(f"{suite.source_file}: method {name!r} {what}; {fix}.")
+        rundir = RunDir(self.results, suite.name, name, identity_of(suite, seed, world_size=self.world_size, **run))
+        return RunSpec(own, cls, hparams, seed, rundir, start, teacher)
+
+    def _warmup(self, own: Suite, seed: int) -> RunSpec:
+        """The shared source warm-up of runs whose own suite is ``own``: its first ``source_warmup`` steps."""
+        t = own.train
+        raw = to_dict(own)
+        raw.pop("source_file")
+        raw["train"] |= {"iterations": t.source_warmup, "poly_horizon": t.poly_horizon or t.iterations,
+                         "source_warmup": 0}
+        suite = from_dict(Suite, raw, "", f"{own.source_file} (shared source warm-up)")
+        suite.source_file = own.source_file
+        run = {"method": WARMUP_METHOD, "hparams": {}, "stage": stage_settings(self.suite, suite), "warmup": True}
+        rundir = RunDir(self.results, self.suite.name, WARMUP,
+                        identity_of(self.suite, seed, world_size=self.world_size, **run))
+        if rundir.id not in self._warmups:
+            cls = get_method(WARMUP_METHOD, self.methods_dirs)
+            self._warmups[rundir.id] = RunSpec(suite, cls, cls.Hparams(), seed, rundir, hidden=True)
+        return self._warmups[rundir.id]
+
+
+def link(spec: RunSpec) -> dict:
+    """How a run's identity names the run it starts or learns from: by run id, and by its configuration (the id
+    without the seed, so that the seeds of one configuration stay one table row)."""
+    return {"method": spec.method.name, "run": spec.rundir.id, "config": config_key(spec.rundir.identity)}
+
+
+def execution_order(specs: list[RunSpec]) -> list[RunSpec]:
+    """``specs`` and every run they start or learn from, each once, every run after those it needs."""
+    order: dict[str, RunSpec] = {}
+
+    def visit(spec: RunSpec) -> None:
+        for before in spec.upstream():
+            visit(before)
+        order.setdefault(spec.rundir.id, spec)
+
+    for spec in specs:
+        visit(spec)
+    return list(order.values())
+
+
+def describe_plan(spec: RunSpec) -> dict:
+    """One planned run for ``udabench run --dry-run``: who, where it starts, its id and resolved config."""
+    config = to_dict(spec.suite)
+    for key in ("source_file", "references", "stages", "methods", "ensembles", "seeds", "oracle"):
+        config.pop(key, None)
+    chain = [s["method"] for s in spec.stages()] or (["source warm-up", spec.method.name] if spec.start
+                                                       else [spec.method.name])
+    return {"method": spec.method.name, "seed": spec.seed, "stages": " → ".join(chain), "run_id": spec.rundir.id,
+            "status": spec.rundir.status, "hidden": spec.hidden, "hparams": to_dict(spec.hparams), "config": config}
