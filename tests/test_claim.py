@@ -17,7 +17,6 @@ from udabench.engine.claim import (
     HOST,
     PIDNS,
     Claim,
-    SharedFile,
     process_alive,
     stale_reason,
 )
@@ -126,15 +125,27 @@ def test_the_timeout_comes_from_the_environment_and_bad_values_are_explained(tmp
         Claim(tmp_path / "c.json")
 
 
-def test_a_shared_file_is_computed_by_one_and_written_once(tmp_path):
-    target = tmp_path / "warmup.pt"
-    first, second = SharedFile(target, timeout=60), SharedFile(target, timeout=60)
-    assert first.poll() == "compute" and second.poll() == "wait"
-    assert not second.publish(lambda p: p.write_text("second"))   # it does not hold the claim
-    assert first.publish(lambda p: p.write_text("first"))
-    first.release()
-    assert second.poll() == "load" and target.read_text() == "first"
-    assert not first.publish(lambda p: p.write_text("again")) and target.read_text() == "first"
+def test_a_run_waits_for_a_warmup_run_claimed_elsewhere_and_trains_it_once_its_holder_is_gone(
+        write_suite, tmp_path, monkeypatch, capsys):
+    """The shared warm-up is a run like any (``_warmup/<run-id>/``), claimed like any: while a live process holds
+    it, the runs that start from it are left until last (other runs go first), never trained without it; when the
+    holder's heartbeat goes stale, this process trains the warm-up and then them."""
+    path, results = write_suite(source_warmup=2), tmp_path / "res"
+    minent = plan_runs(load_suite(path), results, ["minent"])[0]
+    warmup = minent.start.spec.rundir
+    monkeypatch.setenv("UDABENCH_CLAIM_TIMEOUT", "3")
+    foreign_claim(warmup.claim_file)
+    capsys.readouterr()
+    outcomes = run_suite(load_suite(path), results, methods=["minent", "oracle"])
+    out = capsys.readouterr().out
+    assert [(o.spec.method.name, o.status) for o in outcomes] == [("minent", "trained"), ("oracle", "trained")]
+    waits = out.index(f"minent seed 0: waits for {warmup.path}, which elsewhere pid 4242 is training")
+    taken = out.index("nobody trains it: training it first")
+    assert waits < out.index("oracle seed 0: done") < taken < out.index("minent seed 0: done")
+    assert "source_only seed 0 (shared source warm-up): taken over from elsewhere pid 4242" in out
+    assert warmup.status == "done" and not warmup.claim_file.exists()
+    assert [r["step"] for r in warmup.rows()] == [2] and [r["step"] for r in minent.rundir.rows()] == [2, 4]
+    assert minent.rundir.rows()[0]["warmup_from"] == warmup.id
 
 
 def test_a_run_claimed_by_a_live_process_is_skipped_and_a_stale_one_finished(write_suite, tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Run claiming: which process works on a run directory, a shared warm-up snapshot or an ensemble right now.
+"""Run claiming: which process works on a run directory (a shared warm-up run too) or an ensemble right now.
 
 A claim is a small JSON file (owner: host, pid, pid namespace, start time, SLURM job; heartbeat: time, step,
 steps/s) that is only ever read and replaced under a ``filelock`` lock, so taking, refreshing and giving it up
@@ -209,37 +209,3 @@ class Claim:
         finally:
             self._lock.release()
 
-
-class SharedFile:
-    """A file that one of many processes computes and all of them use (the shared source warm-up).
-
-    ``poll`` says what to do now: "load" (it exists), "compute" (this process now holds its claim) or "wait"
-    (a live process is computing it). ``publish`` writes it only while holding its claim, and never over an
-    existing file, so two processes never both write it.
-    """
-
-    def __init__(self, path: Path, timeout: float | None = None):
-        self.path = Path(path)
-        self.claim = Claim(self.path.with_name(self.path.name + ".claim"), timeout)
-
-    def poll(self) -> str:
-        if self.path.exists():
-            return "load"
-        if not self.claim.acquire():
-            return "wait"
-        if self.path.exists():   # written between our look and our claim
-            self.claim.release()
-            return "load"
-        return "compute"
-
-    def publish(self, write) -> bool:
-        """Call ``write(path)`` unless the file exists or another live process holds its claim."""
-        if self.path.exists() or not self.claim.acquire() or not self.claim.beat(force=True):
-            return False
-        if self.path.exists():
-            return False
-        write(self.path)
-        return True
-
-    def release(self) -> None:
-        self.claim.release()
