@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="smoke test: a few iterations, batch 2, at most 8 images per split, tiny inputs")
     run.add_argument("--dry-run", action="store_true",
                      help="print every planned run (method, seed, stage chain, run id, status, resolved config as "
-                          "JSON; one line each, upstream stages first) and train nothing")
+                          "JSON; one line each, upstream stages first) and train nothing; with --launcher slurm: "
+                          "print the sbatch script and the commands of the array, submit nothing")
     run.add_argument("--check-data", choices=("sample", "all", "none"), default="sample",
                      help="pre-flight decoding of the suite's data before any training: a sample of each split "
                           "(default, seconds), all files (as `udabench data check`), or none")
@@ -241,7 +242,7 @@ def cmd_run(args) -> int:
     from .engine.runner import run_suite
 
     suite = load_suite(find_suite(args.suite), args.overrides, quick=args.quick)
-    if args.dry_run:
+    if args.dry_run and args.launcher != "slurm":
         return dry_run(suite, args)
     if args.launcher:
         from .launch import launch
@@ -289,10 +290,12 @@ def cmd_status(args) -> int:
 def dry_run(suite, args) -> int:
     import json
 
+    from .engine.distributed import planned_world_size
     from .engine.runner import plan_runs
     from .engine.stages import describe_plan, execution_order
 
-    specs = execution_order(plan_runs(suite, args.results, args.methods, args.seeds, args.methods_dir))
+    world = (args.gpus_per_run or suite.launcher.gpus_per_run) if args.launcher else planned_world_size()
+    specs = execution_order(plan_runs(suite, args.results, args.methods, args.seeds, args.methods_dir, world))
     for spec in specs:
         plan = describe_plan(spec)
         print(f"{plan['method']} seed {plan['seed']}  [{plan['stages']}]  {plan['run_id']}  {plan['status']}  "

@@ -75,8 +75,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="slurm: any further sbatch option, e.g. --sbatch account=proj (repeatable)")
     group.add_argument("--slurm-folder", metavar="DIR",
                        help="slurm: submitit's job files and logs (default: RESULTS/<suite>/_slurm)")
-    group.add_argument("--dry-run", action="store_true",
-                       help="slurm: print the sbatch script and the commands of the array, submit nothing")
 
 
 def launch(suite: Suite, args, argv: list[str]) -> int:
