@@ -177,16 +177,21 @@ def test_metrics_rows_are_self_describing(write_suite, tmp_path):
 def test_n_processes_at_batch_b_read_what_one_process_reads_at_batch_n_times_b(start):
     """README "Several GPUs per run": 4 processes at batch 1 read, step by step, the very images one process reads
     at batch 4 (so the effective batch, not the world size, decides what a step sees)."""
-    from torch.utils.data import DataLoader
+    from types import SimpleNamespace
 
+    from udabench.config import AugmentConfig
     from udabench.engine.distributed import DistInfo
-    from udabench.engine.trainer import Streams
+    from udabench.engine.trainer import Streams, Trainer
 
     images = list(range(10))                  # 6 steps of 4 cross two epochs of 10
-    loader = lambda dataset, batch, seed, **kw: DataLoader(dataset, batch_size=batch, **kw)
 
     def read(world, rank, batch):
-        streams = Streams({"source": images}, 5, batch, DistInfo(rank=rank, world_size=world), loader)
+        trainer = Trainer.__new__(Trainer)    # only what the trainer's own stream opening reads
+        trainer.spec = SimpleNamespace(seed=5, suite=SimpleNamespace(augment=AugmentConfig(),
+                                                                     data=SimpleNamespace(num_workers=0)))
+        trainer.cfg, trainer.datasets = SimpleNamespace(batch_size=batch), {"source": (images, None)}
+        trainer.dist, trainer.device = DistInfo(rank=rank, world_size=world), torch.device("cpu")
+        streams = Streams(trainer._open_stream, batch)
         return [streams.batch("source", step).tolist() for step in range(start, start + 6)]
 
     one = read(1, 0, 4)
