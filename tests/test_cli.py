@@ -96,8 +96,8 @@ def test_toy_suite_quick_end_to_end(capsys, tmp_path, monkeypatch, toy_cache):
 def test_toy_suite_quick_gives_identical_results_with_and_without_tensorboard(capsys, tmp_path, monkeypatch,
                                                                             toy_cache):
     """TensorBoard (the default where installed) on and off: identical rows and weights, shown for the shared
-    warm-up's writer and an adversarial method that loads it; `tensorboard --logdir results/<suite>` lists one
-    run per run directory, named by method and run id."""
+    warm-up run, Source-only and an adversarial method that continue it; `tensorboard --logdir results/<suite>`
+    lists one run per run directory (the warm-up's too: its step curves), named by method and run id."""
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing import plugin_event_multiplexer
 
@@ -107,7 +107,7 @@ def test_toy_suite_quick_gives_identical_results_with_and_without_tensorboard(ca
                                "--methods", "source_only,advent", "--set", f"train.loggers={loggers}")
         assert code == 0, err
     names = []
-    for method in ("source_only", "advent"):
+    for method in ("_warmup", "source_only", "advent"):
         (on,), (off,) = ((tmp_path / r / "toy_sim2real" / method).glob("seed0-*") for r in ("on", "off"))
         assert on.name == off.name and (on / "tb").is_dir() and not (off / "tb").exists()
         assert stable_rows(on) == stable_rows(off)

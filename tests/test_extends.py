@@ -96,4 +96,5 @@ def test_dry_run_prints_every_planned_run_upstream_first_and_trains_nothing(tiny
     assert plans[2]["stages"] == "source_only → minent" and plans[1]["stages"] == "source warm-up → source_only"
     assert plans[2]["config"]["train"]["iterations"] == 3 and plans[1]["config"]["train"]["iterations"] == 4
     assert all(p["status"] == "new" and p["run_id"] in line for p, line in zip(plans, lines))
+    assert lines[0].startswith("source_only seed 0 (shared source warm-up)  [source_only]")
     assert not (tmp_path / "r").exists()

@@ -120,3 +120,40 @@ def test_a_damaged_plan_file_is_ignored_with_a_warning(write_suite, tmp_path, ca
     assert main(["status", "--results", str(tmp_path), "--suite", "tiny"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("  5 runs:")
     assert "plan.json is damaged" in caplog.text
+
+
+def test_status_and_the_plan_list_the_runs_that_run_reports_not_the_hidden_warmup(write_suite, tmp_path, capsys,
+                                                                                  monkeypatch):
+    """`udabench status` and plan.json name what `udabench run` reports: a visible stage that a run starts from
+    (planned only through it) is listed, the hidden shared warm-up run (``_warmup/``) is not."""
+    import signal
+
+    import udabench.engine.runner as runner
+    from udabench.engine.preempt import RunInterrupted
+    from udabench.engine.stages import execution_order
+
+    class StoppedAtOnce:   # as if SIGTERM came before the first step of the first run (the warm-up)
+        def __init__(self, spec, *args):
+            spec.rundir.prepare({})
+
+        def run(self):
+            raise RunInterrupted(0, signal.SIGTERM)
+
+    monkeypatch.setattr(runner, "Trainer", StoppedAtOnce)
+    path = str(write_suite(lambda s: s.update(methods={"source_only": {}, "minent": {}},
+                                              stages={"minent": {"start_from": "source_only"}}), source_warmup=2))
+    specs = execution_order(plan_runs(load_suite(path), tmp_path, ["minent"]))
+    assert [(s.method.name, s.hidden) for s in specs] == [("source_only", True), ("source_only", False),
+                                                         ("minent", False)]
+    outcomes = runner.run_suite(load_suite(path), tmp_path, ["minent"])
+    assert [(o.spec.method.name, o.status) for o in outcomes] == [("source_only", "stopped"), ("minent", "stopped")]
+    assert specs[0].rundir.status == "interrupted"                       # the warm-up run got the signal
+    plan = json.loads((tmp_path / "tiny" / "plan.json").read_text())["runs"]
+    assert [(e["name"], e["dir"]) for e in plan] == [(s.method.name, f"{s.method.name}/{s.rundir.id}")
+                                                     for s in specs[1:]]
+    capsys.readouterr()
+    assert main(["status", path, "--results", str(tmp_path), "--methods", "minent"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:-1]]
+    assert listed == ["source_only", "minent"] == [e["name"] for e in plan]
+    assert main(["status", "--results", str(tmp_path), "--suite", "tiny"]) == 0      # by name: the same runs
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:-1]] == listed

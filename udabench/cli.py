@@ -298,7 +298,8 @@ def dry_run(suite, args) -> int:
     specs = execution_order(plan_runs(suite, args.results, args.methods, args.seeds, args.methods_dir, world))
     for spec in specs:
         plan = describe_plan(spec)
-        print(f"{plan['method']} seed {plan['seed']}  [{plan['stages']}]  {plan['run_id']}  {plan['status']}  "
+        hidden = " (shared source warm-up)" if plan["hidden"] else ""
+        print(f"{plan['method']} seed {plan['seed']}{hidden}  [{plan['stages']}]  {plan['run_id']}  {plan['status']}  "
               + json.dumps(plan, sort_keys=True))
     print(f"{len(specs)} planned runs (nothing trained); results would go to {Path(args.results) / suite.name}",
           file=sys.stderr)
@@ -373,12 +374,14 @@ def cmd_list(args) -> int:
         from .config import read_suite_tree
         from .errors import ConfigError
 
-        for name, file in suite_files().items():   # by name: `udabench run NAME`
+        found = suite_files()
+        width = max(map(len, found), default=10)
+        for name, file in found.items():   # by name: `udabench run NAME`
             try:
                 description = read_suite_tree(file).get("description", "")
             except (ConfigError, yaml.YAMLError):
                 description = "(not a valid suite file)"
-            print(f"{name:<28}  {description}")
+            print(f"{name:<{width}}  {description}")
     else:
         from .models import BACKBONES
 
