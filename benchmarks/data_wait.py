@@ -30,11 +30,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from helpers import write_cityscapes, write_gta5  # noqa: E402
 
+from udabench.config import DomainAugment  # noqa: E402
 from udabench.data import get_dataset, open_original  # noqa: E402
 from udabench.data.cache import prepare  # noqa: E402
-from udabench.engine.distributed import DistInfo  # noqa: E402
+from udabench.engine.augment import Augmented  # noqa: E402
 from udabench.engine.sampling import ResumableSampler  # noqa: E402
-from udabench.engine.trainer import Streams, make_loader  # noqa: E402
+from udabench.engine.trainer import Streams, make_loader, stream_seed  # noqa: E402
 
 PAPER = {"gta5": ((1914, 1052), (1280, 720)), "cityscapes": ((2048, 1024), (1024, 512))}
 SMOKE = {"gta5": ((96, 52), (64, 36)), "cityscapes": ((128, 64), (64, 32))}
@@ -57,12 +58,18 @@ def open_eval(roots: dict[str, Path], sizes):
 
 def eval_throughput(dataset, workers: int, batches: int, device: torch.device, batch_size: int = 4) -> float:
     """Images per second the eval loader delivers once started (an endless sampler cycles the frames)."""
-    loader = iter(make_loader(dataset, batch_size, workers, device, sampler=ResumableSampler(len(dataset), 0)))
+    sampler = ResumableSampler(len(dataset), 0)
+    loader = iter(make_loader(keyed(dataset, 0), batch_size, workers, device, sampler=sampler))
     next(loader)
     start = time.perf_counter()
     for _ in range(batches):
         next(loader)
     return batches * batch_size / (time.perf_counter() - start)
+
+
+def keyed(dataset, seed: int):
+    """``dataset`` read by the samplers' (index, position) keys, not augmented (engine/augment.py)."""
+    return Augmented(dataset, DomainAugment(), seed)
 
 
 def decode_ms(dataset, repeats: int = 3) -> float:
@@ -75,8 +82,13 @@ def decode_ms(dataset, repeats: int = 3) -> float:
 
 
 def data_wait(datasets: dict, workers: int, steps: int, step_ms: float, device: torch.device) -> dict:
-    loader = lambda dataset, batch, seed, **kw: make_loader(dataset, batch, workers, device, seed, **kw)
-    streams = Streams(datasets, 0, 1, DistInfo(), loader)
+    def open_stream(domain: str, position: int):   # as Trainer._open_stream opens a uniform, unaugmented stream
+        seed = stream_seed(0, domain)
+        sampler = ResumableSampler(len(datasets[domain]), seed, position)
+        return iter(make_loader(keyed(datasets[domain], seed), 1, workers, device, seed, sampler=sampler,
+                                drop_last=True))
+
+    streams = Streams(open_stream, 1)
     waits = []
     for step in range(steps):
         start = time.perf_counter()

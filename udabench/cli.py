@@ -299,8 +299,8 @@ def dry_run(suite, args) -> int:
     for spec in specs:
         plan = describe_plan(spec)
         hidden = " (shared source warm-up)" if plan["hidden"] else ""
-        print(f"{plan['method']} seed {plan['seed']}{hidden}  [{plan['stages']}]  {plan['run_id']}  {plan['status']}  "
-              + json.dumps(plan, sort_keys=True))
+        print(f"{plan['method']} seed {plan['seed']}{hidden}  [{plan['stages']}]  {plan['run_id']}  "
+              f"{plan['status']}  " + json.dumps(plan, sort_keys=True))
     print(f"{len(specs)} planned runs (nothing trained); results would go to {Path(args.results) / suite.name}",
           file=sys.stderr)
     return 0

@@ -141,8 +141,8 @@ class Trainer:
         what = "the shared source warm-up" if start.spec.hidden else f"the final weights of {start.spec.method.name}"
         if upstream.status != "done":
             raise UdabenchError(f"{self.spec.method.name} seed {self.spec.seed} starts from {what} ({upstream.path}), "
-                                f"which has not finished; run the suite again (it trains that run first, or waits for the process that "
-                                f"trains it).")
+                                f"which has not finished; run the suite again (it trains that run first, or waits for "
+                                f"the process that trains it).")
         fix = f"Delete the folder {upstream.path}: the next `udabench run` trains that stage again."
         state = checkpoint.load(upstream.checkpoint, self.device, fix, purpose=f"load {what} from")
         self._check_world_size(state, upstream.checkpoint, fix)
