@@ -73,4 +73,4 @@ def test_a_wheel_installed_elsewhere_lists_and_runs_the_builtins_from_an_empty_f
     run = udabench("run", "toy_sim2real", "--quick")         # the embedded suite, by name
     assert run.returncode == 0, run.stderr[-3000:]
     assert "6 of 6 runs finished" in run.stdout and "AdvEnt+MinEnt seed 0: ensemble" in run.stdout
-    assert len(list((empty / "results" / "toy_sim2real").glob("*/seed0-*/done"))) == 7
+    assert len(list((empty / "results" / "toy_sim2real").glob("*/seed0-*/done"))) == 8   # + _warmup/
