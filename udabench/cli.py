@@ -57,22 +57,28 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
     common.add_argument("--methods-dir", action="append", default=[], metavar="DIR",
                         help="extra folder of method plugin files (repeatable; also $UDABENCH_METHODS_DIR)")
+    overrides = argparse.ArgumentParser(add_help=False)
+    overrides.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                           help="override a suite key, e.g. --set train.iterations=100 (repeatable; value parsed "
+                                "as YAML)")
+    results = argparse.ArgumentParser(add_help=False)
+    results.add_argument("--results", default="results", help="results folder (default: results/)")
+    methods = argparse.ArgumentParser(add_help=False)
+    methods.add_argument("--methods", type=_csv, help="comma-separated methods (default: the suite's, plus the oracle)")
+    # what selects the runs of a suite: `status` takes the options `run` was given
+    plan = argparse.ArgumentParser(add_help=False, parents=[methods, overrides, results])
+    plan.add_argument("--seeds", type=_csv_int, help="comma-separated seeds (default: the suite's)")
+    plan.add_argument("--quick", action="store_true",
+                      help="smoke test: a few iterations, batch 2, at most 8 images per split, tiny inputs")
     parser = argparse.ArgumentParser(prog="udabench", parents=[common],
                                      description="Benchmark suite for unsupervised domain adaptation in semantic segmentation.")
     sub = parser.add_subparsers(metavar="COMMAND")
 
-    run = sub.add_parser("run", parents=[common], help="train and evaluate the methods of a suite",
+    run = sub.add_parser("run", parents=[common, plan], help="train and evaluate the methods of a suite",
                          description="Train and evaluate every (method, seed) of a suite. Finished runs are "
                                      "skipped, unfinished ones resume from their last checkpoint.")
     run.add_argument("suite", help="suite YAML file, e.g. suites/toy_sim2real.yaml, or a suite's name "
                                    "(`udabench list suites`), e.g. toy_sim2real")
-    run.add_argument("--methods", type=_csv, help="comma-separated methods (default: the suite's, plus the oracle)")
-    run.add_argument("--seeds", type=_csv_int, help="comma-separated seeds (default: the suite's)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a suite key, e.g. --set train.iterations=100 (repeatable; value parsed as YAML)")
-    run.add_argument("--results", default="results", help="results folder (default: results/)")
-    run.add_argument("--quick", action="store_true",
-                     help="smoke test: a few iterations, batch 2, at most 8 images per split, tiny inputs")
     run.add_argument("--dry-run", action="store_true",
                      help="print every planned run (method, seed, stage chain, run id, status, resolved config as "
                           "JSON; one line each, upstream stages first) and train nothing; with --launcher slurm: "
@@ -83,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_launch_arguments(run)
     run.set_defaults(func=cmd_run)
 
-    status = sub.add_parser("status", parents=[common], help="where every run of a suite stands",
+    status = sub.add_parser("status", parents=[common, plan], help="where every run of a suite stands",
                             description="One line per run: done, running (host, pid, step, steps/s, ETA), "
                                         "interrupted, failed (the reason), partial (killed; resumes) or pending, "
                                         "and a count per state. Given the suite (file or name, with the options "
@@ -91,19 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
                                         "`udabench run` planned in the results folder (RESULTS/<suite>/plan.json), "
                                         "then any other run directory found there (docs/launching.md).")
     status.add_argument("suite_file", nargs="?", metavar="SUITE", help="suite YAML file or name, as given to run")
-    status.add_argument("--results", default="results", help="results folder (default: results/)")
     status.add_argument("--suite", help="without SUITE: only the runs of this suite name")
-    status.add_argument("--methods", type=_csv, help="as given to run")
-    status.add_argument("--seeds", type=_csv_int, help="as given to run")
-    status.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="as given to run (repeatable)")
-    status.add_argument("--quick", action="store_true", help="as given to run")
     status.add_argument("--gpus-per-run", type=positive_int, metavar="G",
                         help="processes per run (torchrun's --nproc_per_node; default: the suite's "
                              "launcher.gpus_per_run, 1)")
     status.set_defaults(func=cmd_status)
 
-    ev = sub.add_parser("eval", parents=[common], help="score a trained checkpoint on a suite's eval split",
+    ev = sub.add_parser("eval", parents=[common, overrides, results],
+                        help="score a trained checkpoint on a suite's eval split",
                         description="Score a checkpoint (a udabench run's, or one released by the ADVENT, MaxSquare or "
                                     "FADA authors) on the suite's eval split, without training: only the eval split's "
                                     "data is read, no source or target copy and no init weights. A released format "
@@ -116,18 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--format", choices=CHECKPOINT_FORMATS, default="udabench",
                     help="layout of the file (default: udabench, a run's checkpoints/last.pt); advent, maxsquare and "
                          "fada also evaluate as that paper's code (docs/datasets.md)")
-    ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a suite key, as for `udabench run` (repeatable), e.g. --set eval.flip=false")
-    ev.add_argument("--results", default="results", help="results folder (default: results/)")
     ev.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     ev.set_defaults(func=cmd_eval)
 
-    rep = sub.add_parser("report", parents=[common], help="tables from finished runs",
+    rep = sub.add_parser("report", parents=[common, results], help="tables from finished runs",
                          description="Read run directories (metrics.jsonl rows and saved artefacts, never logs) and "
                                      "print per-class IoU, oracle-gap and class-subset tables: mean ± std over "
                                      "seeds, gain over Source-only, the papers' published rows beside the measured "
                                      "ones; or a paired comparison of two methods. See docs/reporting.md.")
-    rep.add_argument("--results", default="results", help="results folder (default: results/)")
     rep.add_argument("--suite", help="only this suite (default: every suite found)")
     rep.add_argument("--table", action="store_true", help="print the per-class IoU and oracle-gap tables")
     rep.add_argument("--format", choices=FORMATS, default="text", help="table format (default: text)")
@@ -163,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="device for CCD features and prediction panels (default: cpu)")
     rep.set_defaults(func=cmd_report)
 
-    ben = sub.add_parser("bench", parents=[common], help="time a suite's training steps and evaluation",
+    ben = sub.add_parser("bench", parents=[common, methods, overrides],
+                         help="time a suite's training steps and evaluation",
                          description="Build the suite's model and methods at the suite's sizes, warm up, time "
                                      "training steps (ctx.start_step -> train_step -> ctx.finish_step, device "
                                      "synchronised) and an evaluation pass, per method and setting: ms/step, "
@@ -171,7 +169,6 @@ def build_parser() -> argparse.ArgumentParser:
                                      "share of the device's dense matmul rate in the same precision, measured "
                                      "in the same run (the floor ratio). See docs/speed.md.")
     ben.add_argument("suite", help="suite YAML file, e.g. suites/toy_sim2real.yaml")
-    ben.add_argument("--methods", type=_csv, help="comma-separated methods (default: the suite's, plus the oracle)")
     ben.add_argument("--precision", type=_csv, default=["fp32"], metavar="P,...",
                      help="comma-separated precisions: fp32, bf16, fp16 (train.amp; default: fp32)")
     ben.add_argument("--channels-last", action="store_true", help="every setting with model.channels_last")
@@ -186,8 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
     ben.add_argument("--eval-label-size", type=_size, metavar="WxH",
                      help="synthetic eval label size (default: the eval dataset's native size, e.g. 2048x1024 "
                           "for Cityscapes)")
-    ben.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a suite key, as for `udabench run` (repeatable)")
     ben.add_argument("--device", type=_device, help="auto | cpu | cuda | cuda:N (default: the suite's train.device)")
     ben.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     ben.add_argument("--floor-size", type=int, metavar="N",
@@ -202,10 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", parents=[common], help="check dataset copies, or prepare a cache of them")
     data.set_defaults(func=lambda args: data.print_help() or 2)
     actions = data.add_subparsers(metavar="ACTION")
-    suite_data = argparse.ArgumentParser(add_help=False)   # what both actions take
+    suite_data = argparse.ArgumentParser(add_help=False, parents=[overrides])   # what both actions take
     suite_data.add_argument("suite", help="suite YAML file, e.g. suites/gta5_cityscapes.yaml")
-    suite_data.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                            help="override a suite key, as for `udabench run` (repeatable)")
     suite_data.add_argument("--workers", type=int, default=0, help="decode with N processes (default: in this one)")
     check = actions.add_parser(
         "check", parents=[common, suite_data], help="check every dataset of a suite (exit 0 only when all are usable)",
