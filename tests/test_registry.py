@@ -57,3 +57,18 @@ def test_unknown_method_suggests_the_closest():
 def test_missing_methods_dir_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         discover([tmp_path / "nowhere"])
+
+
+def test_a_plugin_file_rewritten_at_the_same_path_is_imported_again(tmp_path):
+    """Edited in place (a notebook session, or a test reusing a deleted temporary folder's name): the new
+    contents count, whether the old version imported or was broken."""
+    file = tmp_path / "edited.py"
+    file.write_text(PLUGIN.format(cls="Edited", name="edited"))
+    assert get_method("edited", [tmp_path]).Hparams().weight == 1.0
+    file.write_text(PLUGIN.format(cls="Edited", name="edited").replace("weight: float = 1.0", "weight: float = 2.5"))
+    assert get_method("edited", [tmp_path]).Hparams().weight == 2.5
+    file.write_text("import no_such_module_xyz\n")
+    with pytest.raises(ConfigError, match=r"edited\.py.*no_such_module_xyz"):
+        get_method("edited", [tmp_path])
+    file.write_text(PLUGIN.format(cls="Edited", name="edited"))
+    assert get_method("edited", [tmp_path]).Hparams().weight == 1.0

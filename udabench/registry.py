@@ -1,6 +1,7 @@
 """Method registry and discovery of plugin files.
 
-Every ``*.py`` file in the method folders is imported once, on first use. A file that fails to import,
+Every ``*.py`` file in the method folders is imported on first use, and again only when its contents have
+changed (an edited plugin, or a new file at the path of a deleted one). A file that fails to import,
 or whose class breaks the plugin contract (``@register`` checks the name, ``Hparams`` and
 ``train_step``), is remembered with its error and line and reported by name when asked for; the other
 methods keep working. Which methods exist is worked out per set of folders, built-ins first: a file
@@ -11,6 +12,7 @@ its name) is reported as broken, and asking for that name is an error naming bot
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import inspect
 import os
@@ -28,7 +30,7 @@ from .schema import FOLDER_NAME, FOLDER_NAME_RULE, check_supported, closest
 METHODS: dict[str, type[Method]] = {}          # registered by Python code outside the method folders
 _BY_FILE: dict[Path, list[type[Method]]] = {}  # plugin file -> the methods it registered
 BROKEN: dict[Path, str] = {}                   # plugin file -> one-line error (failed to import)
-_LOADED: set[Path] = set()
+_LOADED: dict[Path, str] = {}                  # plugin file -> digest of the contents imported
 _current_file: Path | None = None
 
 BUILTIN_DIR = builtin.METHODS_DIR      # inside the package when installed (udabench/builtin.py)
@@ -113,11 +115,15 @@ def available(extra_dirs: list[str | Path] = ()) -> Available:
 
 
 def load(file: Path) -> None:
-    """Import one plugin file (once): its classes go to ``_BY_FILE``, or its error to ``BROKEN``."""
+    """Import one plugin file unless these contents were imported: its classes go to ``_BY_FILE``, or its error
+    to ``BROKEN``."""
     global _current_file
-    if file in _LOADED:
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    if _LOADED.get(file) == digest:
         return
-    _LOADED.add(file)
+    _LOADED[file] = digest
+    _BY_FILE.pop(file, None)     # what an earlier version of the file registered
+    BROKEN.pop(file, None)
     _current_file = file
     try:
         spec = importlib.util.spec_from_file_location(f"udabench_methods.{file.stem}", file)
