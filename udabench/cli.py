@@ -291,8 +291,7 @@ def dry_run(suite, args) -> int:
     specs = execution_order(plan_runs(suite, args.results, args.methods, args.seeds, args.methods_dir, world))
     for spec in specs:
         plan = describe_plan(spec)
-        hidden = " (shared source warm-up)" if plan["hidden"] else ""
-        print(f"{plan['method']} seed {plan['seed']}{hidden}  [{plan['stages']}]  {plan['run_id']}  "
+        print(f"{spec.title()}  [{plan['stages']}]  {plan['run_id']}  "
               f"{plan['status']}  " + json.dumps(plan, sort_keys=True))
     print(f"{len(specs)} planned runs (nothing trained); results would go to {Path(args.results) / suite.name}",
           file=sys.stderr)

@@ -25,6 +25,7 @@ import torch
 
 from ..classes import ClassSet, colour_table
 from .loggers import Loggers
+from .stages import WARMUP_TITLE
 
 PANEL_COLUMNS = "image | ground truth | prediction | entropy (0 = certain, 1 = uniform)"
 
@@ -121,7 +122,7 @@ def eval_scalars(row: dict) -> dict[str, float]:
 def describe_run(identity: dict, label: str, warmup: int, iterations: int) -> str:
     """The ``run`` note: what the run is, in Markdown (TensorBoard's text tab)."""
     run = identity["run"]
-    steps = f"1-{warmup}: shared source warm-up; " * bool(warmup) + f"{warmup + 1}-{iterations}: {label}"
+    steps = f"1-{warmup}: {WARMUP_TITLE}; " * bool(warmup) + f"{warmup + 1}-{iterations}: {label}"
     lines = [f"**{label}** (`{run.get('method')}`), seed {run['seed']}, suite `{identity['suite'].get('name')}`",
              f"steps {steps}", f"hyper-parameters: `{json.dumps(run.get('hparams', {}), sort_keys=True)}`",
              f"panels (eval/panel), one row per image: {PANEL_COLUMNS}"]

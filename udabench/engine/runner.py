@@ -140,7 +140,7 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
         queue, deferred, retried, halted = deque(specs), set(), set(), False
         while queue and not (halted := stopped_anywhere(stop, dist, device)):
             spec = queue.popleft()
-            label = f"{spec.method.name} seed {spec.seed}" + (" (shared source warm-up)" if spec.hidden else "")
+            label = spec.title()
             verdict, detail = from_main(upstream_verdict(spec, outcomes, retried) if dist.is_main else None,
                                         dist.world_size)
             if verdict == "blocked":

@@ -30,6 +30,7 @@ from .rundir import RunDir, config_key, identity_of, stage_settings
 
 WARMUP = "_warmup"              # the method folder of shared warm-ups (its runs are no table rows)
 WARMUP_METHOD = "source_only"   # a warm-up's steps are plain source steps: Source-only's
+WARMUP_TITLE = "shared source warm-up"   # what logs, plans and errors call it
 
 
 @dataclass
@@ -54,6 +55,10 @@ class RunSpec:
     def upstream(self) -> list[RunSpec]:
         """The runs that must be finished before this one starts."""
         return [s for s in (self.start.spec if self.start else None, self.teacher) if s is not None]
+
+    def title(self) -> str:
+        """The run in log lines and messages: "minent seed 0", "source_only seed 0 (shared source warm-up)"."""
+        return f"{self.method.name} seed {self.seed}" + (f" ({WARMUP_TITLE})" if self.hidden else "")
 
     def label(self) -> str:
         """The row label: the method's, after those of the runs it starts or learns from

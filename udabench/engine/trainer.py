@@ -43,7 +43,7 @@ from .pseudo import WithPseudoLabels, label_with_teacher
 from .rows import metrics_row, protocol
 from .sampling import ResumableSampler
 from .speed import count_flops, peak_memory_gb, reset_peak_memory, synchronize
-from .stages import RunSpec, Start
+from .stages import WARMUP_TITLE, RunSpec, Start
 
 
 @dataclass
@@ -85,7 +85,7 @@ class Trainer:
             self.datasets = self._training_sets()
             domains = [d for d, used in (("source", spec.method.uses_source), ("target", spec.method.uses_target))
                        if used]
-            self._stage(start, self.cfg.iterations, "shared source warm-up" if spec.hidden else spec.label())
+            self._stage(start, self.cfg.iterations, WARMUP_TITLE if spec.hidden else spec.label())
             self._train(start, self.cfg.iterations, self._method_step, domains)
         finally:
             self.monitor.close()
@@ -138,7 +138,7 @@ class Trainer:
         All generators are re-seeded from the seed, so what follows does not depend on how the weights came.
         """
         upstream = start.spec.rundir
-        what = "the shared source warm-up" if start.spec.hidden else f"the final weights of {start.spec.method.name}"
+        what = f"the {WARMUP_TITLE}" if start.spec.hidden else f"the final weights of {start.spec.method.name}"
         if upstream.status != "done":
             raise UdabenchError(f"{self.spec.method.name} seed {self.spec.seed} starts from {what} ({upstream.path}), "
                                 f"which has not finished; run the suite again (it trains that run first, or waits for "
