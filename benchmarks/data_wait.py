@@ -4,12 +4,15 @@ Writes GTA5-format frames (1914×1052) and Cityscapes-format frames (2048×1024)
 writers (tests/helpers.py), then feeds the trainer's own streams (``engine.trainer.Streams`` over
 ``make_loader``: the source at 1280×720 and the target at 1024×512, batch 1 + 1) to a loop that
 sleeps ``--step-ms`` per step, as the host does while a GPU computes. The data wait of a step is the
-time the loop blocks on its batches (the first step, which starts the workers, is reported apart).
+time the loop blocks on its batches and copies them to the device (the first step, which starts the workers,
+is reported apart); each setting runs with the trainer's uint8 hand-over (``engine/handover.py``) and with
+float32 images + int64 labels, as DataLoader collates items by default.
 It also times the per-item decode, what a batch costs to hand over (pinning, in float32 vs uint8), and
 how many eval images per second the eval loader delivers (1024×512 inputs, native 2048×1024 labels,
 batch 4): the 500-image evaluation goal of 20 s needs 25 images/s.
 
-    python benchmarks/data_wait.py [--workers 0,2,4] [--step-ms 150] [--steps 20] [--images 8] [--smoke]
+    python benchmarks/data_wait.py [--workers 0,2,4] [--handover uint8,float32] [--step-ms 150] [--steps 20]
+                                   [--images 8] [--smoke]
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from udabench.config import DomainAugment  # noqa: E402
 from udabench.data import get_dataset, open_original  # noqa: E402
 from udabench.data.cache import prepare  # noqa: E402
 from udabench.engine.augment import Augmented  # noqa: E402
+from udabench.engine.handover import narrow_collate, to_device  # noqa: E402
 from udabench.engine.sampling import ResumableSampler  # noqa: E402
 from udabench.engine.trainer import Streams, make_loader, stream_seed  # noqa: E402
 
@@ -81,30 +85,33 @@ def decode_ms(dataset, repeats: int = 3) -> float:
     return 1000 * float(np.median(times))
 
 
-def data_wait(datasets: dict, workers: int, steps: int, step_ms: float, device: torch.device) -> dict:
+HANDOVER = {"uint8": narrow_collate, "float32": None}   # the trainer's (engine/handover.py); DataLoader's default
+
+
+def data_wait(datasets: dict, workers: int, steps: int, step_ms: float, device: torch.device,
+              handover: str = "uint8") -> dict:
     def open_stream(domain: str, position: int):   # as Trainer._open_stream opens a uniform, unaugmented stream
         seed = stream_seed(0, domain)
         sampler = ResumableSampler(len(datasets[domain]), seed, position)
         return iter(make_loader(keyed(datasets[domain], seed), 1, workers, device, seed, sampler=sampler,
-                                drop_last=True))
+                                drop_last=True, collate_fn=HANDOVER[handover]))
 
     streams = Streams(open_stream, 1)
     waits = []
     for step in range(steps):
         start = time.perf_counter()
         for domain in datasets:
-            batch = streams.batch(domain, step)
-            {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+            to_device(streams.batch(domain, step), device)
         waits.append(time.perf_counter() - start)
         time.sleep(step_ms / 1000)
     steady = np.asarray(waits[1:]) * 1000
-    return {"workers": workers, "first_ms": 1000 * waits[0], "mean_ms": float(steady.mean()),
+    return {"workers": workers, "handover": handover, "first_ms": 1000 * waits[0], "mean_ms": float(steady.mean()),
             "p90_ms": float(np.percentile(steady, 90)), "stalled_steps": int((steady > 0.1 * step_ms).sum()),
             "steps": len(steady)}
 
 
 def handover_ms(dataset) -> dict:
-    """Pinning a batch of one item, as float32 images + int64 labels (now) and as uint8 arrays."""
+    """Pinning a batch of one item, as float32 images + int64 labels and as uint8 arrays."""
     if not torch.cuda.is_available():
         return {}
     item = dataset[0]
@@ -123,6 +130,8 @@ def main() -> int:
     parser.add_argument("--workers", default="0,2,4", help="comma-separated num_workers values")
     parser.add_argument("--step-ms", type=float, default=150.0, help="simulated device step (host idle)")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--handover", default="uint8,float32",
+                        help="batches handed over as uint8 (the trainer's) and/or as float32 images + int64 labels")
     parser.add_argument("--images", type=int, default=8, help="frames written per dataset")
     parser.add_argument("--smoke", action="store_true", help="tiny frames, for the tests")
     parser.add_argument("--json", action="store_true")
@@ -149,7 +158,8 @@ def main() -> int:
             entry["decode_ms"]["eval"] = decode_ms(evaluation)
             entry["eval_images_per_s"] = {}
             for workers in (int(w) for w in args.workers.split(",")):
-                entry["wait"].append(data_wait(datasets, workers, args.steps, args.step_ms, device))
+                for handover in args.handover.split(","):
+                    entry["wait"].append(data_wait(datasets, workers, args.steps, args.step_ms, device, handover))
                 entry["eval_images_per_s"][workers] = eval_throughput(evaluation, workers, args.steps // 2 or 1,
                                                                       device)
             results["modes"][mode] = entry
@@ -166,9 +176,9 @@ def render(results: dict) -> str:
         if entry["handover_ms"]:
             lines.append("pinning one source item: " + ", ".join(f"{k} {v:.1f} ms"
                                                                  for k, v in entry["handover_ms"].items()))
-        lines.append(f"{'workers':>8} {'first ms':>9} {'mean ms':>8} {'p90 ms':>7} {'stalled':>8} {'eval img/s':>11}")
+        lines.append(f"{'workers':>8} {'handover':>9} {'first ms':>9} {'mean ms':>8} {'p90 ms':>7} {'stalled':>8} {'eval img/s':>11}")
         for w in entry["wait"]:
-            lines.append(f"{w['workers']:>8} {w['first_ms']:>9.1f} {w['mean_ms']:>8.1f} {w['p90_ms']:>7.1f} "
+            lines.append(f"{w['workers']:>8} {w['handover']:>9} {w['first_ms']:>9.1f} {w['mean_ms']:>8.1f} {w['p90_ms']:>7.1f} "
                          f"{w['stalled_steps']:>4}/{w['steps']:<3} {entry['eval_images_per_s'][w['workers']]:>11.1f}")
     lines.append("\nstalled: steps whose data wait exceeds 10% of the step")
     return "\n".join(lines)

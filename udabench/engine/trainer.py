@@ -36,6 +36,7 @@ from .claim import Claim, ClaimLost
 from .distributed import DistInfo, barrier, max_over_ranks
 from .environment import collect_env
 from .evaluate import evaluate, scores
+from .handover import narrow_collate, to_device
 from .loggers import Loggers, RunInfo, open_loggers
 from .monitor import Monitor, Pace, describe_run
 from .preempt import RunInterrupted, StopRequest, ignore_stop_signals
@@ -184,7 +185,7 @@ class Trainer:
         self.pace = self.pace or Pace(start, cfg.iterations)
         for step in bar:
             t0 = time.perf_counter()
-            batches = {d: self._to_device(self.streams.batch(d, step)) for d in domains}
+            batches = {d: to_device(self.streams.batch(d, step), self.device) for d in domains}
             t1 = time.perf_counter()
             lr = ctx.start_step(step)
             run_step = lambda: step_fn(batches.get("source"), batches.get("target"), step)
@@ -266,10 +267,8 @@ class Trainer:
         else:
             sampler = ResumableSampler(len(dataset), seed, position, rank, world)
         dataset = Augmented(dataset, getattr(self.spec.suite.augment, domain), seed)
-        return iter(self._loader(dataset, self.cfg.batch_size, seed, sampler=sampler, drop_last=True))
-
-    def _to_device(self, batch: dict) -> dict:
-        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        return iter(self._loader(dataset, self.cfg.batch_size, seed, sampler=sampler, drop_last=True,
+                                 collate_fn=narrow_collate))   # widened on the device (engine/handover.py)
 
     def _check_finite(self, logs: dict[str, float], step: int) -> None:
         bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
