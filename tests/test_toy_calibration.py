@@ -1,4 +1,4 @@
-"""Acceptance checks of the embedded suite, on the real default config (3 seeds; ~25 min on 2 cores).
+"""Acceptance checks of the embedded suite, on the real default config (3 seeds; ~26 min on 2 cores).
 
 Run with `pytest -m slow`. These are the numbers the README and the issue closing notes quote.
 """
