@@ -16,9 +16,10 @@ from torch.utils.data import default_collate
 WIDE = {"image": torch.float32, "label": torch.int64, "pseudo_label": torch.int64}   # what the step gets
 
 
-def narrow_collate(items: list[dict]) -> dict:
-    """``default_collate`` of ``items`` with their images and label maps as uint8 (exact, see above)."""
-    return default_collate([{k: v.to(torch.uint8) if k in WIDE else v for k, v in item.items()} for item in items])
+def narrow_collate(items: list) -> dict:
+    """``default_collate`` of ``items`` with the images and label maps of dict items as uint8 (exact, see above)."""
+    return default_collate([{k: v.to(torch.uint8) if k in WIDE else v for k, v in item.items()}
+                            if isinstance(item, dict) else item for item in items])
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
