@@ -47,3 +47,11 @@ def test_items_are_integer_valued_so_uint8_is_exact(tmp_path):
         assert image.dtype == torch.float32 and torch.equal(image, image.round())
         assert image.min() >= 0 and image.max() <= 255
         assert item["label"].min() >= 0 and item["label"].max() <= 255
+
+
+def test_training_loaders_hand_over_uint8_to_cuda_only():
+    """On a CPU the widening would run in the main process instead of the parallel workers (no copy saved)."""
+    from udabench.engine.handover import collate_for
+
+    assert collate_for(torch.device("cuda")) is narrow_collate
+    assert collate_for(torch.device("cpu")) is None

@@ -36,7 +36,7 @@ from .claim import Claim, ClaimLost
 from .distributed import DistInfo, barrier, max_over_ranks
 from .environment import collect_env
 from .evaluate import evaluate, scores
-from .handover import narrow_collate, to_device
+from .handover import collate_for, to_device
 from .loggers import Loggers, RunInfo, open_loggers
 from .monitor import Monitor, Pace, describe_run
 from .preempt import RunInterrupted, StopRequest, ignore_stop_signals
@@ -268,7 +268,7 @@ class Trainer:
             sampler = ResumableSampler(len(dataset), seed, position, rank, world)
         dataset = Augmented(dataset, getattr(self.spec.suite.augment, domain), seed)
         return iter(self._loader(dataset, self.cfg.batch_size, seed, sampler=sampler, drop_last=True,
-                                 collate_fn=narrow_collate))   # widened on the device (engine/handover.py)
+                                 collate_fn=collate_for(self.device)))   # uint8 to CUDA (engine/handover.py)
 
     def _check_finite(self, logs: dict[str, float], step: int) -> None:
         bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
