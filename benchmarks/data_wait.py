@@ -5,8 +5,8 @@ writers (tests/helpers.py), then feeds the trainer's own streams (``engine.train
 ``make_loader``: the source at 1280×720 and the target at 1024×512, batch 1 + 1) to a loop that
 sleeps ``--step-ms`` per step, as the host does while a GPU computes. The data wait of a step is the
 time the loop blocks on its batches and copies them to the device (the first step, which starts the workers,
-is reported apart); each setting runs with the trainer's uint8 hand-over (``engine/handover.py``) and with
-float32 images + int64 labels, as DataLoader collates items by default.
+is reported apart); each setting runs with the uint8 hand-over (``engine/handover.py``, the trainer's on CUDA)
+and with float32 images + int64 labels, as DataLoader collates items by default (the trainer's on a CPU).
 It also times the per-item decode, what a batch costs to hand over (pinning, in float32 vs uint8), and
 how many eval images per second the eval loader delivers (1024×512 inputs, native 2048×1024 labels,
 batch 4): the 500-image evaluation goal of 20 s needs 25 images/s.
@@ -85,7 +85,7 @@ def decode_ms(dataset, repeats: int = 3) -> float:
     return 1000 * float(np.median(times))
 
 
-HANDOVER = {"uint8": narrow_collate, "float32": None}   # the trainer's (engine/handover.py); DataLoader's default
+HANDOVER = {"uint8": narrow_collate, "float32": None}   # engine/handover.collate_for: on CUDA / on a CPU
 
 
 def data_wait(datasets: dict, workers: int, steps: int, step_ms: float, device: torch.device,
@@ -131,7 +131,8 @@ def main() -> int:
     parser.add_argument("--step-ms", type=float, default=150.0, help="simulated device step (host idle)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--handover", default="uint8,float32",
-                        help="batches handed over as uint8 (the trainer's) and/or as float32 images + int64 labels")
+                        help="batches handed over as uint8 (the trainer's on CUDA) and/or as float32 images + "
+                             "int64 labels (on a CPU)")
     parser.add_argument("--images", type=int, default=8, help="frames written per dataset")
     parser.add_argument("--smoke", action="store_true", help="tiny frames, for the tests")
     parser.add_argument("--json", action="store_true")

@@ -1,4 +1,5 @@
-"""Training batches cross from the workers as uint8 and reach the step exactly as DataLoader's float32/int64."""
+"""Training batches cross from the workers to a CUDA device as uint8 and reach the step exactly as DataLoader's
+float32/int64."""
 
 import torch
 from helpers import write_cityscapes, write_gta5
