@@ -5,13 +5,14 @@ writers (tests/helpers.py), then feeds the trainer's own streams (``engine.train
 ``make_loader``: the source at 1280×720 and the target at 1024×512, batch 1 + 1) to a loop that
 sleeps ``--step-ms`` per step, as the host does while a GPU computes. The data wait of a step is the
 time the loop blocks on its batches and copies them to the device (the first step, which starts the workers,
-is reported apart); each setting runs with the uint8 hand-over (``engine/handover.py``, the trainer's on CUDA)
-and with float32 images + int64 labels, as DataLoader collates items by default (the trainer's on a CPU).
+is reported apart); each setting runs with the trainer's hand-over (``engine/handover.py``: uint8 from workers,
+received and widened by a thread on a CPU, by DataLoader's pin-memory thread and the GPU on CUDA) and with
+DataLoader's default (float32 images + int64 labels, received in the loop's own thread on a CPU).
 It also times the per-item decode, what a batch costs to hand over (pinning, in float32 vs uint8), and
 how many eval images per second the eval loader delivers (1024×512 inputs, native 2048×1024 labels,
 batch 4): the 500-image evaluation goal of 20 s needs 25 images/s.
 
-    python benchmarks/data_wait.py [--workers 0,2,4] [--handover uint8,float32] [--step-ms 150] [--steps 20]
+    python benchmarks/data_wait.py [--workers 0,2,4] [--handover udabench,dataloader] [--step-ms 150] [--steps 20]
                                    [--images 8] [--smoke]
 """
 
@@ -37,7 +38,7 @@ from udabench.config import DomainAugment  # noqa: E402
 from udabench.data import get_dataset, open_original  # noqa: E402
 from udabench.data.cache import prepare  # noqa: E402
 from udabench.engine.augment import Augmented  # noqa: E402
-from udabench.engine.handover import narrow_collate, to_device  # noqa: E402
+from udabench.engine.handover import collate_for, stream, to_device  # noqa: E402
 from udabench.engine.sampling import ResumableSampler  # noqa: E402
 from udabench.engine.trainer import Streams, make_loader, stream_seed  # noqa: E402
 
@@ -85,16 +86,15 @@ def decode_ms(dataset, repeats: int = 3) -> float:
     return 1000 * float(np.median(times))
 
 
-HANDOVER = {"uint8": narrow_collate, "float32": None}   # engine/handover.collate_for: on CUDA / on a CPU
-
-
 def data_wait(datasets: dict, workers: int, steps: int, step_ms: float, device: torch.device,
-              handover: str = "uint8") -> dict:
+              handover: str = "udabench") -> dict:
     def open_stream(domain: str, position: int):   # as Trainer._open_stream opens a uniform, unaugmented stream
         seed = stream_seed(0, domain)
         sampler = ResumableSampler(len(datasets[domain]), seed, position)
-        return iter(make_loader(keyed(datasets[domain], seed), 1, workers, device, seed, sampler=sampler,
-                                drop_last=True, collate_fn=HANDOVER[handover]))
+        default = handover == "dataloader"
+        loader = make_loader(keyed(datasets[domain], seed), 1, workers, device, seed, sampler=sampler,
+                             drop_last=True, collate_fn=None if default else collate_for(device, workers))
+        return iter(loader) if default else stream(loader, device)
 
     streams = Streams(open_stream, 1)
     waits = []
@@ -104,6 +104,7 @@ def data_wait(datasets: dict, workers: int, steps: int, step_ms: float, device: 
             to_device(streams.batch(domain, step), device)
         waits.append(time.perf_counter() - start)
         time.sleep(step_ms / 1000)
+    streams.close()
     steady = np.asarray(waits[1:]) * 1000
     return {"workers": workers, "handover": handover, "first_ms": 1000 * waits[0], "mean_ms": float(steady.mean()),
             "p90_ms": float(np.percentile(steady, 90)), "stalled_steps": int((steady > 0.1 * step_ms).sum()),
@@ -130,9 +131,9 @@ def main() -> int:
     parser.add_argument("--workers", default="0,2,4", help="comma-separated num_workers values")
     parser.add_argument("--step-ms", type=float, default=150.0, help="simulated device step (host idle)")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--handover", default="uint8,float32",
-                        help="batches handed over as uint8 (the trainer's on CUDA) and/or as float32 images + "
-                             "int64 labels (on a CPU)")
+    parser.add_argument("--handover", default="udabench,dataloader",
+                        help="batches handed over as the trainer does (engine/handover.py) and/or as DataLoader "
+                             "does by default (float32 images + int64 labels, received in the loop's thread)")
     parser.add_argument("--images", type=int, default=8, help="frames written per dataset")
     parser.add_argument("--smoke", action="store_true", help="tiny frames, for the tests")
     parser.add_argument("--json", action="store_true")

@@ -1,6 +1,7 @@
-"""Training batches cross from the workers to a CUDA device as uint8 and reach the step exactly as DataLoader's
-float32/int64."""
+"""Training batches cross from the workers (and to a CUDA device) as uint8 and reach the step exactly as
+DataLoader's float32/int64, received by a thread on a CPU."""
 
+import pytest
 import torch
 from helpers import write_cityscapes, write_gta5
 from torch.utils.data import default_collate
@@ -50,9 +51,96 @@ def test_items_are_integer_valued_so_uint8_is_exact(tmp_path):
         assert item["label"].min() >= 0 and item["label"].max() <= 255
 
 
-def test_training_loaders_hand_over_uint8_to_cuda_only():
-    """On a CPU the widening would run in the main process instead of the parallel workers (no copy saved)."""
+def test_batches_are_narrowed_where_they_cross_to_cuda_or_from_workers():
+    """A CPU run without workers makes its batches in the step's process: nothing crosses, nothing to narrow."""
     from udabench.engine.handover import collate_for
 
-    assert collate_for(torch.device("cuda")) is narrow_collate
-    assert collate_for(torch.device("cpu")) is None
+    assert collate_for(torch.device("cuda"), 0) is collate_for(torch.device("cuda"), 2) is narrow_collate
+    assert collate_for(torch.device("cpu"), 2) is narrow_collate
+    assert collate_for(torch.device("cpu"), 0) is None
+
+
+class Frames(torch.utils.data.Dataset):
+    """Items shaped like a reader's (float32 image, int64 label with the ignore id); item ``fail_at`` raises."""
+
+    def __init__(self, n: int = 6, fail_at: int | None = None):
+        self.n, self.fail_at = n, fail_at
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if i == self.fail_at:
+            raise FileNotFoundError(f"frame {i} vanished")
+        g = torch.Generator().manual_seed(i)
+        label = torch.randint(0, 19, (8, 12), generator=g)
+        label[0, :3] = 255
+        return {"image": torch.randint(0, 256, (3, 8, 12), generator=g).float(), "label": label, "name": f"f{i}"}
+
+
+def loader(dataset, workers, device=torch.device("cpu")):
+    from udabench.engine.handover import collate_for
+    from udabench.engine.trainer import make_loader
+
+    return make_loader(dataset, 2, workers, device, collate_fn=collate_for(device, workers))
+
+
+def test_on_a_cpu_a_thread_receives_and_widens_the_workers_batches_in_order():
+    from udabench.engine.handover import Prefetched, stream
+
+    expected = [default_collate([Frames()[i] for i in (j, j + 1)]) for j in range(0, 6, 2)]
+    batches = stream(loader(Frames(), workers=2), torch.device("cpu"))
+    assert isinstance(batches, Prefetched)
+    got = [next(batches) for _ in range(3)]
+    batches.close()
+    for g, e in zip(got, expected):
+        assert g["name"] == e["name"]
+        for key in ("image", "label"):
+            assert g[key].dtype == e[key].dtype and torch.equal(g[key], e[key])
+    assert not isinstance(stream(loader(Frames(), workers=0), torch.device("cpu")), Prefetched)
+
+
+def test_a_workers_error_reaches_the_step_as_dataloader_raises_it(monkeypatch):
+    import gc
+
+    from udabench.engine.handover import stream
+
+    # workers that saw an error outlive DataLoader's shutdown timeout (5 s each) before they are ended
+    monkeypatch.setattr(torch.utils.data._utils, "MP_STATUS_CHECK_INTERVAL", 0.2)
+    with pytest.raises(FileNotFoundError) as plain:
+        list(loader(Frames(fail_at=3), workers=2))
+    batches = stream(loader(Frames(fail_at=3), workers=2), torch.device("cpu"))
+    next(batches)
+    for _ in range(2):   # and again on a later call, instead of waiting for a batch that never comes
+        with pytest.raises(FileNotFoundError) as threaded:
+            next(batches)
+        assert str(threaded.value) == str(plain.value) and "frame 3 vanished" in str(threaded.value)
+    batches.close()
+    del plain, threaded, batches
+    gc.collect()   # their workers end here, within the shorter timeout
+
+
+def test_the_thread_and_its_workers_stop_at_close_or_when_the_stream_is_dropped():
+    import gc
+    import threading
+
+    from udabench.engine.handover import stream
+
+    def receiving():
+        return [t for t in threading.enumerate() if t.name == "udabench-receive"]
+
+    before = set(torch.multiprocessing.active_children())   # other tests' processes
+    batches = stream(loader(Frames(), workers=2), torch.device("cpu"))
+    next(batches)
+    workers = set(torch.multiprocessing.active_children()) - before
+    assert len(receiving()) == 1 and len(workers) == 2
+    batches.close()
+    assert not receiving() and not any(w.is_alive() for w in workers)
+
+    batches = stream(loader(Frames(), workers=2), torch.device("cpu"))
+    next(batches)
+    thread = receiving()[0]
+    del batches
+    gc.collect()
+    thread.join(timeout=30)
+    assert not thread.is_alive()

@@ -36,7 +36,7 @@ from .claim import Claim, ClaimLost
 from .distributed import DistInfo, barrier, max_over_ranks
 from .environment import collect_env
 from .evaluate import evaluate, scores
-from .handover import collate_for, to_device
+from .handover import Prefetched, collate_for, stream, to_device
 from .loggers import Loggers, RunInfo, open_loggers
 from .monitor import Monitor, Pace, describe_run
 from .preempt import RunInterrupted, StopRequest, ignore_stop_signals
@@ -267,8 +267,9 @@ class Trainer:
         else:
             sampler = ResumableSampler(len(dataset), seed, position, rank, world)
         dataset = Augmented(dataset, getattr(self.spec.suite.augment, domain), seed)
-        return iter(self._loader(dataset, self.cfg.batch_size, seed, sampler=sampler, drop_last=True,
-                                 collate_fn=collate_for(self.device)))   # uint8 to CUDA (engine/handover.py)
+        collate = collate_for(self.device, self.spec.suite.data.num_workers)   # uint8 (engine/handover.py)
+        return stream(self._loader(dataset, self.cfg.batch_size, seed, sampler=sampler, drop_last=True,
+                                   collate_fn=collate), self.device)
 
     def _check_finite(self, logs: dict[str, float], step: int) -> None:
         bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
@@ -374,6 +375,9 @@ class Streams:
         """Stop the loader workers now. The trainer and its streams reference each other, so without this they
         would live until a garbage collection, or until exit, where multiprocessing ends them with the SIGTERM
         that workers ignore once (preempt.ignore_stop_signals) and then waits for them."""
+        for iterator in self._iterators.values():
+            if isinstance(iterator, Prefetched):
+                iterator.close()   # its thread holds the loader iterator
         self._iterators.clear()
 
 
