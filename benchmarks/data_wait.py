@@ -3,17 +3,17 @@
 Writes GTA5-format frames (1914×1052) and Cityscapes-format frames (2048×1024) with the test suite's
 writers (tests/helpers.py), then feeds the trainer's own streams (``engine.trainer.Streams`` over
 ``make_loader``: the source at 1280×720 and the target at 1024×512, batch 1 + 1) to a loop that
-sleeps ``--step-ms`` per step, as the host does while a GPU computes. The data wait of a step is the
-time the loop blocks on its batches and copies them to the device (the first step, which starts the workers,
-is reported apart); each setting runs with the trainer's hand-over (``engine/handover.py``: uint8 from workers,
+sleeps ``--step-ms`` per step, as the host does while a GPU computes (``--busy``: computes instead, as a CPU
+device does). The data wait of a step is the time the loop blocks on its batches and copies them to the
+device (the first step, which starts the workers, is reported apart); each setting runs with the trainer's hand-over (``engine/handover.py``: uint8 from workers,
 received and widened by a thread on a CPU, by DataLoader's pin-memory thread and the GPU on CUDA) and with
 DataLoader's default (float32 images + int64 labels, received in the loop's own thread on a CPU).
 It also times the per-item decode, what a batch costs to hand over (pinning, in float32 vs uint8), and
 how many eval images per second the eval loader delivers (1024×512 inputs, native 2048×1024 labels,
 batch 4): the 500-image evaluation goal of 20 s needs 25 images/s.
 
-    python benchmarks/data_wait.py [--workers 0,2,4] [--handover udabench,dataloader] [--step-ms 150] [--steps 20]
-                                   [--images 8] [--smoke]
+    python benchmarks/data_wait.py [--workers 0,2,4] [--handover udabench,dataloader] [--step-ms 150] [--busy]
+                                   [--steps 20] [--images 8] [--smoke]
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def decode_ms(dataset, repeats: int = 3) -> float:
 
 
 def data_wait(datasets: dict, workers: int, steps: int, step_ms: float, device: torch.device,
-              handover: str = "udabench") -> dict:
+              handover: str = "udabench", busy: bool = False) -> dict:
     def open_stream(domain: str, position: int):   # as Trainer._open_stream opens a uniform, unaugmented stream
         seed = stream_seed(0, domain)
         sampler = ResumableSampler(len(datasets[domain]), seed, position)
@@ -103,12 +103,19 @@ def data_wait(datasets: dict, workers: int, steps: int, step_ms: float, device: 
         for domain in datasets:
             to_device(streams.batch(domain, step), device)
         waits.append(time.perf_counter() - start)
-        time.sleep(step_ms / 1000)
+        (compute if busy else time.sleep)(step_ms / 1000)
     streams.close()
     steady = np.asarray(waits[1:]) * 1000
     return {"workers": workers, "handover": handover, "first_ms": 1000 * waits[0], "mean_ms": float(steady.mean()),
             "p90_ms": float(np.percentile(steady, 90)), "stalled_steps": int((steady > 0.1 * step_ms).sum()),
             "steps": len(steady)}
+
+
+def compute(seconds: float, size: int = 512) -> None:
+    """Keep the torch threads busy for ``seconds``, as a step on a CPU device does."""
+    a, end = torch.randn(size, size), time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        a @ a
 
 
 def handover_ms(dataset) -> dict:
@@ -130,6 +137,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", default="0,2,4", help="comma-separated num_workers values")
     parser.add_argument("--step-ms", type=float, default=150.0, help="simulated device step (host idle)")
+    parser.add_argument("--busy", action="store_true",
+                        help="the simulated step computes (matmuls on the torch threads) instead of idling: a CPU "
+                             "device's step, which shares the cores with the workers")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--handover", default="udabench,dataloader",
                         help="batches handed over as the trainer does (engine/handover.py) and/or as DataLoader "
@@ -140,7 +150,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else PAPER
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    results = {"step_ms": args.step_ms, "sizes": {k: {"native": v[0], "input": v[1]} for k, v in sizes.items()},
+    results = {"step_ms": args.step_ms, "busy": args.busy, "sizes": {k: {"native": v[0], "input": v[1]} for k, v in sizes.items()},
                "cpus": os.cpu_count(), "modes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["UDABENCH_CACHE"] = str(Path(tmp) / "cache")
@@ -161,7 +171,8 @@ def main() -> int:
             entry["eval_images_per_s"] = {}
             for workers in (int(w) for w in args.workers.split(",")):
                 for handover in args.handover.split(","):
-                    entry["wait"].append(data_wait(datasets, workers, args.steps, args.step_ms, device, handover))
+                    entry["wait"].append(data_wait(datasets, workers, args.steps, args.step_ms, device, handover,
+                                                    args.busy))
                 entry["eval_images_per_s"][workers] = eval_throughput(evaluation, workers, args.steps // 2 or 1,
                                                                       device)
             results["modes"][mode] = entry
@@ -171,7 +182,7 @@ def main() -> int:
 
 def render(results: dict) -> str:
     lines = [f"data wait per step (source + target, batch 1 + 1) with a simulated {results['step_ms']:.0f} ms "
-             f"device step; {results['cpus']} CPUs"]
+             f"device step ({'computing' if results['busy'] else 'idle'} host); {results['cpus']} CPUs"]
     for mode, entry in results["modes"].items():
         decode = ", ".join(f"{d} {ms:.1f} ms" for d, ms in entry["decode_ms"].items())
         lines.append(f"\n{mode} ({', '.join(entry['datasets'].values())}): one item decodes in {decode}")
