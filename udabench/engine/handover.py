@@ -10,9 +10,10 @@ float32 images, int64 labels.
 Where a batch crosses a boundary it is narrowed: from worker processes, and to a CUDA device. On CUDA,
 DataLoader's pin-memory thread receives each batch from the workers and the step widens it on the GPU. On
 a CPU nothing pins, so a ``Prefetched`` thread takes that place: it receives the next batch and widens it
-while the step runs; in the step's own thread, receiving, widening and freeing the shared memory cost
-~17 ms per batch pair at paper sizes on 2 cores (benchmarks/RESULTS.md, data wait). Batches made in the
-main process (``num_workers: 0``) on a CPU cross nothing and stay as DataLoader collates them.
+while the step runs (in the step's own thread, receiving batches and freeing the workers' shared memory
+cost 17-20 ms per step at paper sizes on 2 cores, the thread leaves 0.5-2.5 ms: benchmarks/RESULTS.md,
+data wait). Batches made in the main process (``num_workers: 0``) on a CPU cross nothing and stay as
+DataLoader collates them.
 """
 
 from __future__ import annotations
