@@ -5,9 +5,10 @@ writers (tests/helpers.py), then feeds the trainer's own streams (``engine.train
 ``make_loader``: the source at 1280×720 and the target at 1024×512, batch 1 + 1) to a loop that
 sleeps ``--step-ms`` per step, as the host does while a GPU computes (``--busy``: computes instead, as a CPU
 device does). The data wait of a step is the time the loop blocks on its batches and copies them to the
-device (the first step, which starts the workers, is reported apart); each setting runs with the trainer's hand-over (``engine/handover.py``: uint8 from workers,
-received and widened by a thread on a CPU, by DataLoader's pin-memory thread and the GPU on CUDA) and with
-DataLoader's default (float32 images + int64 labels, received in the loop's own thread on a CPU).
+device (the first step, which starts the workers, is reported apart). Each setting runs with the trainer's
+hand-over (``engine/handover.py``: uint8 from workers, received and widened by a thread on a CPU, by
+DataLoader's pin-memory thread and the GPU on CUDA) and with DataLoader's default (float32 images + int64
+labels, received in the loop's own thread on a CPU).
 It also times the per-item decode, what a batch costs to hand over (pinning, in float32 vs uint8), and
 how many eval images per second the eval loader delivers (1024×512 inputs, native 2048×1024 labels,
 batch 4): the 500-image evaluation goal of 20 s needs 25 images/s.
@@ -150,8 +151,8 @@ def main() -> int:
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else PAPER
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    results = {"step_ms": args.step_ms, "busy": args.busy, "sizes": {k: {"native": v[0], "input": v[1]} for k, v in sizes.items()},
-               "cpus": os.cpu_count(), "modes": {}}
+    results = {"step_ms": args.step_ms, "busy": args.busy, "cpus": os.cpu_count(), "modes": {},
+               "sizes": {k: {"native": v[0], "input": v[1]} for k, v in sizes.items()}}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["UDABENCH_CACHE"] = str(Path(tmp) / "cache")
         roots = write_data(Path(tmp), args.images, sizes)
@@ -189,10 +190,12 @@ def render(results: dict) -> str:
         if entry["handover_ms"]:
             lines.append("pinning one source item: " + ", ".join(f"{k} {v:.1f} ms"
                                                                  for k, v in entry["handover_ms"].items()))
-        lines.append(f"{'workers':>8} {'handover':>9} {'first ms':>9} {'mean ms':>8} {'p90 ms':>7} {'stalled':>8} {'eval img/s':>11}")
+        lines.append(f"{'workers':>8} {'handover':>10} {'first ms':>9} {'mean ms':>8} {'p90 ms':>7} {'stalled':>8} "
+                     f"{'eval img/s':>11}")
         for w in entry["wait"]:
-            lines.append(f"{w['workers']:>8} {w['handover']:>9} {w['first_ms']:>9.1f} {w['mean_ms']:>8.1f} {w['p90_ms']:>7.1f} "
-                         f"{w['stalled_steps']:>4}/{w['steps']:<3} {entry['eval_images_per_s'][w['workers']]:>11.1f}")
+            lines.append(f"{w['workers']:>8} {w['handover']:>10} {w['first_ms']:>9.1f} {w['mean_ms']:>8.1f} "
+                         f"{w['p90_ms']:>7.1f} {w['stalled_steps']:>4}/{w['steps']:<3} "
+                         f"{entry['eval_images_per_s'][w['workers']]:>11.1f}")
     lines.append("\nstalled: steps whose data wait exceeds 10% of the step")
     return "\n".join(lines)
 

@@ -88,12 +88,12 @@ def data_wait_section(result: dict) -> list[str]:
                  f"Cityscapes-format {size('cityscapes', 'native')} → {size('cityscapes', 'input')}, batch 1 + 1, "
                  f"a simulated {result['step_ms']:.0f} ms step, {result['cpus']} CPUs; eval: native labels, "
                  "batch 4):", ""]
-    rows = [[mode, str(w["workers"]), w["handover"], f"{entry['decode_ms']['source']:.1f} / {entry['decode_ms']['target']:.1f}",
-             f"{w['first_ms']:.0f}", f"{w['mean_ms']:.1f}", f"{w['p90_ms']:.1f}", f"{w['stalled_steps']}/{w['steps']}",
+    rows = [[mode, str(w["workers"]), w["handover"],
+             f"{entry['decode_ms']['source']:.1f} / {entry['decode_ms']['target']:.1f}", f"{w['first_ms']:.0f}", f"{w['mean_ms']:.1f}", f"{w['p90_ms']:.1f}", f"{w['stalled_steps']}/{w['steps']}",
              f"{entry['eval_images_per_s'][str(w['workers'])]:.1f}"]
             for mode, entry in result["modes"].items() for w in entry["wait"]]
-    return lines + table(["files", "workers", "hand-over", "decode ms (source / target)", "first step ms", "mean wait ms",
-                          "p90 ms", "stalled", "eval images/s"], rows)
+    return lines + table(["files", "workers", "hand-over", "decode ms (source / target)", "first step ms",
+                          "mean wait ms", "p90 ms", "stalled", "eval images/s"], rows)
 
 
 def section(folder: Path, title: str) -> str:
