@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from udabench import Method, register
-from udabench.losses import class_ratio_prior_loss, self_information, upsample
+from udabench.losses import class_ratio_prior_loss, self_information
 
 SOURCE, TARGET = 0.0, 1.0
 
@@ -64,7 +64,7 @@ class AdvEnt(Method):
 
     def probs(self, out, size) -> dict[str, torch.Tensor]:
         """Softmax maps of every adapted level, at the input size."""
-        return {level: upsample(logits.float(), size).softmax(1) for level, logits in out.levels().items()}
+        return {level: self.ctx.upsample(logits.float(), size).softmax(1) for level, logits in out.levels().items()}
 
     def train_step(self, source, target, step):
         ctx = self.ctx

@@ -12,10 +12,11 @@ target features labelled as source ([a_t; 0]), λ_adv = 0.001 (eq. 7); only the 
 is in that path. D: 3×3 convs 2048→256→128 (LeakyReLU 0.2) and two 3×3 heads 128→K, concatenated;
 Adam 1e-4, betas (0.9, 0.99).
 
-Departures, all options: the official code divides the *source* logits by T before the supervised
-CE (``temperature_on_source_ce``, off by default — the paper does not); it up-samples D outputs and
-soft labels to the input size, we compare them on the feature grid, where the logits already are
-(same targets, 64× fewer pixels).
+Departures, both options whose official value the FADA recipes set: the official code divides the *source*
+logits by T before the supervised CE (``temperature_on_source_ce``, off by default — the paper does not); it
+up-samples D outputs and the logits of the soft labels to the input size (``train_adv.py:170,182,189,199,203``,
+``discriminator.py:51-58``: ``loss_resolution: input``, with ``train.align_corners``), where udabench compares
+them on the feature grid, where the logits already are (``feature``: same targets, 64× fewer pixels).
 
 Self-distillation (§3.4) is a stage of its own, as in the official code (``train_self_distill.py``): the
 method ``self_distill`` with ``teacher: fada`` trains a fresh model on this run's hard pseudo-labels
@@ -23,6 +24,7 @@ method ``self_distill`` with ``teacher: fada`` trains a fresh model on this run'
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -62,17 +64,26 @@ class FADA(Method):
         d_betas: tuple[float, float] = (0.9, 0.99)
         d_width: int = 256
         temperature_on_source_ce: bool = False   # official-code form
+        loss_resolution: Literal["feature", "input"] = "feature"   # input: the official code's
 
     def setup(self, model, ctx):
         channels = model.backbone.feature_info.channels()[-1]
         self.d = self.register_module("d_fine", FineGrainedDiscriminator(channels, ctx.num_classes, self.hp.d_width),
                                       optimizer="adam", lr=self.hp.d_lr, betas=self.hp.d_betas)
 
+    def discriminate(self, features: torch.Tensor, batch: dict) -> torch.Tensor:
+        return self.at_loss_resolution(self.d(features), batch)
+
+    def at_loss_resolution(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Logits (of the segmenter or of D) where the adversarial losses compare them: the feature grid, or the
+        batch's input size."""
+        return self.ctx.upsample(logits, batch["image"].shape[-2:]) if self.hp.loss_resolution == "input" else logits
+
     def train_step(self, source, target, step):
         ctx, hp = self.ctx, self.hp
         with ctx.autocast():
             src = ctx.model(source["image"])
-            src_soft = fada_soft_labels(src.main, hp.temperature, hp.clip)
+            src_soft = fada_soft_labels(self.at_loss_resolution(src.main, source), hp.temperature, hp.clip)
             ce_input = src._replace(main=src.main / hp.temperature) if hp.temperature_on_source_ce else src
             loss, logs = ctx.supervised_loss(ce_input, source["label"])
             src_features = src.features.detach()
@@ -82,15 +93,17 @@ class FADA(Method):
         with self.frozen(self.d):
             with ctx.autocast():
                 tgt = ctx.model(target["image"])
-                tgt_soft = fada_soft_labels(tgt.main, hp.temperature, hp.clip)
-                adv = fine_grained_adversarial_loss(self.d(tgt.features), tgt_soft, "source")
+                tgt_soft = fada_soft_labels(self.at_loss_resolution(tgt.main, target), hp.temperature, hp.clip)
+                adv = fine_grained_adversarial_loss(self.discriminate(tgt.features, target), tgt_soft, "source")
             logs["loss_adv"] = adv.item()
             ctx.backward(hp.lambda_adv * adv)
 
         # Discriminator step on detached features: the segmenter gets no gradient.
         with ctx.autocast():
-            d_loss = hp.d_loss_weight * (fine_grained_adversarial_loss(self.d(src_features), src_soft, "source")
-                                         + fine_grained_adversarial_loss(self.d(tgt.features.detach()), tgt_soft, "target"))
+            d_src = self.discriminate(src_features, source)
+            d_tgt = self.discriminate(tgt.features.detach(), target)
+            d_loss = hp.d_loss_weight * (fine_grained_adversarial_loss(d_src, src_soft, "source")
+                                         + fine_grained_adversarial_loss(d_tgt, tgt_soft, "target"))
         logs["loss_d"] = d_loss.item()
         ctx.backward(d_loss)
         return logs

@@ -23,12 +23,7 @@ import torch
 
 from udabench import Method, register
 from udabench.classes import IGNORE_INDEX
-from udabench.losses import (
-    iw_maxsquare_loss,
-    maxsquare_loss,
-    segmentation_loss,
-    upsample,
-)
+from udabench.losses import iw_maxsquare_loss, maxsquare_loss, segmentation_loss
 
 
 @register
@@ -59,7 +54,7 @@ class MaxSquare(Method):
         size = target["image"].shape[-2:]
         with self.ctx.autocast():
             out = self.ctx.model(target["image"])
-            prob = upsample(out.main.float(), size).softmax(1)
+            prob = self.ctx.upsample(out.main.float(), size).softmax(1)
             if self.image_wise:
                 target_loss = iw_maxsquare_loss(prob, self.hp.alpha, self.hp.weight_by)
             else:
@@ -67,7 +62,7 @@ class MaxSquare(Method):
             logs["loss_target"] = target_loss.item()
             loss = self.weight * target_loss
             if self.hp.self_guided:
-                aux_logits = upsample(out.aux.float(), size)
+                aux_logits = self.ctx.upsample(out.aux.float(), size)
                 guide = self_guided_labels(prob.detach(), aux_logits.detach().softmax(1), self.hp.threshold)
                 guided = segmentation_loss(aux_logits, guide)   # 0 when no pixel is confident enough
                 logs["loss_guided"] = guided.item()

@@ -7,7 +7,7 @@ Semantic Segmentation", CVPR 2019, §3.1 eq. (2)-(4), §3.3 eq. (10).
 
 with E the per-pixel entropy normalised by log C (eq. 2). λ values are for the *mean* form of the
 official code (the paper writes a sum): 0.001 on the main head, 0.0002 on the auxiliary head.
-Target logits are up-sampled to the input size before the softmax, as in the official code.
+Target logits are up-sampled to the input size before the softmax, as in the official code (``ctx.upsample``).
 
 Options from the paper: ``entropy_ranking`` (ER, §4.2: only the 30 % highest-entropy pixels of each
 target image) and ``class_prior`` (CP, eq. 10, μ = 0.5, weighted like the entropy term — the paper
@@ -17,12 +17,7 @@ gives no separate weight).
 from dataclasses import dataclass
 
 from udabench import Method, register
-from udabench.losses import (
-    class_ratio_prior_loss,
-    entropy_loss,
-    entropy_ranking_mask,
-    upsample,
-)
+from udabench.losses import class_ratio_prior_loss, entropy_loss, entropy_ranking_mask
 
 
 @register
@@ -49,7 +44,7 @@ class MinEnt(Method):
             weights = {"main": self.hp.lambda_ent, "aux": self.hp.lambda_ent_aux}
             for level, head in out.levels().items():
                 tag = "" if level == "main" else f"_{level}"
-                prob = upsample(head.float(), target["image"].shape[-2:]).softmax(1)
+                prob = self.ctx.upsample(head.float(), target["image"].shape[-2:]).softmax(1)
                 mask = entropy_ranking_mask(prob, self.hp.er_fraction) if self.hp.entropy_ranking else None
                 ent = entropy_loss(prob, mask)
                 logs[f"loss_ent{tag}"] = ent.item()

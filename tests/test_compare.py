@@ -9,10 +9,10 @@ from helpers import write_run
 
 from udabench.analysis.compare import paired_bootstrap
 from udabench.analysis.records import load_records
-from udabench.analysis.selection import select
 from udabench.cli import main
 from udabench.engine.rundir import RunDir
 from udabench.errors import UdabenchError
+from udabench.selection import select
 
 CLASSES = ["road", "sidewalk", "car"]
 SUBSETS = {"sub2": ["road", "car"]}

@@ -50,7 +50,7 @@ def resolve(suite, key: str):
     if path.startswith("hparams."):
         cls = discover()[method]
         return to_dict(from_dict(cls.Hparams, suite.methods[method], f"methods.{method}", ""))[path[8:]]
-    if path in ("start_from", "teacher"):
+    if path in ("start_from", "start_selection", "teacher"):
         return getattr(suite.stages[method], path)
     node = to_dict(view)
     for part in path.split("."):
@@ -118,7 +118,8 @@ def recipe_data(tmp_path_factory) -> Path:
     write_gta5(root / "GTA5", 4, h=36, w=64)
     (root / "GTA5" / "splits").mkdir()
     (root / "GTA5" / "splits" / "train.txt").write_text("00001\n00002\n00003\n")
-    write_synthia(root / "SYNTHIA", [0, 1, 2, 3], h=38, w=64)
+    (root / "GTA5" / "splits" / "val.txt").write_text("00004\n")
+    write_synthia(root / "SYNTHIA", [0, 1, 2, 3, 9000], h=38, w=64)
     write_cityscapes(root / "Cityscapes", {"train": 4, "val": 2}, h=32, w=64)
     write_nthu(root / "NTHU", "Rome", n_train=4, n_test=2, h=32, w=64)
     weights = root / "weights"
@@ -183,6 +184,11 @@ def test_the_fada_recipe_runs_quick_through_its_three_stages(stand_ins, tmp_path
     assert rows["self_distill"]["protocol"]["bn_mode"] == "train"
     assert rows["self_distill"]["protocol"]["target_size"] == "native" != rows["fada"]["protocol"]["target_size"]
     assert rows["self_distill"]["protocol"]["augment"]["target"]["scale"] == [0.5, 1.5]
+    for row in rows.values():   # the official training settings, recorded where they differ from udabench's
+        assert row["protocol"]["train_align_corners"] is True and row["protocol"]["head_bias_init"] == "pytorch"
+        assert "param_listing" not in row["protocol"]        # FADA lists each tensor once, as udabench does
+    assert rows["fada"]["protocol"]["bn_eps"] == 0 and "bn_eps" not in rows["self_distill"]["protocol"]
+    assert rows["fada"]["hparams"]["loss_resolution"] == "input"
 
 
 @pytest.mark.slow
@@ -192,6 +198,10 @@ def test_the_advent_recipe_runs_quick_with_its_ensemble(stand_ins, tmp_path, cap
     row = json.loads(next(suite_dir.glob("minent/*/metrics.jsonl")).read_text().splitlines()[-1])
     assert row["protocol"]["poly_horizon"] == 250000 and row["protocol"]["iterations"] == 4    # --quick: 4 steps
     assert row["protocol"]["bn_mode"] == "frozen_affine" and row["protocol"]["eval_align_corners"] is True
+    assert row["protocol"]["param_listing"] == "deeplab_official" and row["protocol"]["train_align_corners"] is True
+    ensemble = json.loads(next(suite_dir.glob("ensemble-*/*/metrics.jsonl")).read_text())
+    assert ensemble["protocol"]["member_selection"] == "oracle-target-val"
+    assert ensemble["protocol"]["combine"] == "mean_logits"
 
 
 @pytest.mark.slow
@@ -209,3 +219,19 @@ def test_dry_run_of_a_recipe_lists_its_stages_upstream_first(stand_ins, tmp_path
     assert seed0[2]["config"]["train"]["iterations"] == 20000 and seed0[1]["config"]["train"]["batch_size"] == 4
     assert seed0[0]["config"]["train"]["lr"] == 5e-4 and seed0[1]["config"]["train"]["lr"] == 2.5e-4
     assert len(plans) == 9 and {p["status"] for p in plans} == {"new"} and not (tmp_path / "r").exists()
+    fada = seed0[1]
+    assert fada["config"]["train"]["align_corners"] is True and fada["config"]["train"]["param_listing"] == "unique"
+    assert fada["config"]["model"]["bn_eps"] == 0 and fada["hparams"]["loss_resolution"] == "input"
+
+
+def test_dry_run_of_the_maxsquare_multi_recipe_shows_its_optimizer_validation_and_selected_start(stand_ins, tmp_path,
+                                                                                                  capsys):
+    assert main(["run", str(PAPER / "maxsquare" / "gta5_multi.yaml"), "--dry-run", "--seeds", "0",
+                 "--results", str(tmp_path / "r")]) == 0
+    source, adapt = (json.loads(line[line.index("{"):]) for line in capsys.readouterr().out.splitlines())
+    for plan in (source, adapt):
+        assert plan["config"]["train"]["param_listing"] == "deeplab_official"
+        assert plan["config"]["model"]["freeze_stem_bn"] is True
+        assert plan["config"]["eval"]["validation"] == {"size": [1280, 640], "flip": False}
+    assert source["config"]["data"]["source_val"]["split"] == "val"
+    assert "(selected by source-val)" in adapt["stages"]

@@ -7,11 +7,11 @@ from helpers import write_ensemble, write_run
 from udabench.analysis.records import load_records
 from udabench.analysis.render import render
 from udabench.analysis.report import build_report
-from udabench.analysis.selection import select
 from udabench.analysis.tables import miou_table, oracle_gap_table, per_class_table
 from udabench.classes import get_class_set
 from udabench.cli import main
 from udabench.errors import UdabenchError
+from udabench.selection import select
 
 
 def select_last(records):

@@ -3,12 +3,12 @@
 import pytest
 from helpers import write_run
 
-from udabench.analysis import selection
+from udabench import selection
 from udabench.analysis.records import load_records
-from udabench.analysis.selection import SELECTIONS, get_selection, register, select
 from udabench.analysis.tables import per_class_table
 from udabench.cli import main
 from udabench.errors import UdabenchError
+from udabench.selection import SELECTIONS, get_selection, register, select
 
 # step -> (mIoU, target entropy, source-val mIoU): every protocol has its own winner.
 STEPS = {100: (50.0, 0.50, 60.0),    # best on target labels  -> oracle-target-val
@@ -83,9 +83,10 @@ def test_a_protocol_is_one_registered_function(records, monkeypatch):
     assert "first" not in SELECTIONS    # the module's registry was the patched copy
 
 
-def test_only_oracle_target_val_is_flagged():
+def test_only_the_protocols_that_read_target_eval_labels_are_flagged():
     flagged = [s.name for s in SELECTIONS.values() if s.leaks_target_labels]
-    assert flagged == ["oracle-target-val"]
-    sel = get_selection("oracle-target-val")
-    assert "LEAKS TARGET LABELS" in sel.title and sel.marker == " ‡" and "leaks target labels" in sel.notes()[0]
+    assert flagged == ["oracle-target-val", "oracle-in-training-val"]
+    for name in flagged:
+        sel = get_selection(name)
+        assert "LEAKS TARGET LABELS" in sel.title and sel.marker == " ‡" and "leaks target labels" in sel.notes()[0]
     assert get_selection("target-entropy").title == "target-entropy" and get_selection("last").notes() == []

@@ -177,6 +177,30 @@ def test_a_self_distillation_student_starts_fresh_and_learns_only_from_the_teach
     assert (student.rundir.path / "pseudo_labels" / "manifest.json").exists()
 
 
+def test_the_teacher_labels_images_read_as_its_evaluation_reads_them(tiny_data, tmp_path):
+    """A student on full-size images: the teacher sees each image resized by the dataset reader to its own eval
+    input (PIL bicubic on the uint8 image, FADA test.py → transform.py:57), its logits up-sampled to the image."""
+    import numpy as np
+    from PIL import Image
+
+    from udabench.data import get_dataset
+
+    suite = tiny_suite_dict(tiny_data, iterations=2, eval_every=2, checkpoint_every=2)
+    suite["methods"], suite["oracle"] = {"source_only": {}, "test_student": {}}, False
+    suite["stages"] = {"test_student": {"teacher": "source_only", "data": {"target": {"size": None}}}}
+    Watcher.seen = []
+    teacher, student = (o.spec for o in run_suite(load_suite(write(tmp_path, suite)), tmp_path / "r",
+                                                   methods=["test_student"]))
+    model = teacher.rundir.final_model("cpu")
+    read = get_dataset("cityscapes", tiny_data["cityscapes"], "train", size=[64, 32])
+    for index in range(len(read)):
+        label = np.asarray(Image.open(student.rundir.path / "pseudo_labels" / f"{index:06d}.png"))
+        with torch.no_grad():
+            logits = model(read[index]["image"][None]).main
+        expected = torch.nn.functional.interpolate(logits, size=label.shape, mode="bilinear").argmax(1)[0]
+        assert label.shape == (40, 80) and torch.equal(torch.from_numpy(label.astype(np.int64)), expected)
+
+
 def test_stage_settings_are_checked_with_clear_errors(tiny_data, tmp_path):
     from udabench.errors import ConfigError
 

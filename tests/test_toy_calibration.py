@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from udabench.analysis.records import load_records
-from udabench.analysis.selection import select
 from udabench.analysis.tables import per_class_table
 from udabench.cli import main
+from udabench.selection import select
 
 pytestmark = pytest.mark.slow
 SUITE = str(Path(__file__).resolve().parent.parent / "suites" / "toy_sim2real.yaml")

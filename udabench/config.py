@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import re
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,6 +79,20 @@ class ModelConfig:
     # what the weights expect (models/input_norm.py); auto follows the backbone and the layout of its weights file
     input_norm: Literal["auto", "imagenet", "caffe_bgr", "caffe_bgr_vgg"] = "auto"
     channels_last: bool = False
+    # ASPP biases: zeroed, or nn.Conv2d's default U(±1/√fan_in) as the official heads keep them
+    head_bias_init: Literal["zeros", "pytorch"] = "zeros"
+    bn_eps: float = setting(1e-5, at_least(0))   # every BN's epsilon; FADA's FrozenBatchNorm2d has none (0)
+    freeze_stem_bn: bool = False              # the stem BN's γ/β frozen in bn_mode train (MaxSquare)
+
+
+@dataclass
+class ValidationConfig:
+    """An official code's in-training validation, which picks the checkpoint it keeps as ``best`` (MaxSquare:
+    ``train_source.py:144-150``, ``solve_gta5.py:96-110``), scored at every evaluation beside the reported scores:
+    the target eval split at ``size`` → ``val_miou`` (selection ``oracle-in-training-val``), and ``data.source_val``
+    at its own size → ``source_val_miou`` (selection ``source-val``), both with ``flip``."""
+    size: tuple[int, int] | None = setting(None, each(at_least(MIN_SIZE)))   # (W, H); None: data.eval.size
+    flip: bool = False
 
 
 @dataclass
@@ -87,6 +101,11 @@ class EvalConfig:
     flip: bool = False                        # average the softmax with that of the flipped image (MaxSquare)
     label_size: Literal["native", "input"] = "native"   # labels at full resolution, or resized (nearest) to the input
     align_corners: bool = False               # of the bilinear up-sampling of logits (the official code: True)
+    validation: ValidationConfig | None = None   # None: no second pass; source_val is scored as the eval split
+
+    def for_validation(self) -> EvalConfig:
+        """The options of the in-training validation passes (``data.source_val``, ``validation``)."""
+        return self if self.validation is None else replace(self, flip=self.validation.flip, validation=None)
 
 
 @dataclass
@@ -113,6 +132,10 @@ class TrainConfig:
     # Poly LR as if the schedule had this many steps (ADVENT: 250k, stopped at 120k); None = iterations.
     poly_horizon: int | None = setting(None, at_least(1))
     source_sampler: Literal["uniform", "class_balanced"] = "uniform"   # class_balanced: FADA (engine/balanced.py)
+    # How the segmenter's SGD lists its parameters (engine/listing.py): each once, or as the DeepLab lineage's
+    # generator repeats them (ADVENT, MaxSquare: a backbone tensor takes 3-4 momentum steps per iteration)
+    param_listing: Literal["unique", "deeplab_official"] = "unique"
+    align_corners: bool = False               # of the up-sampling of logits in every training loss (official: True)
 
 
 # YAML 1.1 reads an unquoted 24:00:00 as the number 86400 (base 60), so a number is refused with that hint.
@@ -165,6 +188,8 @@ class AugmentConfig:
 class StageConfig:
     """One method's runs as a stage of a recipe: its own settings and where it starts (docs/recipes.md)."""
     start_from: str = ""                      # a method of the suite: start from its final weights (same seed)
+    # ... or from its checkpoint that this selection protocol picks (kept while that run trains: RunSpec.keep)
+    start_selection: str = "last"
     teacher: str = ""                         # a method of the suite whose final model labels the target images
     train: dict[str, Any] = field(default_factory=dict)     # deep-merged over the suite's blocks of these names
     data: dict[str, Any] = field(default_factory=dict)
@@ -204,6 +229,9 @@ class Suite:
     stages: dict[str, StageConfig] = field(default_factory=dict)   # method -> its stage (settings, start)
     oracle: bool = True
     ensembles: dict[str, list[str]] = field(default_factory=dict)  # row label -> methods averaged
+    # how an ensemble combines its members (engine/ensemble.py): the mean of their softmaxes, or of their logits
+    # (ADVENT eval_UDA.py:54-63); members are their checkpoints chosen by report.selection
+    ensemble_combine: Literal["mean_softmax", "mean_logits"] = "mean_softmax"
     references: dict[str, ReferenceRow] = field(default_factory=dict)  # row label -> published numbers
     seeds: list[int] = setting([0], NOT_EMPTY, each(SEED))
     synthetic: SyntheticConfig | None = None
@@ -389,7 +417,11 @@ def validate(suite: Suite) -> None:
         raise ConfigError(f"{src}: train.poly_horizon ({train.poly_horizon}) is less than train.iterations "
                           f"({train.iterations}): the poly LR would reach 0 before the last step and turn negative. "
                           f"Set it to at least the iterations (ADVENT: 250000 for 120000 steps), or leave it out.")
-    _validate_selection(suite.report.selection, src)
+    if suite.model.bn_eps == 0 and suite.model.bn_mode != "frozen":
+        raise ConfigError(f"{src}: model.bn_eps is 0 with model.bn_mode {suite.model.bn_mode!r}: batch statistics of "
+                          f"a constant channel have zero variance and the division gives inf. An epsilon of 0 is FADA's "
+                          f"FrozenBatchNorm2d, i.e. bn_mode: frozen; otherwise keep the default 1e-5.")
+    _validate_selection(suite, suite.report.selection, "report.selection")
     _validate_stages(suite)
     names, sets = CLASS_SETS[suite.classes].names, [suite.classes, *suite.eval_class_sets]
     for label, row in suite.references.items():
@@ -442,6 +474,12 @@ def _validate_stages(suite: Suite) -> None:
         if stage.start_from and stage.teacher:
             raise ConfigError(f"{src}: stages.{name} has both start_from and teacher; a student starts fresh from the "
                               f"init weights (FADA's self-distillation), so give one of them.")
+        if stage.start_selection != "last":
+            if not stage.start_from:
+                raise ConfigError(f"{src}: stages.{name}.start_selection is {stage.start_selection!r} without "
+                                  f"start_from; it picks the checkpoint of the run named by start_from.")
+            _validate_selection(stage_suite(suite, stage.start_from), stage.start_selection,
+                                f"stages.{name}.start_selection")
     for name in suite.stages:
         seen = [name]
         while (stage := suite.stages.get(seen[-1])) is not None and (stage.start_from or stage.teacher):
@@ -452,14 +490,24 @@ def _validate_stages(suite: Suite) -> None:
         stage_suite(suite, name)   # each stage's settings, merged, must make a valid suite
 
 
-def _validate_selection(name: str, src: str) -> None:
+# What each run's rows need for a selection protocol's field, and the setting that makes the runs record it.
+RECORDED_BY = {"source_val_miou": ("data.source_val", lambda s: s.data.source_val is not None),
+               "val_miou": ("eval.validation", lambda s: s.eval.validation is not None)}
+
+
+def _validate_selection(suite: Suite, name: str, key: str) -> None:
+    """``name`` is a selection protocol whose field the runs of ``suite`` record."""
     if name == "last":   # the default: nothing to import (the selections module imports pandas)
         return
-    from .analysis.selection import SELECTIONS
+    from .selection import SELECTIONS
 
     if name not in SELECTIONS:
-        raise ConfigError(f"{src}: report.selection is {name!r}; known: {', '.join(SELECTIONS)}."
+        raise ConfigError(f"{suite.source_file}: {key} is {name!r}; known: {', '.join(SELECTIONS)}."
                           f"{closest(name, SELECTIONS)}")
+    setting_name, records = RECORDED_BY.get(SELECTIONS[name].requires, ("", lambda s: True))
+    if not records(suite):
+        raise ConfigError(f"{suite.source_file}: {key} is {name!r}, which reads {SELECTIONS[name].requires!r}; runs "
+                          f"record it only when {setting_name} is set. Set it, or pick another protocol.")
 
 
 def apply_overrides(raw: Any, overrides: list[str], source: str) -> dict:
@@ -511,6 +559,8 @@ def _shrink_for_quick(suite: Suite) -> None:
         ds.size = _quick_size(ds.size)
     for domain in (suite.augment.source, suite.augment.target):
         domain.crop = _quick_size(domain.crop)
+    if suite.eval.validation is not None:
+        suite.eval.validation.size = _quick_size(suite.eval.validation.size)
     suite.data.eval_batch_size = min(suite.data.eval_batch_size, 2)
     if suite.train.source_warmup:   # keep the shared warm-up in the smoke test: half of the few steps
         suite.train.source_warmup = suite.train.iterations // 2
@@ -536,7 +586,7 @@ def _quick_stages(raw: dict) -> None:
         if isinstance(train, dict):
             for key in (*(k.split(".")[1] for k in QUICK_OVERRIDES), "poly_horizon", "source_warmup"):
                 train.pop(key, None)
-        for blocks, key in ((stage.get("data"), "size"), (stage.get("augment"), "crop")):
+        for blocks, key in ((stage.get("data"), "size"), (stage.get("augment"), "crop"), (stage.get("eval"), "size")):
             for entry in (blocks or {}).values() if isinstance(blocks, dict) else ():
                 if isinstance(entry, dict) and isinstance(entry.get(key), list) and len(entry[key]) == 2 \
                         and all(isinstance(v, int) for v in entry[key]):

@@ -12,18 +12,20 @@ from .classes import IGNORE_INDEX
 
 def upsample(logits: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
     """Bilinear up-sampling of N×C×h×w logits to ``size`` (H, W), the one interpolation udabench uses;
-    ``align_corners=True`` is the official code's, an evaluation option (``eval.align_corners``)."""
+    ``align_corners=True`` is the official codes', a setting of training (``train.align_corners``, which plugins
+    get through ``ctx.upsample``) and of evaluation (``eval.align_corners``)."""
     if tuple(logits.shape[-2:]) == tuple(size):
         return logits
     return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
-def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+                      align_corners: bool = False) -> torch.Tensor:
     """Pixel-mean cross-entropy of logits up-sampled to the label size; ignored pixels excluded.
 
     Returns 0 (with a graph) when every pixel is ignored, where plain cross-entropy would give NaN.
     """
-    logits = upsample(logits, label.shape[-2:])
+    logits = upsample(logits, label.shape[-2:], align_corners)
     if not (label != ignore_index).any():
         return logits.sum() * 0.0
     return F.cross_entropy(logits.float(), label, ignore_index=ignore_index)

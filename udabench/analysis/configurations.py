@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..engine.rundir import RunDir, config_key, flatten
+from ..engine.rundir import RunDir, comparable_run, config_key, flatten
 from ..errors import UdabenchError
 
 log = logging.getLogger("udabench")
@@ -52,7 +52,7 @@ class Configuration:
 
 def configuration(run: RunDir, kind: str) -> Configuration:
     suite = {k: v for k, v in flatten(run.identity["suite"]).items() if k not in CITY_FIELDS}
-    own = {k: v for k, v in run.run.items() if k != "seed"}
+    own = {k: v for k, v in comparable_run(run.run).items() if k != "seed"}
     if "members" in own:   # member run ids differ by seed: their settings define the ensemble
         own["members"] = _member_settings(run)
     return Configuration(suite, flatten({**own, "kind": kind}))
@@ -64,7 +64,7 @@ def _member_settings(run: RunDir) -> dict | None:
     except UdabenchError as exc:
         log.warning(f"{run.path}: {exc} The settings of this ensemble's members are not compared.")
         return None
-    return {m.run.get("method", m.id): {k: v for k, v in m.run.items() if k not in ("method", "seed")}
+    return {m.run.get("method", m.id): {k: v for k, v in comparable_run(m.run).items() if k not in ("method", "seed")}
             for m in members}
 
 

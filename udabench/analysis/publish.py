@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..selection import get_selection, select
 from .ccd import ccd_table
 from .ccd_features import suite_ccd
 from .figures import write_figures
@@ -17,7 +18,6 @@ from .html import write_html
 from .panels import prediction_panels
 from .render import render
 from .report import build_report, suite_selection
-from .selection import get_selection, select
 
 
 def ccd_tables(results, records: pd.DataFrame, fmt: str, samples_per_class: int, device: str) -> list[str]:

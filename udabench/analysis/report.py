@@ -13,13 +13,14 @@ import pandas as pd
 
 from ..classes import SUBSET_NOTES
 from ..config import ReferenceRow
+from ..engine.rows import RECIPE_SETTINGS
 from ..engine.rundir import REFERENCES
 from ..errors import UdabenchError
+from ..selection import Selection, get_selection, select
 from .compare import paired_bootstrap
 from .published import published
 from .records import UNFINISHED, protocol_field
 from .render import render
-from .selection import Selection, get_selection, select
 from .tables import miou_table, oracle_gap_table, paper_notes, per_class_table
 
 
@@ -60,7 +61,7 @@ def suite_selection(records: pd.DataFrame, suites_dir: str | Path) -> str:
 
 def _suite_tables(suite: str, group: pd.DataFrame, sel: Selection, fmt: str, suites_dir: Path) -> list[str]:
     references, ref_notes = _references(group["suite_dir"].iloc[0], suites_dir, suite, group)
-    notes = sel.notes() + _ensemble_notes(group, sel) + _unfinished_notes(group) + ref_notes
+    notes = sel.notes() + _recipe_notes(group) + _ensemble_notes(group, sel) + _unfinished_notes(group) + ref_notes
     targets = sorted(group["eval_target"].unique())
     class_sets = list(group["class_sets"].iloc[0])
     parts = []
@@ -121,10 +122,26 @@ def _check_compare(records: pd.DataFrame, a: str, b: str) -> None:
         raise UdabenchError(f"--compare needs two different methods, got {a!r} twice.")
 
 
+def _recipe_notes(group: pd.DataFrame) -> list[str]:
+    """The official recipes' training settings that rows use away from udabench's protocol (``RECIPE_SETTINGS``)."""
+    found = []
+    for key, meaning in RECIPE_SETTINGS.items():
+        values = sorted(set(protocol_field(group, key)) - {""})
+        if values:
+            found.append(f"{key} = {' / '.join(values)} ({meaning})")
+    return [f"Training differs from udabench's protocol where an official recipe does: {'; '.join(found)}."] \
+        if found else []
+
+
 def _ensemble_notes(group: pd.DataFrame, sel: Selection) -> list[str]:
-    if sel.name == "last" or "ensemble_of" not in group or not group["ensemble_of"].notna().any():
+    ensembles = group[group["ensemble_of"].notna()] if "ensemble_of" in group else group.iloc[:0]
+    members = {m or "last" for m in protocol_field(ensembles, "member_selection")}
+    combine = {c or "mean_softmax" for c in protocol_field(ensembles, "combine")}
+    if ensembles.empty or members == {sel.name} and combine == {"mean_softmax"}:
         return []
-    return [f"Ensemble rows average their members' final models: selection {sel.name!r} does not apply to them."]
+    which = "final models" if members == {"last"} else f"checkpoints selected by {' / '.join(sorted(members))}"
+    return [f"Ensemble rows combine ({' / '.join(sorted(combine))}) their members' {which}, chosen when they were "
+            f"scored; selection {sel.name!r} does not choose among them."]
 
 
 STATUS = {"partial": "in progress or interrupted", "failed": "failed", "new": "no checkpoint yet"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from torch.utils.data import Subset
@@ -49,10 +50,15 @@ def open_original(name: str, root: str | Path | None, split: str, size=None, cla
 
 def suite_datasets(suite) -> list[tuple[str, object, bool]]:
     """(role, DatasetConfig, labels resized to the input size) of every dataset entry a suite trains with.
-    Evaluated splits keep native labels unless the suite's ``eval.label_size`` is ``input``."""
-    d, scored_at_input = suite.data, suite.eval.label_size == "input"
+    Evaluated splits keep native labels unless the suite's ``eval.label_size`` is ``input``; ``validation`` is
+    the eval split at the in-training validation's own input size (``eval.validation.size``), where it has one."""
+    d, scored_at_input, v = suite.data, suite.eval.label_size == "input", suite.eval.validation
     entries = [("source", d.source, True), ("target", d.target, True), ("eval", d.eval, scored_at_input)]
-    return entries + ([("source_val", d.source_val, scored_at_input)] if d.source_val else [])
+    if d.source_val:
+        entries.append(("source_val", d.source_val, scored_at_input))
+    if v is not None and v.size is not None and tuple(v.size) != tuple(d.eval.size or ()):
+        entries.append(("validation", replace(d.eval, size=v.size), scored_at_input))
+    return entries
 
 
 def resolve(name: str, root: str | Path | None, synthetic: SyntheticConfig | None = None) -> tuple[DatasetKind, Path]:

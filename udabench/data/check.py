@@ -25,7 +25,7 @@ from .base import DECODE_ERRORS, Sample, id_ranges
 from .layout import DatasetKind, many
 from .parallel import map_files
 
-SCORED = ("eval", "source_val")   # suite roles whose labels score the model
+SCORED = ("eval", "source_val", "validation")   # suite roles whose labels score the model
 
 
 @dataclass

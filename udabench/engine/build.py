@@ -19,7 +19,7 @@ def build_run(suite: Suite, method: type[Method], hparams, device: torch.device,
     if suite.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     ctx = MethodContext(model, device, suite.class_set, suite.train, dist, source_dataset)
-    ctx.register_segmenter(*model.param_groups())
+    ctx.register_segmenter()
     plugin = method(hparams, ctx)
     plugin.setup(model, ctx)
     model.train()   # also puts BN in the eval mode ``model.bn_mode`` asks for

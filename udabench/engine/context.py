@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from ..classes import IGNORE_INDEX, ClassSet
-from ..losses import segmentation_loss
+from ..losses import segmentation_loss, upsample
 from .checkpoint import SEGMENTER
 from .distributed import DistInfo, average_gradients
+from .listing import segmenter_optimizer
 
 
 @dataclass
@@ -52,12 +53,19 @@ class MethodContext:
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler else loss).backward()
 
+    def upsample(self, logits: torch.Tensor, size) -> torch.Tensor:
+        """Bilinear up-sampling of logits to ``size`` (H, W) for a training loss, as the suite asks
+        (``train.align_corners``: False in udabench's protocol, True in the official codes)."""
+        return upsample(logits, size, self._train_cfg.align_corners)
+
     def supervised_loss(self, out, label: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """Cross-entropy of the main head plus ``seg_aux_weight`` × that of the auxiliary head."""
-        loss = segmentation_loss(out.main, label)
+        """Cross-entropy of the main head plus ``seg_aux_weight`` × that of the auxiliary head, on logits
+        up-sampled to the labels (``upsample``)."""
+        align = self._train_cfg.align_corners
+        loss = segmentation_loss(out.main, label, align_corners=align)
         logs = {"loss_seg": loss.item()}
         if out.aux is not None and self.seg_aux_weight > 0:
-            aux = segmentation_loss(out.aux, label)
+            aux = segmentation_loss(out.aux, label, align_corners=align)
             logs["loss_seg_aux"] = aux.item()
             loss = loss + self.seg_aux_weight * aux
         return loss, logs
@@ -99,13 +107,11 @@ class MethodContext:
         return module
 
     # -- used by the trainer ---------------------------------------------------------------------
-    def register_segmenter(self, backbone_params, head_params) -> None:
-        cfg = self._train_cfg
+    def register_segmenter(self) -> None:
+        """The segmentation model with its SGD over the groups of ``train.param_listing`` (``listing.py``)."""
         self._compile(self.model)
-        groups = [{"params": backbone_params, "lr": cfg.lr},
-                  {"params": head_params, "lr": cfg.lr * cfg.head_lr_mult}]
-        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        self.slots[SEGMENTER] = Slot(SEGMENTER, self.model, opt, [g["lr"] for g in groups])
+        opt = segmenter_optimizer(self.model, self._train_cfg)
+        self.slots[SEGMENTER] = Slot(SEGMENTER, self.model, opt, [g["lr"] for g in opt.param_groups])
 
     def start_step(self, step: int) -> float:
         """Zero every gradient and apply the poly schedule (over ``train.poly_horizon`` steps, default the

@@ -1,8 +1,9 @@
 """A teacher run's hard pseudo-labels of the target images, for a student that learns only from them.
 
 FADA's self-distillation (``train_with_sd.sh``): ``test.py --saveres`` writes the argmax of the finished
-adversarial model for every Cityscapes train image (input resized to the test size 1024×512, logits
-up-sampled to the label size as the teacher's evaluation does, ``eval.align_corners``), no confidence
+adversarial model for every Cityscapes train image (input resized to the test size 1024×512 by the reader, i.e. PIL
+bicubic on the uint8 image, ``transform.py:57``, as udabench's readers resize; logits up-sampled to the label size
+as the teacher's evaluation does, ``eval.align_corners``), no confidence
 threshold (FADA issue #21: hard labels, soft ones gained nothing); ``train_self_distill.py`` then trains a
 fresh model on them with its own augmentation. Here the labels are computed once per student run, before its
 first step, into ``<run>/pseudo_labels/`` (one PNG per target index and a manifest naming the teacher run), and
@@ -17,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..data import get_dataset
 from ..errors import DataError
 from ..io import atomic_path, atomic_write_text
 from ..losses import upsample
@@ -35,23 +36,24 @@ def label_with_teacher(spec, dataset, device: torch.device, dist: DistInfo = Dis
     unless a complete one from the same teacher run is there already. Each rank labels its share."""
     folder = spec.rundir.path / FOLDER
     teacher = spec.teacher
-    expected = {"teacher": teacher.rundir.id, "count": len(dataset), "input_size": teacher.suite.data.eval.size}
+    expected = {"teacher": teacher.rundir.id, "count": len(dataset), "input_size": teacher.suite.data.eval.size,
+                "resized_by": "reader"}   # labels of the former float-tensor resize are computed again
     if _manifest(folder) == json.loads(json.dumps(expected)):
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     model = teacher.rundir.final_model(device)
-    size = teacher.suite.data.eval.size   # the teacher's own test input (FADA test.py: INPUT_SIZE_TEST)
     shard = list(range(dist.rank, len(dataset), dist.world_size))
-    loader = DataLoader(Subset(dataset, shard), batch_size=spec.suite.data.eval_batch_size,
-                        num_workers=spec.suite.data.num_workers)
+
+    def batches(items):
+        return DataLoader(Subset(items, shard), batch_size=spec.suite.data.eval_batch_size,
+                          num_workers=spec.suite.data.num_workers)
+
     done = 0
     with torch.no_grad():
-        for batch in loader:
-            image = batch["image"].to(device)
-            resize = size is not None and tuple(image.shape[-2:]) != (size[1], size[0])
-            x = F.interpolate(image, size=(size[1], size[0]), mode="bicubic", antialias=True,
-                              align_corners=False) if resize else image
-            logits = upsample(model(x).main.float(), image.shape[-2:], teacher.suite.eval.align_corners)
+        for batch, inputs in zip(batches(dataset), batches(teacher_inputs(spec, dataset))):
+            x = inputs["image"].to(device)
+            size = batch["image"].shape[-2:]   # the student's items: the labels' size
+            logits = upsample(model(x).main.float(), size, teacher.suite.eval.align_corners)
             labels = logits.argmax(1).to(torch.uint8).cpu().numpy()
             for label in labels:
                 with atomic_path(folder / f"{shard[done]:06d}.png") as tmp:
@@ -63,6 +65,16 @@ def label_with_teacher(spec, dataset, device: torch.device, dist: DistInfo = Dis
     all_reduce_sum(torch.zeros(1, device=device), dist.world_size)
     del model
     return folder
+
+
+def teacher_inputs(spec, dataset):
+    """The student's target images as the teacher's evaluation reads them: at its eval input size
+    (``data.eval.size``: FADA ``test.py``'s INPUT_SIZE_TEST), decoded and resized by the dataset's reader."""
+    size, entry = spec.teacher.suite.data.eval.size, spec.suite.data.target
+    if size is None or tuple(size) == tuple(entry.size or ()):
+        return dataset
+    return get_dataset(entry.dataset, entry.root, entry.split, size=size, class_set=spec.suite.classes,
+                       limit=entry.limit, synthetic=spec.suite.synthetic)
 
 
 def _manifest(folder: Path) -> dict | None:

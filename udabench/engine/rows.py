@@ -43,7 +43,8 @@ def protocol(suite: Suite, seed: int, world_size: int = 1, stages: list[dict] = 
     domain and gradients are averaged over them, so one step sees ``effective_batch_size`` = world × batch."""
     m, d, t = suite.model, suite.data, suite.train
     later = {"poly_horizon": t.poly_horizon, "source_sampler": t.source_sampler, "augment": augment_record(suite),
-             "stages": list(stages)}
+             "stages": list(stages), "param_listing": t.param_listing, "train_align_corners": t.align_corners,
+             "head_bias_init": m.head_bias_init, "bn_eps": m.bn_eps, "freeze_stem_bn": m.freeze_stem_bn}
     return {
         "pretrained": m.pretrained, "bn_mode": m.bn_mode,
         "source": f"{d.source.dataset}/{d.source.split}", "target": f"{d.target.dataset}/{d.target.split}",
@@ -51,8 +52,23 @@ def protocol(suite: Suite, seed: int, world_size: int = 1, stages: list[dict] = 
         **eval_protocol(suite), "iterations": t.iterations, "source_warmup": t.source_warmup,
         "batch_size": t.batch_size, "world_size": world_size, "effective_batch_size": world_size * t.batch_size,
         "amp": t.amp, "channels_last": m.channels_last, "compile": t.compile, "seed": seed,
-        **{k: v for k, v in later.items() if v not in (None, "uniform", {}, [])},
+        **{k: v for k, v in later.items() if v != LATER_DEFAULTS[k]},
     }
+
+
+# Protocol fields recorded only away from these values (udabench's protocol), so older rows and new ones read alike.
+LATER_DEFAULTS = {"poly_horizon": None, "source_sampler": "uniform", "augment": {}, "stages": [],
+                  "param_listing": "unique", "train_align_corners": False, "head_bias_init": "zeros", "bn_eps": 1e-5,
+                  "freeze_stem_bn": False}
+# What each of the official recipes' training settings means, for the notes under a report's tables.
+RECIPE_SETTINGS = {
+    "param_listing": "segmenter SGD over the DeepLab lineage's parameter listing (deeplab_official: a backbone tensor "
+                     "takes 3-4 momentum steps per iteration, about 3x the nominal LR; docs/recipes.md)",
+    "train_align_corners": "training losses on logits up-sampled with align_corners=True",
+    "head_bias_init": "ASPP head biases at PyTorch's default init",
+    "bn_eps": "BN epsilon",
+    "freeze_stem_bn": "stem BN affine frozen",
+}
 
 
 def eval_protocol(suite: Suite) -> dict:
@@ -64,6 +80,7 @@ def eval_protocol(suite: Suite) -> dict:
         "multi_level": m.multi_level, "eval": f"{d.eval.dataset}/{d.eval.split}", "eval_input_size": _size(d.eval.size),
         "eval_label_size": e.label_size, "eval_flip": e.flip, "eval_align_corners": e.align_corners,
         "inference": inference + (" (align_corners)" if e.align_corners else ""), "classes": suite.classes,
+        **({"eval_validation": to_dict(e.validation)} if e.validation is not None else {}),
     }
 
 

@@ -37,17 +37,20 @@ REFERENCES = "references.yaml"   # results/<suite>/references.yaml: the suite's 
 # Suite fields (dotted) that do not define a run: adding a method or a seed must not orphan finished runs; where
 # runs execute (the launcher: block) and how a run is watched (its loggers, engine/loggers.py) do not change what
 # it computes. A run's own stage settings are in its own part of the identity ("stage", see ``stage_settings``);
-# report: how tables read.
-NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "description", "launcher", "train.loggers",
-                "train.panel_images", "stages", "report")
+# report: how tables read; ensembles are identified by their own run directories (engine/ensemble.py).
+NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "ensemble_combine", "description", "launcher",
+                "train.loggers", "train.panel_images", "stages", "report")
 
 # Settings added after runs were made, as (dotted key, default): at the default they compute what those runs
 # computed (udabench's eval protocol; ImageNet input for timm backbones; no compilation, no augmentation, the
-# poly schedule over the iterations, uniform sampling), so they stay out of the identity and finished runs keep
-# their ids. (A VGG-16 run from the caffe file now gets its BGR input under the same id.)
+# poly schedule over the iterations, uniform sampling; each tensor listed once in the SGD, training losses on
+# logits up-sampled without align_corners, zeroed head biases, BN epsilon 1e-5, a trainable stem BN), so they
+# stay out of the identity and finished runs keep their ids. (A VGG-16 run from the caffe file now gets its BGR input under the same id.)
 LATER_DEFAULTS = (("eval", to_dict(EvalConfig())), ("model.input_norm", "auto"), ("train.compile", False),
                   ("augment", to_dict(AugmentConfig())), ("train.poly_horizon", None),
-                  ("train.source_sampler", "uniform"))
+                  ("train.source_sampler", "uniform"), ("train.param_listing", "unique"),
+                  ("train.align_corners", False), ("model.head_bias_init", "zeros"), ("model.bn_eps", 1e-5),
+                  ("model.freeze_stem_bn", False))
 
 
 def suite_identity(suite: Suite) -> dict:
@@ -83,23 +86,31 @@ def stage_settings(suite: Suite, run_suite: Suite) -> dict:
 # still there, so those runs keep their ids and stay one table row with new ones. (FADA's in-run
 # self-distillation became a stage of its own, methods/self_distill.py; every FADA run before had it off.)
 RETIRED_HPARAMS = (("fada", "self_distill_from", 0),)
+# Hyper-parameters added after runs were made, as (method, name, default): hashed only away from the default, so
+# those runs keep their ids. (FADA's adversarial losses at the input size, the official code's choice.)
+LATER_HPARAMS = (("fada", "loss_resolution", "feature"),)
 
 
-def _hashed_run(run: dict) -> dict:
-    retired = {name: value for method, name, value in RETIRED_HPARAMS if run.get("method") == method}
-    hparams = run.get("hparams")
-    return {**run, "hparams": {**retired, **hparams}} if retired and isinstance(hparams, dict) else run
+def comparable_run(run: dict) -> dict:
+    """A run's own part of its identity as ids and table rows compare it: retired hyper-parameters at the value
+    every earlier run had, later ones left out at their default."""
+    hparams, method = run.get("hparams"), run.get("method")
+    if not isinstance(hparams, dict):
+        return run
+    retired = {name: value for m, name, value in RETIRED_HPARAMS if m == method}
+    later = {name for m, name, default in LATER_HPARAMS if m == method and hparams.get(name) == default}
+    return {**run, "hparams": {k: v for k, v in {**retired, **hparams}.items() if k not in later}}
 
 
 def run_id(identity: dict) -> str:
-    flat = {**identity["suite"], **_hashed_run(identity["run"])}   # hashed flat: ids stay those of earlier versions
+    flat = {**identity["suite"], **comparable_run(identity["run"])}   # hashed flat: ids stay those of earlier versions
     blob = json.dumps(flat, sort_keys=True, default=str).encode()
     return f"seed{identity['run']['seed']}-{hashlib.sha1(blob).hexdigest()[:10]}"
 
 
 def config_key(identity: dict, ignore=()) -> str:
     """A short hash of the identity without its seed (and the dotted ``ignore`` fields): one table row."""
-    flat = flatten({**identity["suite"], **{k: v for k, v in _hashed_run(identity["run"]).items() if k != "seed"}})
+    flat = flatten({**identity["suite"], **{k: v for k, v in comparable_run(identity["run"]).items() if k != "seed"}})
     kept = {k: v for k, v in flat.items() if k not in ignore}
     return hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
@@ -189,6 +200,11 @@ class RunDir:
                 return state
         return "partial" if self.checkpoint.exists() else "new"
 
+    def selected_checkpoint(self, selection: str) -> Path:
+        """The segmenter at the evaluation selection protocol ``selection`` picks: kept while the run trains
+        (``RunSpec.keep``, written by the trainer), the final checkpoint for ``last``."""
+        return self.checkpoint if selection == "last" else self.path / "checkpoints" / f"selected-{selection}.pt"
+
     def eval_file(self, step: int) -> Path:
         """Per-image confusion matrices of the evaluation at ``step`` (see ``save_eval``)."""
         return self.path / "eval" / f"step{step:07d}.npz"
@@ -202,7 +218,8 @@ class RunDir:
         (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
         self.clear_markers()
         self.metrics.unlink(missing_ok=True)   # rows of a discarded attempt must not join this one's
-        for stale in [*self.path.glob("eval/*.npz"), *self.path.rglob("*.tmp.*")]:
+        for stale in [*self.path.glob("eval/*.npz"), *self.path.glob("checkpoints/selected-*.pt"),
+                      *self.path.rglob("*.tmp.*")]:
             stale.unlink()
         shutil.rmtree(self.tb_dir, ignore_errors=True)   # curves of a discarded attempt too
         atomic_write_text(self.config, yaml.safe_dump(self.identity, sort_keys=False))
@@ -286,8 +303,9 @@ class RunDir:
         return [RunDir.open(self.suite_dir / method / run_id)
                 for method, run_id in zip(self.run["member_methods"], self.run["members"])]
 
-    def final_model(self, device):
-        """The segmentation model of this finished run, built from its suite, in eval mode."""
+    def final_model(self, device, selection: str = "last"):
+        """The segmentation model of this finished run, built from its suite, in eval mode: its final weights, or
+        those of the evaluation ``selection`` picks (``load_selected``)."""
         from ..models import build_model
         from ..models.weights import resolve_input_norm
 
@@ -301,9 +319,28 @@ class RunDir:
         # the checkpoint replaces every weight: the init file need not exist here (it may have set the input)
         model_cfg = replace(suite.model, pretrained="none", input_norm=resolve_input_norm(suite.model))
         model = build_model(model_cfg, suite.class_set.num_classes)
-        state = checkpoint.load(self.checkpoint, "cpu", fix="Re-run this method to recreate it.")
+        state = self.load_selected(selection, "cpu", fix="Re-run this method to recreate it.")
         model.load_state_dict(checkpoint.segmenter_state(state))
         return model.to(device).eval()
+
+    def load_selected(self, selection: str, device, fix: str, purpose: str = "read checkpoint") -> dict:
+        """The checkpoint ``selected_checkpoint(selection)``; for a kept one, checked to hold the step that
+        ``selection`` picks among the run's rows (a ``CheckpointError`` otherwise)."""
+        path = self.selected_checkpoint(selection)
+        if selection != "last" and not path.is_file():
+            raise CheckpointError(f"{self.path} kept no checkpoint selected by {selection!r} ({path}): runs keep one "
+                                  f"only for their suite's report.selection and the start_selection of the stages "
+                                  f"that start from them, and only of their own evaluations (not of a shared "
+                                  f"warm-up's). {fix}")
+        state = checkpoint.load(path, device, fix, purpose)
+        if selection != "last":
+            from ..selection import selected_step
+
+            picked = selected_step(self.rows(), selection, str(self.path))
+            if state.get("step") != picked:
+                raise CheckpointError(f"{path} holds step {state.get('step')}, but {selection!r} picks step {picked} "
+                                      f"of {self.metrics}: the rows and the kept checkpoint disagree. {fix}")
+        return state
 
 
 def identity_of(suite: Suite, seed: int, *, world_size: int = 1, **run) -> dict:

@@ -90,7 +90,8 @@ def build_data(suite: Suite, needs_target: bool = True) -> SuiteData:
     made = {role: get_dataset(ds.dataset, ds.root, ds.split, size=ds.size, class_set=suite.classes,
                               resize_label=resize_label, limit=ds.limit, synthetic=suite.synthetic)
             for role, ds, resize_label in suite_datasets(suite) if needs_target or role != "target"}
-    return SuiteData(made["source"], made.get("target"), made["eval"], made.get("source_val"))
+    validation = made.get("validation", made["eval"]) if suite.eval.validation is not None else None
+    return SuiteData(made["source"], made.get("target"), made["eval"], made.get("source_val"), validation)
 
 
 class DataCache:

@@ -5,7 +5,9 @@ A suite's ``stages.<method>`` (docs/recipes.md) gives that method's runs setting
 
 - ``start_from: M``: from the final weights of the run of method ``M`` (same suite, same seed) with a fresh
   schedule: optimizer state reset, LR restarted, its own iterations, batch, LR and poly horizon (MaxSquare's
-  and FADA's adaptation from a separately trained source model);
+  and FADA's adaptation from a separately trained source model); with ``start_selection: S``, from the
+  checkpoint of that run which selection protocol ``S`` picks (MaxSquare+Multi's ``gta5best.pth``), which that
+  run keeps as it trains (``RunSpec.keep``);
 - ``teacher: M``: from the init weights, learning from the hard pseudo-labels that the final model of the
   run of ``M`` gives the target images (FADA's self-distillation, ``engine/pseudo.py``).
 
@@ -35,10 +37,12 @@ WARMUP_TITLE = "shared source warm-up"   # what logs, plans and errors call it
 
 @dataclass
 class Start:
-    """A run begins from the final checkpoint of ``spec`` (a finished run) instead of the init weights."""
+    """A run begins from a checkpoint of ``spec`` (a finished run) instead of the init weights: its final one, or
+    the one the selection protocol ``selection`` picks (kept by that run: ``RunSpec.keep``)."""
 
     spec: RunSpec
     restart: bool = True    # a fresh schedule; False: continue that run's schedule (optimizer, LR, step count)
+    selection: str = "last"
 
 
 @dataclass
@@ -51,6 +55,9 @@ class RunSpec:
     start: Start | None = None          # None: from the init weights
     teacher: RunSpec | None = None      # the finished run whose final model labels the target images
     hidden: bool = False                # an internal stage (the shared warm-up): trained, never a table row
+    # selection protocols whose chosen checkpoint the run keeps as it trains (``RunDir.selected_checkpoint``): its
+    # suite's report.selection (ensembles combine those) and every stage's start_selection that starts from it
+    keep: tuple[str, ...] = ()
 
     def upstream(self) -> list[RunSpec]:
         """The runs that must be finished before this one starts."""
@@ -79,9 +86,10 @@ class RunSpec:
 
 def _stage_record(spec: RunSpec, start: str) -> dict:
     t = spec.suite.train
-    return {"method": spec.method.name, "run_id": spec.rundir.id, "start": start, "iterations": t.iterations,
-            "poly_horizon": t.poly_horizon or t.iterations, "batch_size": t.batch_size, "lr": t.lr,
-            "bn_mode": spec.suite.model.bn_mode}
+    selected = {"start_selection": spec.start.selection} if spec.start and spec.start.selection != "last" else {}
+    return {"method": spec.method.name, "run_id": spec.rundir.id, "start": start, **selected,
+            "iterations": t.iterations, "poly_horizon": t.poly_horizon or t.iterations, "batch_size": t.batch_size,
+            "lr": t.lr, "bn_mode": spec.suite.model.bn_mode}
 
 
 class Planner:
@@ -109,8 +117,8 @@ class Planner:
             run["stage"] = settings
         start = teacher = None
         if stage is not None and stage.start_from:
-            start = Start(self.spec(stage.start_from, seed))
-            run["start_from"] = link(start.spec)
+            start = Start(self.spec(stage.start_from, seed), selection=stage.start_selection)
+            run["start_from"] = link(start.spec) | ({"selection": start.selection} if start.selection != "last" else {})
         elif stage is not None and stage.teacher:
             teacher = self.spec(stage.teacher, seed)
             run["teacher"] = link(teacher)
@@ -122,7 +130,8 @@ class Planner:
             what = "learns from a teacher run" if cls.uses_teacher_labels else "has no use for a teacher"
             raise ConfigError(f"{suite.source_file}: method {name!r} {what}; {fix}.")
         rundir = RunDir(self.results, suite.name, name, identity_of(suite, seed, world_size=self.world_size, **run))
-        return RunSpec(own, cls, hparams, seed, rundir, start, teacher)
+        keep = {own.report.selection} | {s.start_selection for s in suite.stages.values() if s.start_from == name}
+        return RunSpec(own, cls, hparams, seed, rundir, start, teacher, keep=tuple(sorted(keep - {"last"})))
 
     def _warmup(self, own: Suite, seed: int) -> RunSpec:
         """The shared source warm-up of runs whose own suite is ``own``: its first ``source_warmup`` steps."""
@@ -167,7 +176,9 @@ def describe_plan(spec: RunSpec) -> dict:
     config = to_dict(spec.suite)
     for key in ("source_file", "references", "stages", "methods", "ensembles", "seeds", "oracle"):
         config.pop(key, None)
-    chain = [s["method"] for s in spec.stages()] or (["source warm-up", spec.method.name] if spec.start
-                                                       else [spec.method.name])
+    records = spec.stages()
+    chain = [r["method"] + (f" (selected by {after['start_selection']})" if "start_selection" in after else "")
+             for r, after in zip(records, records[1:] + [{}])] or \
+        (["source warm-up", spec.method.name] if spec.start else [spec.method.name])
     return {"method": spec.method.name, "seed": spec.seed, "stages": " → ".join(chain), "run_id": spec.rundir.id,
             "status": spec.rundir.status, "hidden": spec.hidden, "hparams": to_dict(spec.hparams), "config": config}

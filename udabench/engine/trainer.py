@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, NonFiniteLoss, UdabenchError
 from ..method import check_logs
+from ..selection import selected_step
 from . import checkpoint
 from .augment import Augmented
 from .balanced import ClassBalancedSampler, class_presence
@@ -55,6 +56,7 @@ class SuiteData:
     target: object
     eval: object
     source_val: object = None            # held-out labelled source split, for source-val model selection
+    validation: object = None            # the eval split as the in-training validation reads it (eval.validation)
 
 
 StepFn = Callable[[dict | None, dict | None, int], dict]   # (source batch, target batch, step) -> logged losses
@@ -139,18 +141,20 @@ class Trainer:
         All generators are re-seeded from the seed, so what follows does not depend on how the weights came.
         """
         upstream = start.spec.rundir
-        what = f"the {WARMUP_TITLE}" if start.spec.hidden else f"the final weights of {start.spec.method.name}"
+        weights = "final weights" if start.selection == "last" else f"weights selected by {start.selection}"
+        what = f"the {WARMUP_TITLE}" if start.spec.hidden else f"the {weights} of {start.spec.method.name}"
         if upstream.status != "done":
             raise UdabenchError(f"{self.spec.method.name} seed {self.spec.seed} starts from {what} ({upstream.path}), "
                                 f"which has not finished; run the suite again (it trains that run first, or waits for "
                                 f"the process that trains it).")
         fix = f"Delete the folder {upstream.path}: the next `udabench run` trains that stage again."
-        state = checkpoint.load(upstream.checkpoint, self.device, fix, purpose=f"load {what} from")
-        self._check_world_size(state, upstream.checkpoint, fix)
+        path = upstream.selected_checkpoint(start.selection)
+        state = upstream.load_selected(start.selection, self.device, fix, purpose=f"load {what} from")
+        self._check_world_size(state, path, fix)
         try:
             self.ctx.load_state_dict(state, only=(SEGMENTER,), optimizers=not start.restart)
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise CheckpointError(f"{what} ({upstream.checkpoint}) does not fit this run "
+            raise CheckpointError(f"{what} ({path}) does not fit this run "
                                   f"({str(exc).splitlines()[0]}). {fix}") from None
         step = 0 if start.restart else state["step"]
         if self.dist.is_main:
@@ -164,7 +168,7 @@ class Trainer:
                            "protocol": self._protocol(), "warmup_from": upstream.id}
                     self.spec.rundir.append_row(row)
                     self.monitor.evaluation(row)
-            self.spec.rundir.log(f"started from {what}: {upstream.checkpoint} (step {state['step']}; {how})")
+            self.spec.rundir.log(f"started from {what}: {path} (step {state['step']}; {how})")
         reseed(self.spec.seed)
         return step
 
@@ -297,11 +301,12 @@ class Trainer:
     def _evaluate(self, step: int, lr: float) -> None:
         model, suite = self.ctx.model, self.spec.suite
         model.eval()
-        result = self._score(self.data.eval)
+        result = self._score(self.data.eval, suite.eval)
         extra = {}
-        if self.data.source_val is not None:
-            source_val = self._score(self.data.source_val)
-            extra["source_val_miou"] = scores(suite, source_val.cm, source_val.entropy)["miou"]
+        for field, dataset in (("source_val_miou", self.data.source_val), ("val_miou", self.data.validation)):
+            if dataset is not None:   # the in-training validations, with their own options
+                scored = self._score(dataset, suite.eval.for_validation())
+                extra[field] = scores(suite, scored.cm, scored.entropy)["miou"]
         panel = self.monitor.panel(model, self.device)   # in eval mode; None on other ranks or without loggers
         model.train()
         if self.dist.is_main:
@@ -314,6 +319,17 @@ class Trainer:
                 world_size=self.dist.world_size, stages=self.spec.stages(), **extra)
             self.spec.rundir.append_row(row)
             self.monitor.evaluation(row, panel)
+            self._keep_selected(step)
+
+    def _keep_selected(self, step: int) -> None:
+        """The segmenter's weights for every selection protocol the run keeps (``RunSpec.keep``) that now picks
+        this evaluation; the weights of the evaluation each picks in the end stay (``RunDir.load_selected``)."""
+        rows = self.spec.rundir.rows() if self.spec.keep else []
+        for name in self.spec.keep:
+            if selected_step(rows, name, str(self.spec.rundir.path)) == step:
+                slots = {SEGMENTER: {"module": self.ctx.model.state_dict(), "optimizer": None}}
+                checkpoint.save(self.spec.rundir.selected_checkpoint(name), step=step, slots=slots,
+                                world_size=self.dist.world_size)
 
     def _open_monitor(self, start: int) -> Monitor:
         """The run's loggers (main rank only), continuing its curves after ``start`` when it resumes."""
@@ -344,14 +360,14 @@ class Trainer:
     def _protocol(self) -> dict:
         return protocol(self.spec.suite, self.spec.seed, self.dist.world_size, self.spec.stages())
 
-    def _score(self, dataset):
+    def _score(self, dataset, options):
         """One loader per eval split for the whole run, so its (persistent) workers start once, not per evaluation."""
         loader = self._eval_loaders.get(id(dataset))
         if loader is None:
             shard = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world_size))
             loader = self._eval_loaders[id(dataset)] = self._loader(shard, self.spec.suite.data.eval_batch_size)
         return evaluate(lambda x: self.ctx.model(x).main, loader, self.ctx.num_classes, self.device,
-                        self.ctx.autocast, self.dist.world_size, self.spec.suite.eval)
+                        self.ctx.autocast, self.dist.world_size, options)
 
 
 class Streams:

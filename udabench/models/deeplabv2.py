@@ -12,8 +12,10 @@ auxiliary head on layer3 gives the multi-level outputs of ADVENT/AdaptSegNet.
 BN modes (recorded in every result row, the source of many irreproducible baselines):
 - ``frozen``: affine and running statistics frozen, BN always in eval mode (FADA's ``FrozenBatchNorm2d``);
 - ``frozen_affine``: affine frozen, batch statistics in training (ADVENT, ``deeplabv2.py:13-26``);
-- ``train``: ordinary trainable BN (MaxSquare, ``deeplab_multi.py:13-23``, which keeps only the stem's γ/β fixed).
-VGG-16 has no BN, so the mode changes nothing there.
+- ``train``: ordinary trainable BN (MaxSquare, ``deeplab_multi.py:13-23``, which keeps only the stem's γ/β fixed:
+  ``model.freeze_stem_bn``, ``:75-77``).
+``model.bn_eps`` is every BN's epsilon (FADA's ``FrozenBatchNorm2d`` has none: ``layers.py:19``). VGG-16 has no
+BN, so these change nothing there.
 """
 
 from __future__ import annotations
@@ -45,13 +47,17 @@ class SegOutput(NamedTuple):
 
 
 class ASPPClassifier(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, dilations=(6, 12, 18, 24)):
+    """``bias_init``: ``zeros``, or ``pytorch``: ``nn.Conv2d``'s own U(±1/√fan_in), which the official heads keep
+    (ADVENT ``deeplabv2.py:55-59``, MaxSquare ``deeplab_multi.py:56-60``, FADA ``classifier.py:10-24``)."""
+
+    def __init__(self, in_channels: int, num_classes: int, dilations=(6, 12, 18, 24), bias_init: str = "zeros"):
         super().__init__()
         self.branches = nn.ModuleList(
             nn.Conv2d(in_channels, num_classes, 3, padding=d, dilation=d, bias=True) for d in dilations)
         for conv in self.branches:
             nn.init.normal_(conv.weight, 0.0, 0.01)
-            nn.init.zeros_(conv.bias)
+            if bias_init == "zeros":
+                nn.init.zeros_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return sum(branch(x) for branch in self.branches)
@@ -59,7 +65,8 @@ class ASPPClassifier(nn.Module):
 
 class DeepLabV2(nn.Module):
     def __init__(self, backbone: str, num_classes: int, dilations=(6, 12, 18, 24), multi_level: bool = True,
-                 bn_mode: str = "frozen", pretrained: str = "none", input_norm: str = "auto"):
+                 bn_mode: str = "frozen", pretrained: str = "none", input_norm: str = "auto",
+                 head_bias_init: str = "zeros", bn_eps: float = 1e-5, freeze_stem_bn: bool = False):
         super().__init__()
         self.backbone, layout = build_backbone(backbone, pretrained)
         if input_norm == "auto":
@@ -70,13 +77,19 @@ class DeepLabV2(nn.Module):
             raise ConfigError(f"model.multi_level: backbone {backbone!r} has a single feature level, so there is "
                               f"no auxiliary head (the papers' DeepLab-V2 VGG-16 is single-level). Set "
                               f"model.multi_level: false.")
-        self.head = ASPPClassifier(main_channels, num_classes, dilations)
-        self.aux_head = ASPPClassifier(aux_channels[-1], num_classes, dilations) if multi_level else None
+        self.head = ASPPClassifier(main_channels, num_classes, dilations, head_bias_init)
+        self.aux_head = ASPPClassifier(aux_channels[-1], num_classes, dilations, head_bias_init) if multi_level else None
         self.bn_mode = bn_mode
-        if bn_mode in ("frozen", "frozen_affine"):
-            for bn in self._batch_norms():
-                bn.weight.requires_grad_(False)
-                bn.bias.requires_grad_(False)
+        norms = list(self._batch_norms())
+        for bn in norms:
+            bn.eps = bn_eps
+        if freeze_stem_bn and not norms:
+            raise ConfigError(f"model.freeze_stem_bn: backbone {backbone!r} has no batch normalisation; set it to "
+                              f"false.")
+        frozen = norms if bn_mode in ("frozen", "frozen_affine") else norms[:1] if freeze_stem_bn else []
+        for bn in frozen:
+            bn.weight.requires_grad_(False)
+            bn.bias.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> SegOutput:
         """``x``: N×3×H×W float RGB images, values 0-255 (the data pipeline's items)."""
@@ -123,4 +136,4 @@ def build_backbone(name: str, pretrained: str) -> tuple[nn.Module, Layout | None
 
 def build_model(cfg, num_classes: int) -> DeepLabV2:
     return DeepLabV2(cfg.backbone, num_classes, cfg.aspp_dilations, cfg.multi_level, cfg.bn_mode, cfg.pretrained,
-                     cfg.input_norm)
+                     cfg.input_norm, cfg.head_bias_init, cfg.bn_eps, cfg.freeze_stem_bn)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..errors import UdabenchError
-from ..schema import closest
+from .errors import UdabenchError
+from .schema import closest
 
 LEAK_MARK = "‡"   # not †: the papers' own tables use it (e.g. MaxSquare's "reproduced")
 
@@ -39,8 +39,8 @@ class Selection:
     def notes(self) -> list[str]:
         if not self.leaks_target_labels:
             return []
-        return [f"{LEAK_MARK} {self.name}: each run's checkpoint is the one with the best mIoU on the target eval "
-                f"labels. This leaks target labels (the papers' common practice); it is not an unsupervised result."]
+        return [f"{LEAK_MARK} {self.name}: each run's checkpoint is the one with the {self.description}. This "
+                f"leaks target labels (the papers' common practice); it is not an unsupervised result."]
 
 
 SELECTIONS: dict[str, Selection] = {}
@@ -77,17 +77,27 @@ def _target_entropy(run: pd.DataFrame) -> pd.Series:
     return run.loc[run["target_entropy"].idxmin()]
 
 
-@register("oracle-target-val", "best mIoU on the target eval labels (leaks target labels)",
+@register("oracle-target-val", "best mIoU on the target eval labels",
           requires="miou", leaks_target_labels=True)
 def _oracle_target_val(run: pd.DataFrame) -> pd.Series:
     return run.loc[run["miou"].idxmax()]
+
+
+@register("oracle-in-training-val", "best mIoU of the official in-training validation on the target eval labels "
+          "(eval.validation: the official code's <id>best.pth)",
+          requires="val_miou", leaks_target_labels=True,
+          missing="Selection 'oracle-in-training-val' needs the mIoU of the in-training validation (val_miou), which "
+                  "runs record only when their suite sets eval.validation; set it and re-run, or pick another protocol.")
+def _oracle_in_training_val(run: pd.DataFrame) -> pd.Series:
+    return run.loc[run["val_miou"].idxmax()]
 
 
 def get_selection(name: str) -> Selection:
     try:
         return SELECTIONS[name]
     except KeyError:
-        known = "; ".join(f"{s.name}: {s.description}" for s in SELECTIONS.values())
+        known = "; ".join(f"{s.name}: {s.description}{' (leaks target labels)' * s.leaks_target_labels}"
+                          for s in SELECTIONS.values())
         raise UdabenchError(f"unknown selection protocol {name!r}.{closest(name, SELECTIONS)} "
                             f"Known: {known}.") from None
 
@@ -108,6 +118,11 @@ def select(records: pd.DataFrame, name: str = "last") -> pd.DataFrame:
         _check_field(run, run_dir, selection)
         chosen.append(selection.reduce(run).name)
     return records.loc[sorted(chosen)].reset_index(drop=True)
+
+
+def selected_step(rows: list[dict], name: str, where: str = "") -> int:
+    """The step whose evaluation protocol ``name`` picks among one run's ``rows`` (as ``select`` would)."""
+    return int(select(pd.DataFrame(rows).assign(run_dir=where), name)["step"].iloc[0])
 
 
 def _check_field(run: pd.DataFrame, run_dir: str, selection: Selection) -> None:
