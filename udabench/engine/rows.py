@@ -52,14 +52,14 @@ def protocol(suite: Suite, seed: int, world_size: int = 1, stages: list[dict] = 
         **eval_protocol(suite), "iterations": t.iterations, "source_warmup": t.source_warmup,
         "batch_size": t.batch_size, "world_size": world_size, "effective_batch_size": world_size * t.batch_size,
         "amp": t.amp, "channels_last": m.channels_last, "compile": t.compile, "seed": seed,
-        **{k: v for k, v in later.items() if v != LATER_DEFAULTS[k]},
+        **{k: v for k, v in later.items() if v != PROTOCOL_DEFAULTS[k]},
     }
 
 
 # Protocol fields recorded only away from these values (udabench's protocol), so older rows and new ones read alike.
-LATER_DEFAULTS = {"poly_horizon": None, "source_sampler": "uniform", "augment": {}, "stages": [],
-                  "param_listing": "unique", "train_align_corners": False, "head_bias_init": "zeros", "bn_eps": 1e-5,
-                  "freeze_stem_bn": False}
+PROTOCOL_DEFAULTS = {"poly_horizon": None, "source_sampler": "uniform", "augment": {}, "stages": [],
+                     "param_listing": "unique", "train_align_corners": False, "head_bias_init": "zeros",
+                     "bn_eps": 1e-5, "freeze_stem_bn": False}
 # What each of the official recipes' training settings means, for the notes under a report's tables.
 RECIPE_SETTINGS = {
     "param_listing": "segmenter SGD over the DeepLab lineage's parameter listing (deeplab_official: a backbone tensor "
