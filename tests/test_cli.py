@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from udabench import checkpoint
 from udabench.cli import main
-from udabench.engine import checkpoint
 from udabench.engine.rows import TIMING_FIELDS
 from udabench.engine.rundir import RunDir
 

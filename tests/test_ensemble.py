@@ -3,8 +3,8 @@
 import torch
 from torch.utils.data import default_collate
 
+from udabench import checkpoint
 from udabench.config import load_suite
-from udabench.engine import checkpoint
 from udabench.engine.runner import build_data, run_suite
 from udabench.losses import upsample
 from udabench.metrics import confusion_matrix

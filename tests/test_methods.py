@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
+from udabench import checkpoint
 from udabench.config import load_suite
-from udabench.engine import checkpoint
 from udabench.engine.build import build_run
 from udabench.engine.runner import build_data, run_suite
 from udabench.models import build_model

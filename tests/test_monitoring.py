@@ -22,9 +22,9 @@ import yaml
 from helpers import curves, events, texts, tiny_suite_dict
 from PIL import Image
 
+from udabench import checkpoint
 from udabench.classes import CLASS_SETS
 from udabench.config import TrainConfig, load_suite
-from udabench.engine import checkpoint
 from udabench.engine.loggers import PACKAGES, RunInfo, default_loggers, open_loggers
 from udabench.engine.monitor import Pace, duration, step_scalars
 from udabench.engine.runner import build_data, plan_runs, run_suite

@@ -10,8 +10,8 @@ import sys
 import pytest
 from helpers import next_claim, subprocess_env
 
+from udabench import checkpoint
 from udabench.cli import main
-from udabench.engine import checkpoint
 from udabench.engine.rows import TIMING_FIELDS
 from udabench.engine.runner import plan_runs
 

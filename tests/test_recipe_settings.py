@@ -13,15 +13,16 @@ from helpers import crafted_suite, tiny_suite_dict
 
 from udabench.analysis.configurations import configuration
 from udabench.analysis.report import _recipe_notes
+from udabench.checkpoint import load
 from udabench.config import load_suite
 from udabench.engine.build import build_run
-from udabench.engine.checkpoint import load
 from udabench.engine.ensemble import ensemble_rundir
 from udabench.engine.evalrun import eval_split
 from udabench.engine.evaluate import evaluate, scores
 from udabench.engine.rows import protocol
 from udabench.engine.rundir import RunDir, identity_of
 from udabench.engine.runner import plan_runs, run_suite
+from udabench.engine.trained import final_model, load_selected
 from udabench.errors import CheckpointError, ConfigError
 from udabench.models import DeepLabV2
 from udabench.registry import get_method
@@ -130,7 +131,7 @@ def test_a_stage_starts_from_the_checkpoint_its_selection_picks(tiny_data, tmp_p
     lines = source.metrics.read_text().splitlines()
     source.metrics.write_text("\n".join(l for l in lines if f'"step": {picked},' not in l) + "\n")
     with pytest.raises(CheckpointError, match=f"holds step {picked}, but 'source-val' picks step"):
-        source.load_selected("source-val", "cpu", fix="")
+        load_selected(source, "source-val", "cpu", fix="")
 
 
 def test_a_selected_start_needs_the_field_its_protocol_reads(tiny_data, tmp_path):
@@ -156,7 +157,7 @@ def test_an_ensemble_combines_its_members_selected_checkpoints_as_the_suite_says
     for spec in specs:
         picked = selected_step(spec.rundir.rows(), "oracle-target-val")
         assert load(spec.rundir.selected_checkpoint("oracle-target-val"))["step"] == picked
-        models.append(spec.rundir.final_model("cpu", "oracle-target-val"))
+        models.append(final_model(spec.rundir, "cpu", "oracle-target-val"))
     loader = torch.utils.data.DataLoader(eval_split(loaded), batch_size=2)
     by_hand = evaluate(lambda x: sum(m(x).main for m in models) / 2, loader, 19, torch.device("cpu"),
                        contextlib.nullcontext, options=loaded.eval)
@@ -170,7 +171,7 @@ def test_the_in_training_validation_is_scored_beside_the_reported_evaluation(tin
     loaded = load_suite(write(tmp_path, suite))
     (outcome,) = run_suite(loaded, tmp_path / "r")
     row = outcome.spec.rundir.rows()[-1]
-    model = outcome.spec.rundir.final_model("cpu")
+    model = final_model(outcome.spec.rundir, "cpu")
     view = load_suite(write(tmp_path, suite | {"data": {**suite["data"], "eval": {**suite["data"]["eval"],
                                                                                    "size": [48, 24]}}}, "v.yaml"))
     loader = torch.utils.data.DataLoader(eval_split(view), batch_size=2)

@@ -12,10 +12,9 @@ import torch
 import yaml
 from helpers import curves, events, texts, tiny_suite_dict
 
-from udabench import Method
+from udabench import Method, checkpoint
 from udabench.cli import main
 from udabench.config import load_suite
-from udabench.engine import checkpoint
 from udabench.engine.rows import TIMING_FIELDS
 from udabench.engine.runner import plan_runs, run_suite
 from udabench.registry import METHODS, discover, register

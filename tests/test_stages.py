@@ -11,10 +11,10 @@ import torch
 import yaml
 from helpers import tiny_suite_dict
 
-from udabench import Method, register
+from udabench import Method, checkpoint, register
 from udabench.config import load_suite
-from udabench.engine import checkpoint
 from udabench.engine.runner import plan_runs, run_suite
+from udabench.engine.trained import final_model
 from udabench.engine.trainer import Trainer
 from udabench.losses import entropy_map
 from udabench.models import build_model
@@ -162,7 +162,7 @@ def test_a_self_distillation_student_starts_fresh_and_learns_only_from_the_teach
 
     # Only the teacher's labels: no source batch, no target ground truth, and each pseudo-label is the argmax
     # of the teacher's final model on that image (logits up-sampled bilinearly to the label size).
-    teacher_model = teacher.rundir.final_model("cpu")
+    teacher_model = final_model(teacher.rundir, "cpu")
     for seen in Watcher.seen:
         batch = seen["target"]
         assert seen["source"] is None and "label" not in batch and "pseudo_label" in batch
@@ -191,7 +191,7 @@ def test_the_teacher_labels_images_read_as_its_evaluation_reads_them(tiny_data, 
     Watcher.seen = []
     teacher, student = (o.spec for o in run_suite(load_suite(write(tmp_path, suite)), tmp_path / "r",
                                                    methods=["test_student"]))
-    model = teacher.rundir.final_model("cpu")
+    model = final_model(teacher.rundir, "cpu")
     read = get_dataset("cityscapes", tiny_data["cityscapes"], "train", size=[64, 32])
     for index in range(len(read)):
         label = np.asarray(Image.open(student.rundir.path / "pseudo_labels" / f"{index:06d}.png"))

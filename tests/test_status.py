@@ -3,9 +3,9 @@
 import json
 import time
 
+from udabench import checkpoint
 from udabench.cli import main
 from udabench.config import load_suite
-from udabench.engine import checkpoint
 from udabench.engine.runner import plan_runs
 from udabench.engine.status import found_states
 

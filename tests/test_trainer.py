@@ -4,9 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from udabench import Method, register
+from udabench import Method, checkpoint, register
 from udabench.config import load_suite
-from udabench.engine import checkpoint
 from udabench.engine.rows import TIMING_FIELDS
 from udabench.engine.rundir import RunDir
 from udabench.engine.runner import build_data, plan_runs, run_suite

@@ -311,12 +311,13 @@ def cmd_eval(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .analysis.records import UNFINISHED, load_records
+    from .analysis.records import load_records
     from .analysis.report import build_report
+    from .vocabulary import Kind
 
     records = load_records(args.results, args.suite, args.include_running)
     text = build_report(records, args.format, args.selection, args.table, args.compare, args.suites_dir)
-    finished = records[records["kind"] != UNFINISHED]   # CCD, speed, figures, the page: finished runs only
+    finished = records[records["kind"] != Kind.UNFINISHED]   # CCD, speed, figures, the page: finished runs only
     if (args.ccd or args.speed or args.figures or args.html) and finished.empty:
         raise UdabenchError(f"--ccd, --speed, --figures and --html need finished runs; {args.results} has "
                             f"unfinished ones only (--include-running shows them in the tables).")

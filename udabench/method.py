@@ -32,12 +32,14 @@ import inspect
 import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
-
-from torch import nn
+from typing import TYPE_CHECKING, ClassVar
 
 from .errors import PluginError
 from .schema import show
+from .vocabulary import Role
+
+if TYPE_CHECKING:   # torch is imported where a run is built, not by `import udabench` (the CLI starts fast)
+    from torch import nn
 
 
 class Method:
@@ -45,7 +47,7 @@ class Method:
     paper: ClassVar[str] = ""
     description: ClassVar[str] = ""
     display_name: ClassVar[str] = ""     # row label in tables (defaults to the name)
-    role: ClassVar[str] = "uda"          # in tables: "lower_bound", "upper_bound", "control" or "uda"
+    role: ClassVar[str] = Role.UDA       # in tables: what the method is for (vocabulary.Role), checked at registration
     uses_source: ClassVar[bool] = True
     uses_target: ClassVar[bool] = True   # False: target images never reach the model in training
     uses_target_labels: ClassVar[bool] = False  # True only for the oracle: labels are withheld otherwise

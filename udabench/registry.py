@@ -26,6 +26,7 @@ from . import builtin
 from .errors import ConfigError, PluginError
 from .method import Method
 from .schema import FOLDER_NAME, FOLDER_NAME_RULE, check_supported, closest
+from .vocabulary import Role
 
 METHODS: dict[str, type[Method]] = {}          # registered by Python code outside the method folders
 _BY_FILE: dict[Path, list[type[Method]]] = {}  # plugin file -> the methods it registered
@@ -67,6 +68,9 @@ def contract_problem(cls) -> str:
         return f"Hparams: {exc}"
     if cls.train_step is Method.train_step:
         return "it does not define train_step(self, source, target, step)"
+    if cls.role not in set(Role):
+        return (f"role = {cls.role!r} is not one of {', '.join(map(repr, Role))} (what the method is for in a table: "
+                f"its place in the row order and which row the gains are measured against)")
     return ""
 
 

@@ -52,6 +52,15 @@ def test_train_step_returning_anything_but_a_dict_of_floats(bad, returns, named)
         named=(str(file), "Plugin.train_step", named, "at step 0", ".item()"))
 
 
+def test_a_misspelt_role_is_refused_at_registration_naming_the_file(bad):
+    """It would otherwise rank the method as UDA and measure its gain against Source-only."""
+    text = PLUGIN.format(name="lower", returns="logs", hparams=DATACLASS).replace(
+        '    uses_target = False', '    uses_target = False\n    role = "lowerbound"')
+    file = plugin(bad.tmp_path / "plugins", "lower", text=text)
+    bad("run", bad.suite(), "--methods", "lower", "--methods-dir", file.parent,
+        named=(str(file), "role = 'lowerbound' is not one of", "'lower_bound'"))
+
+
 def test_hparams_that_are_not_a_dataclass(bad):
     file = plugin(bad.tmp_path / "plugins", "no_dataclass", hparams="    class Hparams:\n        weight = 1.0")
     bad("run", bad.suite(), "--methods", "no_dataclass", "--methods-dir", file.parent,

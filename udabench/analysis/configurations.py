@@ -25,13 +25,14 @@ import pandas as pd
 
 from ..engine.rundir import RunDir, comparable_run, config_key, flatten
 from ..errors import UdabenchError
+from ..vocabulary import Kind, Role
 
 log = logging.getLogger("udabench")
 
 CITY_FIELDS = ("data.target.dataset", "data.eval.dataset")   # a cross-city suite's cities: columns, not rows
-ROLE_ORDER = {"lower_bound": 0, "control": 1, "uda": 1, "upper_bound": 2}
-KIND_ORDER = {"measured": 0, "unfinished": 1, "released": 2, "paper": 3}
-KIND_QUALIFIER = {"unfinished": "unfinished", "released": "released checkpoint"}   # in the labels of such rows
+ROLE_ORDER = {Role.LOWER_BOUND: 0, Role.CONTROL: 1, Role.UDA: 1, Role.UPPER_BOUND: 2}
+KIND_ORDER = {Kind.MEASURED: 0, Kind.UNFINISHED: 1, Kind.RELEASED: 2, Kind.PAPER: 3}
+KIND_QUALIFIER = {Kind.UNFINISHED: "unfinished", Kind.RELEASED: "released checkpoint"}   # in the labels of such rows
 
 
 @dataclass
@@ -133,7 +134,7 @@ def _order(configs: pd.DataFrame, labels: dict[str, str], suite_order: list[str]
     position = {method: i for i, method in enumerate(suite_order)}
 
     def rank(r):
-        return (KIND_ORDER.get(r.kind, len(KIND_ORDER)), ROLE_ORDER.get(r.role, ROLE_ORDER["uda"]),
+        return (KIND_ORDER.get(r.kind, len(KIND_ORDER)), ROLE_ORDER[r.role],
                 position.get(r.method, len(position)), r.method, labels[r.config])
 
     return {r.config: i for i, r in enumerate(sorted(configs.itertuples(), key=rank))}

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..classes import get_class_set
+from ..vocabulary import Role
 from .panels import PredictionPanels
 from .tables import matching, ordered_groups, per_class_table
 
@@ -93,7 +94,7 @@ def iou_heatmap(selected: pd.DataFrame, class_set: str, title: str) -> Figure:
 def gain_over_source_only(selected: pd.DataFrame, class_set: str, title: str) -> Figure | None:
     """Per-class IoU of each row minus that of its Source-only row (the lower bound of the same suite
     settings; means over seeds); rows without one are left out, and None when no row has one."""
-    baseline = matching(selected, "lower_bound")
+    baseline = matching(selected, Role.LOWER_BOUND)
     if not baseline:
         return None
     table = iou_means(selected, class_set)
@@ -101,7 +102,7 @@ def gain_over_source_only(selected: pd.DataFrame, class_set: str, title: str) ->
     gain = pd.DataFrame([table.loc[row] - table.loc[baseline[row]] for row in rows], index=rows)
     # The colour range follows the UDA rows: the Oracle's far larger gains would wash them out (its
     # cells saturate; their values are printed).
-    bounds = selected.loc[selected["role"] == "upper_bound", "label"]
+    bounds = selected.loc[selected["role"] == Role.UPPER_BOUND, "label"]
     adapted = gain.drop(index=bounds, errors="ignore")
     limit = max(float(np.nanmax(np.abs((adapted if not adapted.empty else gain).to_numpy()))), 1.0)
     return _heatmap(gain, title, cmap="vlag_r", vmin=-limit, vmax=limit, fmt="+.1f")

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..engine.rundir import RunDir
 from ..errors import UdabenchError
+from ..vocabulary import Kind
 from .configurations import configuration, describe
 from .published import written_by_run
 
@@ -23,7 +24,6 @@ log = logging.getLogger("udabench")
 REQUIRED = ("suite", "method", "method_label", "role", "kind", "seed", "step", "miou", "class_sets")
 # The kind of an unfinished run's row (``include_running``): a row of its own in every table, never averaged
 # with finished runs, ranked or given a gain (it is not a finished measurement).
-UNFINISHED = "unfinished"
 
 
 def load_records(results: str | Path, suite: str | None = None, include_running: bool = False) -> pd.DataFrame:
@@ -78,9 +78,9 @@ def _usable_rows(run: RunDir) -> list[dict]:
 
 
 def _latest_row(run: RunDir) -> list[dict]:
-    """The latest evaluation of an unfinished run, as kind ``UNFINISHED`` (none before its first evaluation)."""
+    """The latest evaluation of an unfinished run, as kind ``Kind.UNFINISHED`` (none before its first evaluation)."""
     rows = [row for row in run.rows() if all(key in row for key in REQUIRED)]
-    return [{**max(rows, key=lambda row: row["step"]), "kind": UNFINISHED}] if rows else []
+    return [{**max(rows, key=lambda row: row["step"]), "kind": Kind.UNFINISHED}] if rows else []
 
 
 def protocol_field(records: pd.DataFrame, key: str) -> pd.Series:

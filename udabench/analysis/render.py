@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..vocabulary import Kind, Role
+
 STD, N = " std", " n"
 ROW_FACTS = ("role", "kind")          # data about a row, for ranking and rules; not a column of the output
 LOWER_IS_BETTER = {"gap"}
@@ -53,7 +55,7 @@ def render(table: pd.DataFrame, fmt: str, title: str = "", digits: int = 1, note
 def ranked(facts: pd.DataFrame) -> np.ndarray:
     """Rows that compete for best-in-column: measured and not an upper bound (every row of a plain table)."""
     kind, role = facts["kind"], facts["role"]
-    return ((kind.isna() | kind.eq("measured")) & ~role.eq("upper_bound")).to_numpy()
+    return ((kind.isna() | kind.eq(Kind.MEASURED)) & ~role.eq(Role.UPPER_BOUND)).to_numpy()
 
 
 @dataclass
@@ -145,7 +147,7 @@ def _is_companion(col: str, table: pd.DataFrame) -> bool:
 
 def _rules(kind: pd.Series) -> list[int]:
     """Where a new kind of row starts (measured, then released, then published rows)."""
-    kinds = [k if isinstance(k, str) else "measured" for k in kind]   # a plain table has no kind column
+    kinds = [k if isinstance(k, str) else Kind.MEASURED for k in kind]   # a plain table has no kind column
     return [i for i in range(1, len(kinds)) if kinds[i] != kinds[i - 1]]
 
 

@@ -13,13 +13,13 @@ import pandas as pd
 
 from ..classes import SUBSET_NOTES
 from ..config import ReferenceRow
-from ..engine.rows import RECIPE_SETTINGS
 from ..engine.rundir import REFERENCES
 from ..errors import UdabenchError
 from ..selection import Selection, get_selection, select
+from ..vocabulary import RECIPE_SETTINGS, Kind, Role
 from .compare import paired_bootstrap
 from .published import published
-from .records import UNFINISHED, protocol_field
+from .records import protocol_field
 from .render import render
 from .tables import miou_table, oracle_gap_table, paper_notes, per_class_table
 
@@ -41,11 +41,11 @@ def build_report(records: pd.DataFrame, fmt: str = "text", selection: str | None
         elif not compare:
             runs = group[["label", "seed", "step", "miou"]]
             runs = runs.rename(columns={"label": "method", "miou": "mIoU"})
-            which = "runs" if (group["kind"] == UNFINISHED).any() else "finished runs"
+            which = "runs" if (group["kind"] == Kind.UNFINISHED).any() else "finished runs"
             parts.append(render(runs.set_index("method"), fmt, f"{suite}: {which}, selection: {sel.title}",
                                 notes=sel.notes() + _unfinished_notes(group)))
         if compare:   # seeds of finished runs only
-            comparisons = _comparisons(suite, group[group["kind"] != UNFINISHED], compare, sel, fmt)
+            comparisons = _comparisons(suite, group[group["kind"] != Kind.UNFINISHED], compare, sel, fmt)
             parts += comparisons
             compared += len(comparisons)
     if compare and not compared:
@@ -73,7 +73,7 @@ def _suite_tables(suite: str, group: pd.DataFrame, sel: Selection, fmt: str, sui
             title = f"{suite}: per-class IoU (%), {class_set}{where}; selection: {sel.title}; mean ± std over seeds"
             parts.append(render(per_class_table(runs, class_set, refs, sel.marker), fmt, title,
                                 notes=notes + paper_notes(refs), bold=True))
-            if (runs["role"] == "upper_bound").any():
+            if (runs["role"] == Role.UPPER_BOUND).any():
                 title = f"{suite}: oracle gap (mIoU, {class_set}){where}; selection: {sel.title}"
                 parts.append(render(oracle_gap_table(runs, class_set, sel.marker), fmt, title, notes=notes,
                                     bold=True))
@@ -148,7 +148,7 @@ STATUS = {"partial": "in progress or interrupted", "failed": "failed", "new": "n
 
 
 def _unfinished_notes(group: pd.DataFrame) -> list[str]:
-    runs = group[group["kind"] == UNFINISHED].sort_values(["row_order", "seed"])
+    runs = group[group["kind"] == Kind.UNFINISHED].sort_values(["row_order", "seed"])
     if runs.empty:
         return []
     which = "; ".join(f"{r.label} seed {r.seed}: step {r.step} of {r.iterations}, "

@@ -15,19 +15,21 @@ from ..config import DatasetConfig, EvalConfig, Suite
 from ..data import get_dataset
 from ..engine.evaluate import class_scores
 from ..engine.rundir import RunDir
+from ..engine.trained import final_model
 from ..losses import entropy_map
+from ..vocabulary import Kind
 
 
 def load_run(run: str | Path, device: torch.device) -> tuple[Suite, torch.nn.Module]:
-    """The suite and the final segmentation model of a finished run directory (``RunDir.final_model``)."""
+    """The suite and the final segmentation model of a finished run directory (``trained.final_model``)."""
     rundir = RunDir.open(run)
-    return rundir.suite(), rundir.final_model(device)
+    return rundir.suite(), final_model(rundir, device)
 
 
 def model_runs(records: pd.DataFrame) -> pd.DataFrame:
     """One record per run of ``records`` that trained a model of its own (measured, not an ensemble),
     by table order then seed."""
-    runs = records[records["kind"] == "measured"].drop_duplicates("run_dir")
+    runs = records[records["kind"] == Kind.MEASURED].drop_duplicates("run_dir")
     own_model = [("method" in RunDir.open(path).run) for path in runs["run_dir"]]
     return runs[own_model].sort_values(["row_order", "seed"], kind="stable")
 

@@ -12,6 +12,7 @@ import math
 
 import pandas as pd
 
+from ..vocabulary import Kind
 from .records import protocol_field
 from .render import render
 
@@ -33,7 +34,7 @@ def speed_tables(records: pd.DataFrame, fmt: str = "text") -> list[str]:
 def speed_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration (``load_records``: runs that differ in a setting, e.g. ``train.amp``, are
     rows of their own), in the report's row order; only trained (measured) runs have speed fields."""
-    rows = rows[rows["kind"] == "measured"]
+    rows = rows[rows["kind"] == Kind.MEASURED]
     rows = rows.assign(**{c: pd.to_numeric(rows[c], errors="coerce") if c in rows else math.nan for c in COLUMNS})
     warmup = pd.to_numeric(protocol_field(rows, "source_warmup"), errors="coerce").fillna(0)
     rows = rows.assign(setting=_settings(rows), adapting=rows["step"] > warmup)

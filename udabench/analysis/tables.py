@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..vocabulary import Kind, Role
 from .render import ROW_FACTS, STD, N, is_count
 
-SOURCE = {"measured": "measured", "released": "released checkpoint", "unfinished": "unfinished run: latest eval"}
+SOURCE = {Kind.MEASURED: "measured", Kind.RELEASED: "released checkpoint",
+          Kind.UNFINISHED: "unfinished run: latest eval"}
 BOUND_SOURCE = "measured, target labels"      # the upper bound's source cell: not ranked against UDA methods
 
 
@@ -34,8 +36,8 @@ def per_class_table(selected: pd.DataFrame, class_set: str, references=(), marke
     rows = _run_rows(selected, values, marker) + _paper_rows(
         references, lambda ref: {**{c: ref.iou.get(c) for c in classes}, "mIoU": ref.miou.get(class_set)})
     table = _frame(rows)
-    if _has_role(selected, "lower_bound"):
-        baseline = matching(selected, "lower_bound")
+    if _has_role(selected, Role.LOWER_BOUND):
+        baseline = matching(selected, Role.LOWER_BOUND)
         gain = pd.Series({row: table.loc[row, "mIoU"] - table.loc[base, "mIoU"] for row, base in baseline.items()},
                          dtype=float)
         table.insert(table.columns.get_loc("seeds"), "gain", gain.reindex(table.index))
@@ -46,8 +48,8 @@ def oracle_gap_table(selected: pd.DataFrame, class_set: str, marker: str = "") -
     """Measured rows' mIoU, the mIoU of the upper bound (oracle) of the same suite settings and the gap
     (oracle - row), means over seeds; the upper bounds' own rows are left out."""
     table = per_class_table(selected, class_set, marker=marker)
-    oracle = matching(selected, "upper_bound")
-    rows = table[table["kind"].eq("measured") & ~table["role"].eq("upper_bound")]
+    oracle = matching(selected, Role.UPPER_BOUND)
+    rows = table[table["kind"].eq(Kind.MEASURED) & ~table["role"].eq(Role.UPPER_BOUND)]
     gap = rows[["source", "mIoU", "mIoU" + STD, "mIoU" + N]].copy()
     for suffix in ("", STD, N):
         column = table["mIoU" + suffix]
@@ -90,14 +92,14 @@ def matching(selected: pd.DataFrame, role: str) -> dict[str, str]:
 
     A row gets one only when exactly one such row exists; the ``role`` rows themselves get none.
     """
-    configs = selected[selected["kind"] == "measured"].drop_duplicates("config")
+    configs = selected[selected["kind"] == Kind.MEASURED].drop_duplicates("config")
     bounds = configs[configs["role"] == role].groupby("suite_key")["label"].agg(list)
     return {row.label: bounds[row.suite_key][0] for row in configs.itertuples()
             if row.role != role and len(bounds.get(row.suite_key, [])) == 1}
 
 
 def _has_role(selected: pd.DataFrame, role: str) -> bool:
-    return bool((selected["kind"].eq("measured") & selected["role"].eq(role)).any())
+    return bool((selected["kind"].eq(Kind.MEASURED) & selected["role"].eq(role)).any())
 
 
 def _run_rows(selected: pd.DataFrame, values, marker: str) -> list[dict]:
@@ -107,8 +109,8 @@ def _run_rows(selected: pd.DataFrame, values, marker: str) -> list[dict]:
     for _, group in ordered_groups(selected):
         first = group.iloc[0]
         stats = _stats(values(group))
-        if first["kind"] == "measured":
-            source = (BOUND_SOURCE if first["role"] == "upper_bound" else SOURCE["measured"]) + marker
+        if first["kind"] == Kind.MEASURED:
+            source = (BOUND_SOURCE if first["role"] == Role.UPPER_BOUND else SOURCE[Kind.MEASURED]) + marker
         else:
             source = SOURCE.get(first["kind"], first["kind"])
         rows.append({"method": first["label"], "source": source, **stats,
@@ -119,7 +121,7 @@ def _run_rows(selected: pd.DataFrame, values, marker: str) -> list[dict]:
 
 def _paper_rows(references, cells) -> list[dict]:
     """``(label, ReferenceRow)`` pairs as rows "paper [k]", ``cells(ref)`` giving the published values."""
-    return [{"method": label, "source": f"paper [{k}]", **cells(ref), "kind": "paper"}
+    return [{"method": label, "source": f"paper [{k}]", **cells(ref), "kind": Kind.PAPER}
             for k, (label, ref) in enumerate(references, 1)]
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..checkpoint import SEGMENTER
 from ..classes import IGNORE_INDEX, ClassSet
 from ..losses import segmentation_loss, upsample
-from .checkpoint import SEGMENTER
 from .distributed import DistInfo, average_gradients
 from .listing import segmenter_optimizer
 

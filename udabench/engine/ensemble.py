@@ -20,10 +20,12 @@ import torch
 
 from ..config import Suite
 from ..errors import UdabenchError
+from ..vocabulary import Role
 from .evalrun import score_eval_split, write_evaluation_run
 from .rows import protocol
 from .rundir import RunDir, identity_of
 from .stages import RunSpec
+from .trained import final_model
 
 
 def ensemble_rundir(suite: Suite, results, name: str, members: list[RunSpec], seed: int) -> RunDir:
@@ -46,7 +48,7 @@ def evaluate_ensemble(suite: Suite, name: str, members: list[RunSpec], rundir: R
     if missing:
         raise UdabenchError(f"ensemble {name!r} needs finished runs of {', '.join(m.method.name for m in missing)} "
                             f"(seed {members[0].seed}); run those methods first.")
-    models = [member.rundir.final_model(device, suite.report.selection) for member in members]
+    models = [final_model(member.rundir, device, suite.report.selection) for member in members]
 
     def forward(image: torch.Tensor) -> torch.Tensor:
         logits = [m(image).main.float() for m in models]
@@ -58,7 +60,7 @@ def evaluate_ensemble(suite: Suite, name: str, members: list[RunSpec], rundir: R
     evaluation = score_eval_split(suite, forward, eval_set, device)
     seed, ws = members[0].seed, members[0].rundir.world_size
     return write_evaluation_run(suite, rundir, evaluation, suite.train.iterations, env,   # the members' final step
-                                method=slug(name), method_label=name, role="uda", seed=seed,
+                                method=slug(name), method_label=name, role=Role.UDA, seed=seed,
                                 hparams={m.method.name: asdict(m.hparams) for m in members},  # tells variants apart
                                 ensemble_of=[m.rundir.id for m in members], world_size=ws,
                                 row_protocol=protocol(suite, seed, ws) | combination(suite))

@@ -25,6 +25,7 @@ from ..data import get_dataset, suite_datasets
 from ..models import build_model
 from ..models.released import convert_checkpoint, load_converted
 from ..models.weights import resolve_input_norm
+from ..vocabulary import Kind, Role
 from .environment import collect_env
 from .evaluate import Evaluation, evaluate, scores
 from .rows import eval_protocol, metrics_row
@@ -80,8 +81,8 @@ def evaluate_checkpoint(suite_file: str, checkpoint: str, fmt: str = "udabench",
     evaluation = score_eval_split(suite, lambda x: model(x).main, eval_split(suite), device)
     step = int(converted.step or 0)
     row = write_evaluation_run(suite, rundir, evaluation, step, collect_env(device), method=name,
-                               method_label=f"{stem} (released, {fmt})", role="uda", seed=0, hparams={},
-                               kind="released", iterations=step, checkpoint=str(checkpoint), format=fmt,
+                               method_label=f"{stem} (released, {fmt})", role=Role.UDA, seed=0, hparams={},
+                               kind=Kind.RELEASED, iterations=step, checkpoint=str(checkpoint), format=fmt,
                                sha256=digest, row_protocol={**eval_protocol(suite), "checkpoint_format": fmt})
     return row, True
 

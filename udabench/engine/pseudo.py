@@ -26,6 +26,7 @@ from ..errors import DataError
 from ..io import atomic_path, atomic_write_text
 from ..losses import upsample
 from .distributed import DistInfo, all_reduce_sum
+from .trained import final_model
 
 FOLDER = "pseudo_labels"
 MANIFEST = "manifest.json"
@@ -41,7 +42,7 @@ def label_with_teacher(spec, dataset, device: torch.device, dist: DistInfo = Dis
     if _manifest(folder) == json.loads(json.dumps(expected)):
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    model = teacher.rundir.final_model(device)
+    model = final_model(teacher.rundir, device)
     shard = list(range(dist.rank, len(dataset), dist.world_size))
 
     def batches(items):

@@ -4,9 +4,8 @@ Every writer (the trainer, ensembles, scored released checkpoints, tests) builds
 field is added once. A row says what it scores (suite, method, role, kind, seed, run id, step), the scores
 of every class set from one confusion matrix, and the protocol that produced them.
 
-``role`` says what a method is for in a table: ``lower_bound`` (Source-only), ``upper_bound`` (Oracle),
-``control`` (e.g. target-BN) or ``uda``. ``kind`` says where the numbers come from: ``measured`` (trained
-here), ``released`` (a paper's released checkpoint scored here); published rows are ``paper`` (tables only).
+``role`` says what a method is for in a table and ``kind`` where the numbers come from (``vocabulary.py``:
+``Role``, ``Kind``).
 """
 
 from __future__ import annotations
@@ -16,14 +15,14 @@ import time
 from ..config import DomainAugment, Suite
 from ..models.weights import resolve_input_norm
 from ..schema import to_dict
+from ..vocabulary import PROTOCOL_DEFAULTS, Kind
 
-KINDS = ("measured", "released", "paper")
 # Measured times and memory of a row: they differ between two runs that are otherwise identical.
 TIMING_FIELDS = ("step_time", "data_time", "compute_time", "images_per_s", "peak_mem_gb")
 
 
 def metrics_row(suite: Suite, *, method: str, method_label: str, role: str, seed: int, run_id: str, step: int,
-                scores: dict, hparams: dict, kind: str = "measured", world_size: int = 1,
+                scores: dict, hparams: dict, kind: str = Kind.MEASURED, world_size: int = 1,
                 stages: list[dict] = (), row_protocol: dict | None = None, **extra) -> dict:
     """The row of one evaluation; ``scores`` as ``evaluate.scores`` returns them, ``extra`` adds fields;
     ``stages``: the run's stage chain (``RunSpec.stages``), recorded in the protocol. ``row_protocol`` replaces
@@ -54,21 +53,6 @@ def protocol(suite: Suite, seed: int, world_size: int = 1, stages: list[dict] = 
         "amp": t.amp, "channels_last": m.channels_last, "compile": t.compile, "seed": seed,
         **{k: v for k, v in later.items() if v != PROTOCOL_DEFAULTS[k]},
     }
-
-
-# Protocol fields recorded only away from these values (udabench's protocol), so older rows and new ones read alike.
-PROTOCOL_DEFAULTS = {"poly_horizon": None, "source_sampler": "uniform", "augment": {}, "stages": [],
-                     "param_listing": "unique", "train_align_corners": False, "head_bias_init": "zeros",
-                     "bn_eps": 1e-5, "freeze_stem_bn": False}
-# What each of the official recipes' training settings means, for the notes under a report's tables.
-RECIPE_SETTINGS = {
-    "param_listing": "segmenter SGD over the DeepLab lineage's parameter listing (deeplab_official: a backbone tensor "
-                     "takes 3-4 momentum steps per iteration, about 3x the nominal LR; docs/recipes.md)",
-    "train_align_corners": "training losses on logits up-sampled with align_corners=True",
-    "head_bias_init": "ASPP head biases at PyTorch's default init",
-    "bn_eps": "BN epsilon",
-    "freeze_stem_bn": "stem BN affine frozen",
-}
 
 
 def eval_protocol(suite: Suite) -> dict:

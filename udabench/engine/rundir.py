@@ -4,8 +4,9 @@ A run is named by its identity: ``{"suite": <resolved suite without methods/seed
 seed, ...}}`` (``config.yaml``); the id hashes it, so re-running a suite finds its finished runs (``done``) and
 resumes unfinished ones from ``checkpoints/last.pt``. ``metrics.jsonl`` holds one self-describing row per
 evaluation and ``eval/step<S>.npz`` its per-image confusion matrices; reports read nothing else. Damage is
-contained here: a torn row is skipped with a warning naming file and line, an unreadable checkpoint or eval
-file is a ``CheckpointError`` the caller turns into a skipped run, never a crash.
+contained here: a torn row is skipped with a warning naming file and line, an unreadable eval file is a
+``CheckpointError`` the caller turns into a skipped run, never a crash. The models in a run directory are read by
+``trained.py``; this module reads files and rows only (no torch), so reading results is fast.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import json
 import logging
 import shutil
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,6 @@ from ..data.synthetic import GENERATOR_VERSION
 from ..errors import CheckpointError, UdabenchError
 from ..io import atomic_path, atomic_write_text
 from ..schema import from_dict, to_dict
-from . import checkpoint
 
 log = logging.getLogger("udabench")
 
@@ -302,45 +301,6 @@ class RunDir:
         """The member runs of an ensemble (beside it in the suite folder); a missing one is a ``UdabenchError``."""
         return [RunDir.open(self.suite_dir / method / run_id)
                 for method, run_id in zip(self.run["member_methods"], self.run["members"])]
-
-    def final_model(self, device, selection: str = "last"):
-        """The segmentation model of this finished run, built from its suite, in eval mode: its final weights, or
-        those of the evaluation ``selection`` picks (``load_selected``)."""
-        from ..models import build_model
-        from ..models.weights import resolve_input_norm
-
-        if "method" not in self.run:
-            raise UdabenchError(f"{self.path} has no model of its own (an ensemble or a released-checkpoint "
-                                f"score); use its member runs instead.")
-        if self.status != "done" or not self.checkpoint.is_file():
-            raise UdabenchError(f"{self.path} has not finished (no 'done' marker or no {self.checkpoint}); "
-                                f"finish it with `udabench run` first.")
-        suite = self.suite()
-        # the checkpoint replaces every weight: the init file need not exist here (it may have set the input)
-        model_cfg = replace(suite.model, pretrained="none", input_norm=resolve_input_norm(suite.model))
-        model = build_model(model_cfg, suite.class_set.num_classes)
-        state = self.load_selected(selection, "cpu", fix="Re-run this method to recreate it.")
-        model.load_state_dict(checkpoint.segmenter_state(state))
-        return model.to(device).eval()
-
-    def load_selected(self, selection: str, device, fix: str, purpose: str = "read checkpoint") -> dict:
-        """The checkpoint ``selected_checkpoint(selection)``; for a kept one, checked to hold the step that
-        ``selection`` picks among the run's rows (a ``CheckpointError`` otherwise)."""
-        path = self.selected_checkpoint(selection)
-        if selection != "last" and not path.is_file():
-            raise CheckpointError(f"{self.path} kept no checkpoint selected by {selection!r} ({path}): runs keep one "
-                                  f"only for their suite's report.selection and the start_selection of the stages "
-                                  f"that start from them, and only of their own evaluations (not of a shared "
-                                  f"warm-up's). {fix}")
-        state = checkpoint.load(path, device, fix, purpose)
-        if selection != "last":
-            from ..selection import selected_step
-
-            picked = selected_step(self.rows(), selection, str(self.path))
-            if state.get("step") != picked:
-                raise CheckpointError(f"{path} holds step {state.get('step')}, but {selection!r} picks step {picked} "
-                                      f"of {self.metrics}: the rows and the kept checkpoint disagree. {fix}")
-        return state
 
 
 def identity_of(suite: Suite, seed: int, *, world_size: int = 1, **run) -> dict:

@@ -25,14 +25,14 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
+from .. import checkpoint
+from ..checkpoint import SEGMENTER
 from ..errors import CheckpointError, NonFiniteLoss, UdabenchError
 from ..method import check_logs
 from ..selection import selected_step
-from . import checkpoint
 from .augment import Augmented
 from .balanced import ClassBalancedSampler, class_presence
 from .build import build_run
-from .checkpoint import SEGMENTER
 from .claim import Claim, ClaimLost
 from .distributed import DistInfo, barrier, max_over_ranks
 from .environment import collect_env
@@ -46,6 +46,7 @@ from .rows import metrics_row, protocol
 from .sampling import ResumableSampler
 from .speed import count_flops, peak_memory_gb, reset_peak_memory, synchronize
 from .stages import WARMUP_TITLE, RunSpec, Start
+from .trained import load_selected
 
 
 @dataclass
@@ -149,7 +150,7 @@ class Trainer:
                                 f"the process that trains it).")
         fix = f"Delete the folder {upstream.path}: the next `udabench run` trains that stage again."
         path = upstream.selected_checkpoint(start.selection)
-        state = upstream.load_selected(start.selection, self.device, fix, purpose=f"load {what} from")
+        state = load_selected(upstream, start.selection, self.device, fix, purpose=f"load {what} from")
         self._check_world_size(state, path, fix)
         try:
             self.ctx.load_state_dict(state, only=(SEGMENTER,), optimizers=not start.restart)
@@ -323,7 +324,7 @@ class Trainer:
 
     def _keep_selected(self, step: int) -> None:
         """The segmenter's weights for every selection protocol the run keeps (``RunSpec.keep``) that now picks
-        this evaluation; the weights of the evaluation each picks in the end stay (``RunDir.load_selected``)."""
+        this evaluation; the weights of the evaluation each picks in the end stay (``trained.load_selected``)."""
         rows = self.spec.rundir.rows() if self.spec.keep else []
         for name in self.spec.keep:
             if selected_step(rows, name, str(self.spec.rundir.path)) == step:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..checkpoint import segmenter_state
 from ..errors import UdabenchError
 from .weights import common_prefix, read_tensor_file
 
@@ -88,9 +89,7 @@ def load_converted(model: nn.Module, state: dict[str, torch.Tensor], path: str) 
 
 
 def _from_udabench(obj) -> Converted | None:
-    """The engine owns its checkpoint format (``engine/checkpoint.py``)."""
-    from ..engine.checkpoint import segmenter_state
-
+    """udabench's own checkpoint format (``udabench/checkpoint.py``)."""
     try:
         state = segmenter_state(obj)
     except (KeyError, TypeError):

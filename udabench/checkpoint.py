@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
-from ..io import atomic_path
+from .errors import CheckpointError
+from .io import atomic_path
 
 SEGMENTER = "model"     # the slot of the segmentation model
 
