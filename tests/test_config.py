@@ -137,5 +137,7 @@ def test_strings_keep_being_strings(write_suite):
 
 
 def test_a_number_where_a_string_is_expected_says_to_quote_it(write_suite):
-    with pytest.raises(ConfigError, match=r"'name' must be a string, got 1000\.0\. .*quote"):
+    with pytest.raises(ConfigError, match=r"'name' must be a string, got 1000\.0\. Quote it"):
         load_suite(write_suite(), ["name=1e3"])
+    with pytest.raises(ConfigError, match=r"'name' must be a string, got \[1\]\.$"):   # no quoting makes a list one
+        load_suite(write_suite(), ["name=[1]"])

@@ -206,7 +206,8 @@ def convert(tp, value: Any, where: str, source: str):
     if tp is str:
         if isinstance(value, str):
             return value
-        quote = " Quote it: unquoted, YAML reads 12, 1e3 or yes as a number or a boolean." if value is not None else ""
+        quote = " Quote it: unquoted, YAML reads 12, 1e3 or yes as a number or a boolean." \
+            if isinstance(value, (int, float)) else ""
         raise _type_error(where, source, "a string", value, quote)
     raise TypeError(f"schema type {tp!r} at {where} is not supported")
 
