@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from udabench.config import load_suite
+from udabench.config import load_suite, parse_yaml
 from udabench.errors import ConfigError
 
 
@@ -84,3 +84,60 @@ def test_shipped_suites_are_valid(monkeypatch):
         suite = load_suite(path)
         assert suite.name == path.stem, path
         assert yaml.safe_load(path.read_text())["description"]
+
+
+# ---- numbers in exponent notation (issue 23, item 4) ---------------------------------------------------
+# YAML 1.1, which PyYAML implements, reads 1e-4 (no dot, unsigned exponent...) as a string; YAML 1.2,
+# OmegaConf, mmengine's --cfg-options and pydantic read it as the number. Suites and --set do too.
+EXPONENT_FLOATS = ["1e-4", "1E-4", "1e3", "+1e-3", "2.5e-4", "2.5E4", "5.e-1", ".5", "+.5", "-.5"]
+
+
+@pytest.mark.parametrize("text", EXPONENT_FLOATS)
+def test_a_number_in_any_float_notation_is_a_number(text):
+    value = parse_yaml(f"x: {text}", "test")["x"]
+    assert type(value) is float and value == float(text)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1e-4x", "1e-4x"), ("e5", "e5"), ("1e", "1e"), ("1e+", "1e+"), ("1.2.3", "1.2.3"), ("1e-4.5", "1e-4.5"),
+    ("resnet101", "resnet101"), ("/data/GTA5", "/data/GTA5"), ("'1e-4'", "1e-4"), ('"24:00:00"', "24:00:00"),
+    ("cuda:0", "cuda:0"), ("2-00:00:00", "2-00:00:00"), ("v1.0e3", "v1.0e3"), (".e5", ".e5"), ("+", "+"),
+    ("09", "09"), ("1_0e-5", "1_0e-5"), ("5e3a", "5e3a"),
+    ("24:00:00", 86400), ("1_000", 1000), ("0x1F", 31), ("12", 12), ("1.5", 1.5), (".inf", float("inf")),
+    ("yes", True), ("~", None),
+])
+def test_anything_else_is_read_as_before(text, expected):
+    value = parse_yaml(f"x: {text}", "test")["x"]
+    assert value == expected == yaml.safe_load(f"x: {text}")["x"] and type(value) is type(expected)
+
+
+def test_pyyaml_itself_is_left_as_it_is():
+    parse_yaml("x: 1e-4", "test")
+    assert yaml.safe_load("x: 1e-4") == {"x": "1e-4"}
+
+
+@pytest.mark.parametrize("text", ["1e-4", "1E-4", "1e3", "+1e-3"])
+def test_set_and_suite_files_take_exponent_notation_for_numbers(write_suite, text):
+    number = float(text)
+    suite = load_suite(write_suite(), [f"train.lr={text}", f"methods.minent.lambda_ent={text}"])
+    assert suite.train.lr == number and suite.methods["minent"]["lambda_ent"] == number
+    path = write_suite()
+    child = path.with_name("child.yaml")
+    child.write_text(f"extends: {path.name}\ntrain:\n  lr: {text}\n  weight_decay: {text}\nmodel:\n  bn_eps: {text}\n")
+    suite = load_suite(child)
+    assert (suite.train.lr, suite.train.weight_decay, suite.model.bn_eps) == (number, number, number)
+
+
+def test_strings_keep_being_strings(write_suite):
+    suite = load_suite(write_suite(), ["name=run_1e-4x", "launcher.time='24:00:00'", "data.source.root=/data/1e3x",
+                                       "launcher.partition=gpu"])
+    assert (suite.name, suite.launcher.time, suite.data.source.root) == ("run_1e-4x", "24:00:00", "/data/1e3x")
+    with pytest.raises(ConfigError, match="YAML reads 24:00:00 as the number 86400"):
+        load_suite(write_suite(), ["launcher.time=24:00:00"])
+
+
+def test_a_number_where_a_string_is_expected_says_to_quote_it(write_suite):
+    with pytest.raises(ConfigError, match=r"'name' must be a string, got 1000\.0\. Quote it"):
+        load_suite(write_suite(), ["name=1e3"])
+    with pytest.raises(ConfigError, match=r"'name' must be a string, got \[1\]\.$"):   # no quoting makes a list one
+        load_suite(write_suite(), ["name=[1]"])

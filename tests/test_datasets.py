@@ -3,6 +3,8 @@ pixel by pixel against the published maps (reference §1.5, §2.5, §3.5, §4.2)
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +26,11 @@ from helpers import (
 from PIL import Image
 
 from udabench.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS, IGNORE_INDEX
-from udabench.data import DATASETS, get_dataset, open_original
+from udabench.data import DATASETS, READERS, get_dataset, open_original
 from udabench.data.base import image_tensor, read_label_ids
 from udabench.data.cache import PreparedDataset, prepare
+from udabench.data.check import check_dataset
+from udabench.data.synthia import read_synthia_label
 from udabench.errors import DataError
 
 
@@ -148,6 +152,20 @@ def test_synthia_13_class_view_is_the_16_class_subset(tmp_path):
     label = get_dataset("synthia", tmp_path / "SYNTHIA", "all", class_set="synthia13")[0]["label"].numpy()
     table13 = {raw: SIXTEEN_TO_13.index(t16) for raw, t16 in SYNTHIA_TO_16.items() if t16 in SIXTEEN_TO_13}
     assert np.array_equal(label, expected_train_ids(classes["0000005"], table13))
+
+
+def test_without_opencv_synthia_says_which_extra_to_install_once(tmp_path, monkeypatch):
+    write_synthia(tmp_path / "SYNTHIA", [0, 1, 2, 3])
+    monkeypatch.setitem(sys.modules, "cv2", None)          # `import cv2` raises ImportError, as when not installed
+    install = 'pip install "udabench[synthia]"'
+    with pytest.raises(DataError, match=re.escape(install)):
+        read_synthia_label(tmp_path / "SYNTHIA" / "GT" / "LABELS" / "0000001.png")
+    with pytest.raises(DataError, match=re.escape(install)) as err:
+        get_dataset("synthia", tmp_path / "SYNTHIA", "all")        # before any file is decoded
+    assert str(err.value).count(install) == 1
+    report = check_dataset("synthia", READERS["synthia"], tmp_path / "SYNTHIA", "all")
+    assert not report.usable and " ".join(report.errors).count(install) == 1   # one problem, not one per file
+    get_dataset("gta5", write_gta5(tmp_path / "GTA5", 2), "all")[0]       # the other readers need no OpenCV
 
 
 def test_synthia_splits_follow_maxsquare_id_ranges(tmp_path):

@@ -1,14 +1,43 @@
-"""A wheel carries the built-in methods and suites: installed outside the repository, run from an empty folder."""
+"""The declared dependencies are what the package and the tests import; a wheel carries the built-in methods and
+suites: installed outside the repository, run from an empty folder."""
 
+import ast
 import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+IMPORTED_AS = {"PIL": "pillow", "cv2": "opencv-python-headless", "sklearn": "scikit-learn", "yaml": "pyyaml"}
+USER_INSTALLED = {"wandb", "mlflow"}   # opt-in loggers (train.loggers) that users install themselves
+
+
+def requirement_names(requirements: list[str]) -> set[str]:
+    return {re.match(r"[A-Za-z0-9_.-]+", r).group().lower() for r in requirements}
+
+
+def imported_distributions(*folders: str) -> dict[str, set[str]]:
+    """Distribution -> the files that import it, of every non-standard, non-local import in ``folders``."""
+    local = {p.stem for folder in folders for p in (ROOT / folder).rglob("*.py")} | {"udabench", "bad_inputs"}
+    found: dict[str, set[str]] = {}
+    for folder in folders:
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    modules = [node.module]
+                else:
+                    continue
+                for top in {m.split(".")[0] for m in modules} - local - sys.stdlib_module_names:
+                    found.setdefault(IMPORTED_AS.get(top, top).lower(), set()).add(str(path.relative_to(ROOT)))
+    return found
+
 
 PLUGIN = '''
 from udabench import Method, register
@@ -74,3 +103,23 @@ def test_a_wheel_installed_elsewhere_lists_and_runs_the_builtins_from_an_empty_f
     assert run.returncode == 0, run.stderr[-3000:]
     assert "6 of 6 runs finished" in run.stdout and "AdvEnt+MinEnt seed 0: ensemble" in run.stdout
     assert len(list((empty / "results" / "toy_sim2real").glob("*/seed0-*/done"))) == 8   # + _warmup/
+
+
+def test_the_runtime_dependencies_are_what_the_package_imports():
+    imported = imported_distributions("udabench", "methods")
+    runtime = requirement_names(PROJECT["dependencies"])
+    extras = {name: requirement_names(reqs) for name, reqs in PROJECT["optional-dependencies"].items()}
+    optional = set().union(*(reqs for name, reqs in extras.items() if name != "dev")) | USER_INSTALLED
+    undeclared = {d: files for d, files in imported.items() if d not in runtime | optional}
+    assert not undeclared, f"imported but not declared: {undeclared}"
+    unused = runtime - set(imported)
+    assert not unused, f"declared but never imported by udabench: {unused} (a test tool belongs in the dev extra)"
+    assert "opencv-python-headless" in extras["synthia"] - runtime   # a large wheel that only SYNTHIA's labels need
+
+
+def test_the_dev_extra_installs_what_the_tests_import():
+    dev = requirement_names(PROJECT["optional-dependencies"]["dev"])
+    imported = imported_distributions("tests", "benchmarks")
+    missing = {d: files for d, files in imported.items() if d not in requirement_names(PROJECT["dependencies"]) | dev}
+    assert not missing, f"imported by the tests but not installed by pip install -e '.[dev]': {missing}"
+    assert {"scikit-learn", "opencv-python-headless"} <= dev   # the reference confusion matrix; the SYNTHIA tests

@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="extra folder of method plugin files (repeatable; also $UDABENCH_METHODS_DIR)")
     overrides = argparse.ArgumentParser(add_help=False)
     overrides.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                           help="override a suite key, e.g. --set train.iterations=100 (repeatable; value parsed "
-                                "as YAML)")
+                           help="override a suite key, e.g. --set train.iterations=100 or --set train.lr=1e-4 "
+                                "(repeatable; value parsed as YAML)")
     results = argparse.ArgumentParser(add_help=False)
     results.add_argument("--results", default="results", help="results folder (default: results/)")
     methods = argparse.ArgumentParser(add_help=False)

@@ -371,6 +371,14 @@ class SuiteLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# YAML 1.2's floats that YAML 1.1, which PyYAML implements, reads as strings: an exponent without a dot or without a
+# sign (1e-4, 1E-4, 1e3, 2.5e4) and a signed fraction without digits before the point (+.5). Numbers are numbers in
+# suite files and --set values alike, as in YAML 1.2, OmegaConf and mmengine; PyYAML's own loaders are left alone.
+SuiteLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"[-+]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+|\.[0-9]+)\Z"), list("-+.0123456789"))
+
+
 class DuplicateKeyError(yaml.constructor.ConstructorError):
     pass
 

@@ -206,7 +206,9 @@ def convert(tp, value: Any, where: str, source: str):
     if tp is str:
         if isinstance(value, str):
             return value
-        raise _type_error(where, source, "a string", value)
+        quote = " Quote it: unquoted, YAML reads 12, 1e3 or yes as a number or a boolean." \
+            if isinstance(value, (int, float)) else ""
+        raise _type_error(where, source, "a string", value, quote)
     raise TypeError(f"schema type {tp!r} at {where} is not supported")
 
 
@@ -229,8 +231,8 @@ def _join(where: str, key) -> str:
     return f"{where}.{key}" if where else str(key)
 
 
-def _type_error(where: str, source: str, expected: str, value: Any) -> ConfigError:
-    return ConfigError(f"{source}: key {where!r} must be {expected}, got {show(value)}.")
+def _type_error(where: str, source: str, expected: str, value: Any, hint: str = "") -> ConfigError:
+    return ConfigError(f"{source}: key {where!r} must be {expected}, got {show(value)}.{hint}")
 
 
 _SHORT = reprlib.Repr()

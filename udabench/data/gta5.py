@@ -52,7 +52,7 @@ def read_split_mat(path: Path, split: str) -> list[str]:
     Ids above the last frame of the release (24,966) name no file and are dropped: the official test
     list is reported to hold a few such ids, while the official split sizes add up to the release.
     """
-    # scipy comes with scikit-learn; imported here because only this file format needs it
+    # imported here because only this file format needs it
     from scipy.io import loadmat
 
     key, fix = MAT_KEYS[split], (f"Use the split.mat of the GTA5 authors' read_mapping.zip (MATLAB arrays "
