@@ -212,7 +212,8 @@ def _cell(table: pd.DataFrame, i: int, col: str, digits: int) -> str:
         return "-"
     if not isinstance(value, (float, np.floating)):
         return str(value)
-    text = f"{value:+.{digits}f}" if col in SIGNED else f"{value:.{digits}f}"
+    signed = col in SIGNED or col.startswith("delta ")          # and a comparison's "delta seed S"
+    text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
     std = table[col + STD].iloc[i] if col + STD in table else math.nan
     if not pd.isna(std):
         text += f"{PM}{std:.{digits}f}"
