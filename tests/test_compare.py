@@ -1,4 +1,5 @@
-"""Paired bootstrap over images: checked against a plain loop over resamples, pairing by image name, errors."""
+"""Paired hierarchical bootstrap (seed pairs, then images within each): checked against plain loops over resamples,
+per-seed deltas, the few-seeds warning, pairing by image name, errors."""
 
 import logging
 import warnings
@@ -63,31 +64,44 @@ def runs(tmp_path):
     return tmp_path, cms
 
 
+def scores(cm):
+    """Per-class IoU, then mIoU3 and mIoU2 (road, car), of one C×C matrix."""
+    per_class = iou(cm)
+    return np.append(per_class, [np.nanmean(per_class), np.nanmean(per_class[[0, 2]])])
+
+
+def delta(cms, seed, images=slice(None)):
+    """IoU_A − IoU_B of one seed pair, both methods scored on the same ``images``."""
+    return scores(cms["minent", seed][images].sum(0)) - scores(cms["source_only", seed][images].sum(0))
+
+
 def reference(cms, seeds, resamples, level=0.95, rng_seed=0):
-    """The documented procedure as a loop: one image resample per replicate, shared by both methods and seeds."""
-    draws = np.random.default_rng(rng_seed).integers(0, len(IMAGES), size=(resamples, len(IMAGES)))
-
-    def scores(cm):
-        per_class = iou(cm)
-        return np.append(per_class, [np.nanmean(per_class), np.nanmean(per_class[[0, 2]])])
-
+    """The documented procedure as loops: per replicate, draw len(seeds) seed pairs with replacement, then for
+    each drawn pair its own images with replacement (the same images for both methods); the replicate is the
+    mean of the drawn pairs' deltas."""
+    rng = np.random.default_rng(rng_seed)
+    picks = rng.integers(0, len(seeds), size=(resamples, len(seeds)))
+    draws = rng.integers(0, len(IMAGES), size=(resamples, len(seeds), len(IMAGES)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)        # nan-means of resamples without a car pixel
-        point = [scores(cms["minent", s].sum(0)) - scores(cms["source_only", s].sum(0)) for s in seeds]
-        replicates = [np.nanmean([scores(cms["minent", s][d].sum(0)) - scores(cms["source_only", s][d].sum(0))
-                                  for s in seeds], axis=0) for d in draws]
+        point = [delta(cms, s) for s in seeds]
+        replicates = [np.nanmean([delta(cms, seeds[p], d) for p, d in zip(pick, draw)], axis=0)
+                      for pick, draw in zip(picks, draws)]
         tail = 100 * (1 - level) / 2
         low, high = np.nanpercentile(replicates, [tail, 100 - tail], axis=0)
-        return np.nanmean(point, axis=0), low, high
+        return np.nanmean(point, axis=0), low, high, point
 
 
 def test_bootstrap_matches_a_plain_loop_and_pairs_images_by_name(runs):
     results, cms = runs
     comparison = paired_bootstrap(select(load_records(results)), "minent", "source_only", resamples=300)
-    delta, low, high = reference(cms, [0, 1], 300)
+    mean, low, high, per_seed = reference(cms, [0, 1], 300)
     table = comparison.table
     assert list(table.index) == [*CLASSES, "mIoU3", "mIoU2"]
-    np.testing.assert_allclose(table["delta"], delta)
+    assert list(table.columns) == ["MinEnt", "Source-only", "delta", "CI low", "CI high", "delta seed 0",
+                                   "delta seed 1"]
+    np.testing.assert_allclose(table["delta"], mean)
+    np.testing.assert_allclose(table[["delta seed 0", "delta seed 1"]], np.transpose(per_seed))
     np.testing.assert_allclose(table["CI low"], low)
     np.testing.assert_allclose(table["CI high"], high)
     minent = np.mean([iou(cms["minent", s].sum(0)) for s in (0, 1)], axis=0)   # seed 2 has no partner
@@ -103,8 +117,10 @@ def test_a_method_against_itself_gives_zero_with_a_zero_width_ci(tmp_path):
     cm = confusions(rng, 0.7)
     for method in ("a", "b"):
         write_eval_run(tmp_path, method, method.upper(), 0, cm, rng.permutation(len(IMAGES)))
-    table = paired_bootstrap(select(load_records(tmp_path)), "a", "b").table
-    assert (table[["delta", "CI low", "CI high"]].fillna(0) == 0).all().all()
+    comparison = paired_bootstrap(select(load_records(tmp_path)), "a", "b")
+    assert (comparison.table[["delta", "CI low", "CI high"]].fillna(0) == 0).all().all()
+    assert ("Warning: only 1 seed pair (0): the CI covers the eval images only, not the training seed; run at least "
+            "3 seeds of both methods." in comparison.notes)
 
 
 def test_cli_comparison_in_markdown_with_the_leak_flag(runs, capsys):
@@ -114,8 +130,38 @@ def test_cli_comparison_in_markdown_with_the_leak_flag(runs, capsys):
     out = capsys.readouterr().out
     assert "paired comparison MinEnt vs Source-only" in out and "seed pairs 0, 1" in out
     assert "selection: oracle-target-val ‡ (LEAKS TARGET LABELS)" in out
-    assert "| class | MinEnt | Source-only | delta | CI low | CI high |" in out and "| mIoU3 |" in out
-    assert "95% CI: percentile bootstrap over the 12 eval images (1000 resamples, RNG seed 0)" in out
+    assert ("| class | MinEnt | Source-only | delta | CI low | CI high | delta seed 0 | delta seed 1 |" in out
+            and "| mIoU3 |" in out)
+    assert ("95% CI: hierarchical percentile bootstrap (1000 resamples, RNG seed 0): the 2 seed pairs drawn with "
+            "replacement, then the 12 eval images within each drawn pair" in out)
+
+
+def test_the_ci_covers_the_spread_over_seeds_not_only_over_images(tmp_path):
+    """Issue 23: per-seed deltas of -0.75, +0.45 and +7.70 were printed as delta +2.5, CI [+1.3, +3.3]: the
+    interval resampled images only. Here A loses on seed 0 and wins big on seed 2, on images that vary little:
+    a seed-aware interval reaches down to the losing seed and up to the winning one."""
+    rng = np.random.default_rng(3)
+    cms = {}
+    for seed, accuracy in enumerate((0.69, 0.71, 0.85)):
+        for method, label, acc in (("minent", "MinEnt", accuracy), ("source_only", "Source-only", 0.7)):
+            cms[method, seed] = confusions(rng, acc)
+            write_eval_run(tmp_path, method, label, seed, cms[method, seed], np.arange(len(IMAGES)))
+    comparison = paired_bootstrap(select(load_records(tmp_path)), "minent", "source_only")
+    row = comparison.table.loc["mIoU3"]
+    per_seed = [delta(cms, s)[3] for s in (0, 1, 2)]
+    assert per_seed[0] < 0 < per_seed[2] - 10                                 # the trap: seeds disagree
+    assert row["CI low"] < 0 < row["delta"]                                   # a losing seed keeps 0 in the CI
+    assert row["CI low"] < per_seed[0] + 1 and row["CI high"] > per_seed[2] - 1
+    np.testing.assert_allclose(row[["delta seed 0", "delta seed 1", "delta seed 2"]], per_seed)
+    assert not any("Warning" in n for n in comparison.notes)                  # 3 seeds: no few-seeds warning
+
+
+def test_fewer_than_three_seed_pairs_warns_in_the_output(runs, capsys):
+    results, _ = runs
+    assert main(["report", "--results", str(results), "--compare", "minent", "source_only"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("Warning: only 2 seed pairs (0, 1): the CI says little about how the result varies with the training "
+            "seed; run at least 3 seeds of both methods." in out)
 
 
 def test_unknown_method_lists_the_methods_with_runs(runs, capsys):

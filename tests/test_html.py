@@ -48,7 +48,7 @@ def test_page_is_self_contained_with_tables_text_and_figures(tmp_path):
     parser = Collector()
     parser.feed(page)
     assert parser.tags.count("table") == 2 and parser.tags.count("figure") == 1
-    assert "<td>40.0</td>" in page and "<td>-</td>" in page                 # DataFrame: one decimal, NaN as "-"
+    assert '<td class="pin-right">40.0</td>' in page and "<td>-</td>" in page   # DataFrame: one decimal, NaN "-"
     assert "<p class='note'>kept as is</p>" in page
     assert "toy&lt;suite&gt;" in page and "toy<suite>" not in page          # titles escaped
     assert parser.links == [] and len(parser.sources) == 1                  # no external asset
@@ -62,11 +62,12 @@ def test_page_is_self_contained_with_tables_text_and_figures(tmp_path):
 def test_the_html_format_renders_the_layout_of_the_other_formats():
     """Same cells and best marks as Markdown, from the table (no Markdown parsed); role and kind not shown."""
     out = render(table(), "html", "toy: per-class IoU (%)", bold=True)
-    assert out.startswith("<p><strong>toy: per-class IoU (%)</strong></p>\n<table>")
-    assert '<th class="text">method</th><th class="text">source</th><th>road</th><th>mIoU</th></tr>' in out
+    assert out.startswith('<p><strong>toy: per-class IoU (%)</strong></p>\n<div class="scroll">\n<table>')
+    assert ('<th class="text pin-left">method</th><th class="text">source</th><th>road</th>'
+            '<th class="pin-right">mIoU</th></tr>' in out)
     assert "<td>50.0 ± 1.0</td>" in out and "Source&lt;only&gt;" in out           # numbers right, text escaped
     assert "<td><strong>" not in out    # one ranked row (the oracle is an upper bound, the paper row published)
-    assert '<tr class="group"><td class="text">MinEnt (paper)</td>' in out         # a rule before published rows
+    assert '<tr class="group"><td class="text pin-left">MinEnt (paper)</td>' in out   # a rule before published rows
     assert "upper_bound" not in out and "<td>paper</td>" not in out
     two = pd.concat([table().iloc[:1], table().iloc[:1].rename(index=lambda _: "B").assign(road=60.0)])
     html_cells = re.findall(r"<td[^>]*>(.*?)</td>", render(two, "html", bold=True))
@@ -81,3 +82,35 @@ def test_the_html_format_renders_the_layout_of_the_other_formats():
 def test_page_without_figures(tmp_path):
     page = write_html("toy", [("Runs", "3 runs")], [], tmp_path / "r.html").read_text()
     assert "<h2>Figures</h2>" not in page and "<p>3 runs</p>" in page
+
+
+def wide_table() -> pd.DataFrame:
+    """A 19-class per-class table of three seeds, the shape that ran off a 1400 px screen (issue 23)."""
+    classes = [f"class {i}" for i in range(19)]
+    values = {c: [40.0 + i, 50.0] for i, c in enumerate(classes)} | {f"{c} std": [1.5, 2.5] for c in classes}
+    return pd.DataFrame({"source": ["measured", "measured"], **values, "mIoU": [45.0, 50.0], "mIoU std": [1.0, 2.0],
+                         "gain": [float("nan"), 5.0], "seeds": [3, 3], "role": ["lower_bound", "uda"],
+                         "kind": ["measured", "measured"]},
+                        index=pd.Index(["Source-only", "MinEnt"], name="method"))
+
+
+def test_a_wide_table_scrolls_in_its_own_box_with_the_method_and_miou_columns_pinned(tmp_path):
+    """Issue 23: the per-class table ran off a 1400 px screen with mIoU, gain and seeds out of sight. The table
+    scrolls sideways in its own box; the method column stays at the left edge and mIoU at the right edge."""
+    fragment = render(wide_table(), "html", "toy: per-class IoU (%)", bold=True)
+    assert '<div class="scroll">\n<table>' in fragment and "</table>\n</div>" in fragment
+    header = fragment.split("<thead>")[1].split("</thead>")[0]
+    names = re.findall(r">([^<>]+)</th>", header)
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", fragment):
+        classes = [set(c.split()) for c in re.findall(r'<t[hd](?: class="([^"]*)")?>', row)]
+        assert len(classes) == len(names) == 24
+        assert {"text", "pin-left"} <= classes[0] and "pin-right" in classes[names.index("mIoU")]
+        assert not any("pin-left" in c or "pin-right" in c for i, c in enumerate(classes)
+                       if i not in (0, names.index("mIoU")))
+    css = write_html("toy", [("Tables", fragment)], [], tmp_path / "r.html").read_text().split("<style>")[1]
+    rules = dict(re.findall(r"([^{}]+)\{([^}]*)\}", css.split("</style>")[0]))
+    rules = {selector.strip(): body for selector, body in rules.items()}
+    assert "overflow-x: auto" in rules[".scroll"] and "white-space: nowrap" in rules["td:not(.text)"]
+    for side in ("left", "right"):
+        body = rules[f"th.pin-{side}, td.pin-{side}"]
+        assert "position: sticky" in body and f"{side}: 0" in body and "background" in body

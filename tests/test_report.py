@@ -224,6 +224,8 @@ def test_golden_latex(golden):
         "\\begin{table}[t]\n"
         "\\centering\n"
         "\\caption{toy: per-class IoU (\\%), cityscapes19 on cityscapes; selection: last; mean $\\pm$ std over seeds}\n"
+        "\\label{tab:toy-per-class-iou-cityscapes19-on-cityscapes-selection-last-mean-std-over-seeds}\n"
+        "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
         "\\begin{tabular}{llrrrrr}\n"
         "\\toprule\n"
         "method & source & road & car & mIoU & gain & seeds \\\\\n"
@@ -236,7 +238,7 @@ def test_golden_latex(golden):
         "\\midrule\n"
         "MinEnt (paper) & paper [1] & 84.4 & 78.5 & 42.3 & - & - \\\\\n"
         "\\bottomrule\n"
-        "\\end{tabular}\n"
+        "\\end{tabular}}\n"
         "\\par{\\footnotesize [1] Doe et al., Table 1, 'MinEnt'}\n"
         "\\par{\\footnotesize Bold: best measured value of each column (published rows are not ranked).}\n"
         "\\end{table}\n\n")

@@ -1,11 +1,13 @@
-"""Is A really better than B? A paired bootstrap over eval images, seeds paired by number.
+"""Is A really better than B? A paired hierarchical bootstrap: seed pairs, then eval images within each.
 
 For every seed run by both methods, the selected evaluation of each run has an ``eval_file`` with one
-confusion matrix per eval image. One set of resampled image indices per bootstrap replicate is used
-for both methods and every seed pair (runs are paired by image name), per-class IoUs are recomputed
-from the re-summed matrices, and the statistic of a replicate is the mean over seed pairs of
-IoU_A − IoU_B. The point estimate uses every image once; the CI is the percentile interval of the
-replicates. docs/reporting.md states the procedure.
+confusion matrix per eval image. A bootstrap replicate draws as many seed pairs as there are, with
+replacement, then for each drawn pair its eval images with replacement; both methods of a pair are scored
+on the same drawn images (runs are paired by image name), per-class IoUs are recomputed from the re-summed
+matrices, and the statistic of a replicate is the mean over its drawn pairs of IoU_A − IoU_B. The point
+estimate uses every seed pair and image once; the CI is the percentile interval of the replicates, so it
+spreads with the seeds as well as with the images. Each pair's own delta is reported beside it.
+docs/reporting.md states the procedure.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ log = logging.getLogger("udabench")
 
 @dataclass
 class Comparison:
-    table: pd.DataFrame      # rows = classes then one mIoU per class set; A, B, delta, CI low, CI high
+    table: pd.DataFrame      # rows = classes, then one mIoU per class set; A, B, delta, CI low, CI high,
+                             # then "delta seed S" per seed pair
     seeds: list[int]         # the paired seeds
     images: int
-    notes: list[str]         # the procedure, and seeds left out
+    notes: list[str]         # a warning for fewer than 3 seed pairs, the procedure, and seeds left out
 
 
 def paired_bootstrap(selected: pd.DataFrame, a: str, b: str, resamples: int = 1000, level: float = 0.95,
@@ -58,12 +61,17 @@ def paired_bootstrap(selected: pd.DataFrame, a: str, b: str, resamples: int = 10
                             f"run scores {len(class_names)} classes ({_training_set(first)}).")
     subsets = {f"mIoU{len(r['iou'])}": [class_names.index(c) for c in r["iou"]] for r in first["class_sets"].values()}
     label = {m: rows[m].loc[seeds[0], "label"] for m in (a, b)}
-    stats = bootstrap_delta(cms, list(subsets.values()), resamples, level, seed)
-    table = pd.DataFrame(dict(zip([label[a], label[b], "delta", "CI low", "CI high"], stats)),
+    stats, per_pair = bootstrap_delta(cms, list(subsets.values()), resamples, level, seed)
+    columns = [label[a], label[b], "delta", "CI low", "CI high", *(f"delta seed {s}" for s in seeds)]
+    table = pd.DataFrame(dict(zip(columns, [*stats, *per_pair])),
                          index=pd.Index([*class_names, *subsets], name="class"))
     unpaired = {m: sorted(set(rows[m].index) - set(paired)) for m in (a, b)}
-    notes = [f"{100 * level:g}% CI: percentile bootstrap over the {cms.shape[2]} eval images ({resamples} resamples, "
-             f"RNG seed {seed}); each resample is used for both methods and every seed pair."]
+    pairs = f"{len(seeds)} seed pair{'s' * (len(seeds) != 1)}"
+    notes = [*_few_seeds_warning(seeds),
+             f"{100 * level:g}% CI: hierarchical percentile bootstrap ({resamples} resamples, RNG seed {seed}): the "
+             f"{pairs} drawn with replacement, then the {cms.shape[2]} eval images within each drawn pair, with "
+             f"replacement (the same images for both methods); a resample's delta is the mean over its drawn pairs. "
+             f"'delta seed S': the delta of seed pair S alone."]
     notes += [f"Seeds of {label[m]} without a partner (left out): {', '.join(map(str, s))}."
               for m, s in unpaired.items() if s]
     if damaged:
@@ -72,26 +80,52 @@ def paired_bootstrap(selected: pd.DataFrame, a: str, b: str, resamples: int = 10
 
 
 def bootstrap_delta(cms: np.ndarray, subsets: list[list[int]], resamples: int, level: float, seed: int):
-    """Mean IoU of A and of B over seed pairs, their mean delta and its percentile CI.
+    """Mean IoU of A and of B over seed pairs, their mean delta and its hierarchical percentile CI; the delta of
+    each seed pair.
 
-    ``cms`` is seed pair × (A, B) × image × C × C. Returns five arrays over the C classes followed by
-    one mIoU (nan-mean over the class indices) per entry of ``subsets``.
+    ``cms`` is seed pair × (A, B) × image × C × C. Returns the five arrays, then one array per seed pair, each
+    over the C classes followed by one mIoU (nan-mean over the class indices) per entry of ``subsets``.
     """
     pairs, _, n_images, c, _ = cms.shape
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_images, size=(resamples, n_images))
-    weights = np.zeros((resamples, n_images))
-    np.add.at(weights, (np.arange(resamples)[:, None], draws), 1)        # an image drawn k times counts k times
     flat = cms.reshape(pairs, 2, n_images, c * c).astype(np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)                  # all-NaN slices (absent classes) stay NaN
         point = _with_mious(_iou(flat.sum(2).reshape(pairs, 2, c, c)), subsets)           # pair × method × K
-        resampled = (weights @ flat).reshape(pairs, 2, resamples, c, c)
-        boot = _with_mious(_iou(resampled), subsets)                                        # pair × method × R × K
+        resampled = _resample(flat, resamples, seed).reshape(resamples, pairs, 2, c, c)
+        boot = _with_mious(_iou(resampled), subsets)                            # R × drawn pair × method × K
         tail = 100 * (1 - level) / 2
-        low, high = np.nanpercentile(np.nanmean(boot[:, 0] - boot[:, 1], 0), [tail, 100 - tail], axis=0)
-        return (np.nanmean(point[:, 0], 0), np.nanmean(point[:, 1], 0), np.nanmean(point[:, 0] - point[:, 1], 0),
-                low, high)
+        low, high = np.nanpercentile(np.nanmean(boot[:, :, 0] - boot[:, :, 1], 1), [tail, 100 - tail], axis=0)
+        per_pair = point[:, 0] - point[:, 1]
+        return (np.nanmean(point[:, 0], 0), np.nanmean(point[:, 1], 0), np.nanmean(per_pair, 0), low, high), per_pair
+
+
+def _resample(flat: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """Re-summed matrices, replicate × drawn pair × method × C²: ``flat`` (pair × method × image × C²) resampled
+    as seed pairs with replacement, then images with replacement within each drawn pair (an image drawn k times
+    counts k times), one image draw per drawn pair shared by its two methods."""
+    pairs, _, n_images, cc = flat.shape
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, pairs, size=(resamples, pairs))
+    draws = rng.integers(0, n_images, size=(resamples, pairs, n_images))
+    weights = np.zeros((resamples, pairs, n_images))
+    np.add.at(weights, (np.arange(resamples)[:, None, None], np.arange(pairs)[None, :, None], draws), 1)
+    out = np.empty((resamples, pairs, 2, cc))
+    for pair in range(pairs):
+        drawn = picks == pair
+        out[drawn] = (weights[drawn] @ flat[pair]).transpose(1, 0, 2)
+    return out
+
+
+def _few_seeds_warning(seeds: list[int]) -> list[str]:
+    """A warning line when fewer than 3 seed pairs are behind the CI."""
+    if len(seeds) >= 3:
+        return []
+    which = ", ".join(map(str, seeds))
+    if len(seeds) == 1:
+        return [f"Warning: only 1 seed pair ({which}): the CI covers the eval images only, not the training seed; "
+                f"run at least 3 seeds of both methods."]
+    return [f"Warning: only {len(seeds)} seed pairs ({which}): the CI says little about how the result varies with "
+            f"the training seed; run at least 3 seeds of both methods."]
 
 
 def _with_mious(iou: np.ndarray, subsets: list[list[int]]) -> np.ndarray:

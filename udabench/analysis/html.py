@@ -1,6 +1,7 @@
 """One self-contained HTML page per suite: the report's tables and figures, openable offline.
 
-The tables come rendered by ``render.py``'s ``html`` format from the same layout as every other format.
+The tables come rendered by ``render.py``'s ``html`` format from the same layout as every other format; a table
+wider than the page scrolls sideways in its own box, its row labels and mIoU pinned (sticky) at the edges.
 Images are embedded as base64 data URIs and the style sheet is inline, so the single file can be
 mailed, archived or opened from a cluster's file browser without the results folder beside it.
 """
@@ -22,7 +23,11 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom:
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
 th, td { padding: 0.2em 0.6em; border-bottom: 1px solid #e4e4e4; text-align: right; }
 th.text, td.text { text-align: left; }
+td:not(.text) { white-space: nowrap; }
 tr.group td { border-top: 2px solid #999; }
+.scroll { overflow-x: auto; }
+th.pin-left, td.pin-left { position: sticky; left: 0; z-index: 1; background: #fff; box-shadow: inset -1px 0 #bbb; }
+th.pin-right, td.pin-right { position: sticky; right: 0; z-index: 1; background: #fff; box-shadow: inset 1px 0 #bbb; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 figure { margin: 1.5em 0; } figcaption { color: #555; font-size: 0.9em; }
 img { max-width: 100%; }

@@ -6,12 +6,17 @@ it is (every number a column of its own); the other formats fold the companions 
 and can mark the best ranked cell of each column. The ``role`` and ``kind`` columns of a report table
 (``engine/rows.py``) are read, never printed: only measured rows that are not an upper bound are
 ranked, and a rule separates measured, released and published rows.
+
+LaTeX is set to fit the page: every tabular is shrunk to the line width when it is wider; a table of more than
+``WIDE`` columns (the per-class table) spans the page (``table*``), with its number columns' headers rotated and
+each spread set under its mean. HTML tables scroll sideways in their own box with the row label and mIoU pinned.
 """
 
 from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +29,9 @@ ROW_FACTS = ("role", "kind")          # data about a row, for ranking and rules;
 LOWER_IS_BETTER = {"gap"}
 UNRANKED = {"oracle mIoU"}
 SIGNED = {"gain", "delta", "CI low", "CI high"}
+PINNED = {"mIoU"}                     # HTML: kept in sight at the right edge while a wide table scrolls
+PM = " ± "                            # between a cell's mean and its spread
+WIDE = 8                              # LaTeX: a table of more columns spans the page (table*), headers rotated
 
 
 def render(table: pd.DataFrame, fmt: str, title: str = "", digits: int = 1, notes=(), bold: bool = False) -> str:
@@ -99,39 +107,68 @@ _LATEX = str.maketrans({"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\
 
 
 def _latex(layout: _Layout, title: str, notes: list[str]) -> str:
-    def esc(s):
-        return s.translate(_LATEX)
-
-    body = [" & ".join(r) + r" \\" for r in layout.decorated(lambda c: rf"\textbf{{{esc(c)}}}", esc)]
+    """A booktabs ``table`` shrunk to the line width when wider; more than ``WIDE`` columns: a ``table*`` with the
+    number columns' headers rotated and spreads under their means. Needs booktabs and graphicx."""
+    wide = len(layout.header) > WIDE
+    cell = _stacked if wide else _esc
+    header = [_esc(h) if left or not wide else rf"\rotatebox{{90}}{{{_esc(h)}}}"
+              for h, left in zip(layout.header, layout.text_columns)]
+    body = [" & ".join(r) + r" \\" for r in layout.decorated(lambda c: rf"\textbf{{{cell(c)}}}", cell)]
     for start in reversed(layout.rules):
         body.insert(start, r"\midrule")
-    lines = [r"\begin{table}[t]", r"\centering", *([rf"\caption{{{esc(title)}}}"] if title else []),
+    env = "table*" if wide else "table"
+    lines = [rf"\begin{{{env}}}[t]", r"\centering", *_caption(title), *[r"\setlength{\tabcolsep}{3pt}"] * wide,
+             r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
              r"\begin{tabular}{" + "".join("l" if left else "r" for left in layout.text_columns) + "}",
-             r"\toprule", " & ".join(map(esc, layout.header)) + r" \\", r"\midrule", *body, r"\bottomrule",
-             r"\end{tabular}", *(rf"\par{{\footnotesize {esc(note)}}}" for note in notes), r"\end{table}"]
+             r"\toprule", " & ".join(header) + r" \\", r"\midrule", *body, r"\bottomrule", r"\end{tabular}}",
+             *(rf"\par{{\footnotesize {_esc(note)}}}" for note in notes), rf"\end{{{env}}}"]
     return "\n".join(lines) + "\n"
 
 
-TEXT, GROUP = ' class="text"', ' class="group"'
+def _esc(text: str) -> str:
+    return text.translate(_LATEX)
+
+
+def _stacked(cell: str) -> str:
+    """A "mean ± spread" cell as two right-aligned lines, the spread in script size (no wider than the mean)."""
+    mean, pm, spread = cell.partition(PM)
+    if not pm:
+        return _esc(cell)
+    return rf"\begin{{tabular}}[t]{{@{{}}r@{{}}}}{_esc(mean)}\\{{\scriptsize $\pm${_esc(spread)}}}\end{{tabular}}"
+
+
+def _caption(title: str) -> list[str]:
+    """Caption and label (``tab:`` and the title's words), none without a title."""
+    label = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    return [rf"\caption{{{_esc(title)}}}", rf"\label{{tab:{label}}}"] if title else []
+
+
+GROUP = ' class="group"'
 
 
 def _html(layout: _Layout, title: str, notes: list[str]) -> str:
-    """An HTML fragment: a caption paragraph, the table (``class="text"`` on left-aligned cells, ``group``
-    on a row that starts a new kind), the notes as a list. ``analysis/html.py`` styles and embeds it."""
+    """An HTML fragment: a caption paragraph, the table in a ``scroll`` box (``class="text"`` on left-aligned
+    cells, ``pin-left`` on the row labels and ``pin-right`` on ``PINNED`` columns, ``group`` on a row that starts
+    a new kind), the notes as a list. ``analysis/html.py`` styles and embeds it."""
+    classes = [_attribute(["text"] * left + ["pin-left"] * (i == 0) + ["pin-right"] * (name in PINNED))
+               for i, (name, left) in enumerate(zip(layout.header, layout.text_columns))]
+
     def cells(tag, row, strong):
-        out = []
-        for text, left, s in zip(row, layout.text_columns, strong):
-            text = f"<strong>{html.escape(text)}</strong>" if s else html.escape(text)
-            out.append(f"<{tag}{TEXT if left else ''}>{text}</{tag}>")
-        return "".join(out)
+        texts = (f"<strong>{html.escape(text)}</strong>" if s else html.escape(text) for text, s in zip(row, strong))
+        return "".join(f"<{tag}{cls}>{text}</{tag}>" for text, cls in zip(texts, classes))
 
     body = [f"<tr{GROUP if i in layout.rules else ''}>{cells('td', row, strong)}</tr>"
             for i, (row, strong) in enumerate(zip(layout.rows, layout.strong))]
     lines = [f"<p><strong>{html.escape(title)}</strong></p>"] if title else []
-    lines += ["<table>", f"<thead><tr>{cells('th', layout.header, [False] * len(layout.header))}</tr></thead>",
-              "<tbody>", *body, "</tbody>", "</table>"]
+    lines += ['<div class="scroll">', "<table>",
+              f"<thead><tr>{cells('th', layout.header, [False] * len(layout.header))}</tr></thead>",
+              "<tbody>", *body, "</tbody>", "</table>", "</div>"]
     lines += ["<ul>" + "".join(f"<li>{html.escape(note)}</li>" for note in notes) + "</ul>"] if notes else []
     return "\n".join(lines) + "\n"
+
+
+def _attribute(classes: list[str]) -> str:
+    return f' class="{" ".join(classes)}"' if classes else ""
 
 
 _FORMATS = {"text": _text, "md": _markdown, "latex": _latex, "html": _html}
@@ -177,10 +214,11 @@ def _cell(table: pd.DataFrame, i: int, col: str, digits: int) -> str:
         return "-"
     if not isinstance(value, (float, np.floating)):
         return str(value)
-    text = f"{value:+.{digits}f}" if col in SIGNED else f"{value:.{digits}f}"
+    signed = col in SIGNED or col.startswith("delta ")          # and a comparison's "delta seed S"
+    text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
     std = table[col + STD].iloc[i] if col + STD in table else math.nan
     if not pd.isna(std):
-        text += f" ± {std:.{digits}f}"
+        text += f"{PM}{std:.{digits}f}"
     n = table[col + N].iloc[i] if col + N in table else pd.NA
     if "seeds" in table and not pd.isna(n) and not pd.isna(table["seeds"].iloc[i]) and n < table["seeds"].iloc[i]:
         text += f" [n={n}]"
