@@ -25,10 +25,11 @@ from PIL import Image
 from udabench import checkpoint
 from udabench.classes import CLASS_SETS
 from udabench.config import TrainConfig, load_suite
-from udabench.engine.loggers import PACKAGES, RunInfo, default_loggers, open_loggers
+from udabench.engine.loggers import RunInfo, open_loggers
 from udabench.engine.monitor import Pace, duration, step_scalars
 from udabench.engine.runner import build_data, plan_runs, run_suite
 from udabench.errors import ConfigError
+from udabench.tracking import PACKAGES, default_loggers
 
 TIMING_TAGS = ("time/step_s", "time/data_s", "time/compute_s", "time/images_per_s")
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +75,7 @@ def test_without_tensorboard_every_module_imports_and_naming_it_is_a_clear_error
             if not module.name.endswith("__main__"):      # that one runs the command line
                 importlib.import_module(module.name)
         from udabench.config import TrainConfig
-        from udabench.engine.loggers import check_loggers
+        from udabench.tracking import check_loggers
         from udabench.errors import ConfigError
         assert TrainConfig().loggers == [], TrainConfig().loggers
         try:

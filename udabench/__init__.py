@@ -3,7 +3,6 @@
 from .errors import ConfigError, DataError, UdabenchError
 from .method import Method
 from .registry import register
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["ConfigError", "DataError", "Method", "UdabenchError", "register", "__version__"]

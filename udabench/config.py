@@ -19,7 +19,6 @@ import yaml
 
 from .classes import CLASS_SETS, ClassSet
 from .data.synthetic import DomainStyle, SyntheticConfig
-from .engine.loggers import default_loggers
 from .errors import ConfigError
 from .schema import (
     FOLDER_NAME,
@@ -39,6 +38,7 @@ from .schema import (
     show,
     to_dict,
 )
+from .tracking import default_loggers
 
 # Seeds seed numpy (< 2**32) and torch, and the trainer derives more from them (seed + 7919, seed * 1000 +
 # stream); up to 2**31 - 1 every derived seed stays valid.

@@ -32,8 +32,8 @@ import torch
 
 from .config import Suite
 from .data.check import check_suite
-from .engine.loggers import check_loggers
 from .errors import ConfigError, DataError
+from .tracking import check_loggers
 
 SAMPLE = 16                       # files decoded per split by default
 CHECK_DATA = ("sample", "all", "none")

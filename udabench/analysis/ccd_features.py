@@ -26,11 +26,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..classes import IGNORE_INDEX, get_class_set
+from ..data import evenly_spaced
 from ..errors import UdabenchError
 from ..io import atomic_write_text
 from .ccd import class_center_distance
 from .records import load_records
-from .runs import evenly_spaced, load_run, model_runs, native_split
+from .runs import load_run, model_runs, native_split
 
 log = logging.getLogger("udabench")
 

@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from ..classes import ClassSet, colour_table, get_class_set, label_id_table
 from ..config import EvalConfig
+from ..engine.predict import main_logits, overlay_panels, predict
 from ..metrics import confusion_matrix
-from .panels import overlay_panels
-from .runs import load_run, native_split, predict
+from .runs import load_run, native_split
 
 
 @torch.no_grad()
@@ -62,7 +62,7 @@ def export_run(run: str | Path, device: torch.device, out: str | Path | None = N
     suite, model = load_run(run, device)
     dataset = native_split(suite, suite.data.eval, limit)
     out = Path(out) if out else Path(run) / "export"
-    cm = export_predictions(lambda x: model(x).main, dataset, get_class_set(suite.classes), out, device, overlays,
+    cm = export_predictions(main_logits(model), dataset, get_class_set(suite.classes), out, device, overlays,
                             suite.eval)
     result = {k: v for k, v in scores(suite, cm, float("nan")).items() if k != "target_entropy"}
     (out / "scores.json").write_text(json.dumps(result, indent=1))

@@ -9,33 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..classes import colour_table, get_class_set
+from ..data import evenly_spaced
+from ..engine.predict import colour_panels
 from ..errors import UdabenchError
 from .records import load_records
-from .runs import evenly_spaced, load_run, model_runs, native_split, predict
+from .runs import load_run, model_runs, native_split
 from .tables import ordered_groups
 
 log = logging.getLogger("udabench")
-
-
-def overlay_panels(image: torch.Tensor, pred: np.ndarray, entropy: np.ndarray, label: np.ndarray | None,
-                   colours: np.ndarray, alpha: float = 0.5) -> list[np.ndarray]:
-    """Image (a dataset item's float RGB 0-255), prediction blended over it (``alpha`` = 1: plain class
-    colours), entropy map, ground truth: uint8 H×W×3 each, at the input size."""
-    from matplotlib import colormaps
-
-    rgb = np.clip(image.numpy().transpose(1, 2, 0), 0, 255).astype(np.uint8)
-    size = (rgb.shape[1], rgb.shape[0])
-    shrink = lambda ids: np.asarray(Image.fromarray(ids.astype(np.uint8)).resize(size, Image.NEAREST))
-    heat = np.asarray(Image.fromarray(entropy.astype(np.float32)).resize(size, Image.BILINEAR))
-    viridis = (colormaps["viridis"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
-    panels = [rgb, ((1 - alpha) * rgb + alpha * colours[shrink(pred)]).astype(np.uint8),
-              viridis[np.clip(heat * 255, 0, 255).astype(np.uint8)]]
-    if label is not None:
-        panels.append(colours[shrink(label)])   # ignored pixels (255) are black
-    return panels
 
 
 @dataclass
@@ -90,13 +73,3 @@ def _first_loadable(run_dirs, device: torch.device):
         except UdabenchError as exc:
             log.warning(f"prediction panels: skipped {run_dir}: {exc}")
     return None
-
-
-def colour_panels(model, items: list[dict], colours: np.ndarray, device: torch.device) -> list[list[np.ndarray]]:
-    """[image, prediction, entropy map, ground truth] of each item as uint8 H×W×3 pictures (plain class colours)."""
-    out = []
-    for item in items:
-        pred, entropy = predict(lambda x: model(x).main, item["image"], item["label"].shape, device)
-        out.append(overlay_panels(item["image"], pred.numpy(), entropy.numpy(), item["label"].numpy(), colours,
-                                  alpha=1.0))
-    return out

@@ -17,7 +17,6 @@ from ..engine.rundir import REFERENCES
 from ..errors import UdabenchError
 from ..selection import Selection, get_selection, select
 from ..vocabulary import RECIPE_SETTINGS, Kind, Role
-from .compare import paired_bootstrap
 from .published import published
 from .records import protocol_field
 from .render import render
@@ -99,6 +98,10 @@ def _miou_columns(group: pd.DataFrame, targets: list[str], class_sets: list[str]
 
 
 def _comparisons(suite: str, group: pd.DataFrame, compare: tuple[str, str], sel: Selection, fmt: str) -> list[str]:
+    from .compare import (
+        paired_bootstrap,  # torch (the IoU of resampled matrices): tables alone start without it
+    )
+
     parts = []
     for target, runs in group.groupby("eval_target", sort=True):
         if not set(compare) <= set(runs["method"]):

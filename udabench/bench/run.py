@@ -23,6 +23,7 @@ from ..config import Suite
 from ..engine.build import build_run
 from ..engine.environment import collect_env
 from ..engine.evaluate import evaluate
+from ..engine.predict import main_logits
 from ..engine.speed import count_flops, peak_memory_gb, reset_peak_memory, synchronize
 from ..method import Method
 from ..registry import get_method
@@ -142,7 +143,7 @@ def _time_steps(ctx, method, inputs: BenchInputs, device, iterations: int, warmu
 def _time_eval(ctx, inputs: BenchInputs, batch_size: int, device) -> dict:
     model = ctx.model.eval()
     stream = eval_stream(inputs, batch_size)
-    forward = lambda x: model(x).main
+    forward = main_logits(model)
     first = stream[0]["image"].to(device)
     with torch.no_grad():
         _, flops = count_flops(lambda: forward(first))

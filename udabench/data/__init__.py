@@ -12,11 +12,12 @@ from importlib import import_module
 from ..classes import CLASS_SETS, IGNORE_INDEX, ClassSet, get_class_set
 
 _HOME = {**dict.fromkeys(("DATASETS", "READERS", "SYNTHETIC", "get_dataset", "open_original", "resolve",
-                          "suite_datasets"), "catalog"),
+                          "suite_datasets", "evenly_spaced"), "catalog"),
          "DatasetKind": "layout", "default_cache_dir": "cache", "SyntheticConfig": "synthetic.config"}
 
 __all__ = ["CLASS_SETS", "DATASETS", "IGNORE_INDEX", "ClassSet", "DatasetKind", "SyntheticConfig",
-           "default_cache_dir", "get_class_set", "get_dataset", "open_original", "resolve", "suite_datasets"]
+           "default_cache_dir", "evenly_spaced", "get_class_set", "get_dataset", "open_original", "resolve",
+           "suite_datasets"]
 
 
 def __getattr__(name: str):

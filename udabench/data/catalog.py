@@ -40,6 +40,12 @@ def get_dataset(name: str, root: str | Path | None, split: str, size=None, class
     return dataset
 
 
+def evenly_spaced(dataset, n: int) -> Subset:
+    """``n`` items spread over the whole dataset (all of it when it is smaller): panels, CCD samples."""
+    n = min(n, len(dataset))
+    return Subset(dataset, [i * len(dataset) // n for i in range(n)])
+
+
 def open_original(name: str, root: str | Path | None, split: str, size=None, class_set: str = "cityscapes19",
                   resize_label: bool = True, synthetic: SyntheticConfig | None = None):
     """The split decoded from its original files, and the key of its prepared cache."""

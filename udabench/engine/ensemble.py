@@ -22,6 +22,7 @@ from ..config import Suite
 from ..errors import UdabenchError
 from ..vocabulary import Role
 from .evalrun import score_eval_split, write_evaluation_run
+from .predict import main_logits
 from .rows import protocol
 from .rundir import RunDir, identity_of
 from .stages import RunSpec
@@ -51,7 +52,7 @@ def evaluate_ensemble(suite: Suite, name: str, members: list[RunSpec], rundir: R
     models = [final_model(member.rundir, device, suite.report.selection) for member in members]
 
     def forward(image: torch.Tensor) -> torch.Tensor:
-        logits = [m(image).main.float() for m in models]
+        logits = [main_logits(m)(image).float() for m in models]
         if suite.ensemble_combine == "mean_logits":
             return torch.stack(logits).mean(0)
         prob = torch.stack([x.softmax(1) for x in logits]).mean(0)

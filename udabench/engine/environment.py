@@ -11,11 +11,11 @@ from pathlib import Path
 import timm
 import torch
 
-import udabench
+from ..version import __version__
 
 
 def _git(*args: str) -> str | None:
-    root = Path(udabench.__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]   # the checkout (or site-packages) that holds udabench/
     try:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=5,
                               check=True).stdout.strip()
@@ -30,7 +30,7 @@ def collect_env(device: torch.device, world_size: int = 1, batch_size: int | Non
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "python": sys.version.split()[0],
-        "udabench": udabench.__version__,
+        "udabench": __version__,
         "torch": torch.__version__,
         "timm": timm.__version__,
         "cuda": torch.version.cuda,

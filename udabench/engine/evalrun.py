@@ -28,6 +28,7 @@ from ..models.weights import resolve_input_norm
 from ..vocabulary import Kind, Role
 from .environment import collect_env
 from .evaluate import Evaluation, evaluate, scores
+from .predict import main_logits
 from .rows import eval_protocol, metrics_row
 from .rundir import RunDir, identity_of
 
@@ -78,7 +79,7 @@ def evaluate_checkpoint(suite_file: str, checkpoint: str, fmt: str = "udabench",
     model = build_model(model_cfg, suite.class_set.num_classes)
     load_converted(model, converted.state, checkpoint)
     model = model.to(device).eval()
-    evaluation = score_eval_split(suite, lambda x: model(x).main, eval_split(suite), device)
+    evaluation = score_eval_split(suite, main_logits(model), eval_split(suite), device)
     step = int(converted.step or 0)
     row = write_evaluation_run(suite, rundir, evaluation, step, collect_env(device), method=name,
                                method_label=f"{stem} (released, {fmt})", role=Role.UDA, seed=0, hparams={},

@@ -20,7 +20,6 @@ main rank opens loggers. A resumed run continues its curves:
 from __future__ import annotations
 
 import html
-import importlib.util
 import os
 import re
 import time
@@ -28,26 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from ..errors import ConfigError
-
-# backend -> the package it needs (the train.loggers values: config.TrainConfig.loggers)
-PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
-
-
-def default_loggers() -> list[str]:
-    """``[tensorboard]`` where the package is importable, else none (training never needs a tracker)."""
-    return ["tensorboard"] if importlib.util.find_spec("tensorboard") is not None else []
-
-
-def check_loggers(names: list[str], source: str) -> None:
-    """A named backend whose package is missing is a ``ConfigError`` before any training."""
-    for name in names:
-        package = PACKAGES[name]
-        if importlib.util.find_spec(package) is None:
-            extra = "pip install 'udabench[tracking]'" if name == "tensorboard" else f"pip install {package}"
-            raise ConfigError(f"{source}: train.loggers names {name!r}, but the {package} package is not installed "
-                              f"here. Install it ({extra}) or leave it out, e.g. --set 'train.loggers=[]'.")
 
 
 @dataclass

@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from ..classes import ClassSet, colour_table
+from ..data import evenly_spaced
 from .loggers import Loggers
+from .predict import colour_panels
 from .stages import WARMUP_TITLE
 
 PANEL_COLUMNS = "image | ground truth | prediction | entropy (0 = certain, 1 = uniform)"
@@ -46,10 +48,6 @@ class Monitor:
         """The panel of the fixed eval images, predicted by ``model`` (in eval mode); None when nothing logs."""
         if not (self.loggers.active and self.panel_images):
             return None
-        # (matplotlib: imported only when a panel is drawn)
-        from ..analysis.panels import colour_panels
-        from ..analysis.runs import evenly_spaced
-
         with self._timed(), torch.no_grad():
             if self._items is None:                  # decoded once; spread over the split as in --figures
                 self._items = list(evenly_spaced(self.eval_set, self.panel_images))

@@ -26,6 +26,7 @@ from ..errors import DataError
 from ..io import atomic_path, atomic_write_text
 from ..losses import upsample
 from .distributed import DistInfo, all_reduce_sum
+from .predict import main_logits
 from .trained import final_model
 
 FOLDER = "pseudo_labels"
@@ -54,7 +55,7 @@ def label_with_teacher(spec, dataset, device: torch.device, dist: DistInfo = Dis
         for batch, inputs in zip(batches(dataset), batches(teacher_inputs(spec, dataset))):
             x = inputs["image"].to(device)
             size = batch["image"].shape[-2:]   # the student's items: the labels' size
-            logits = upsample(model(x).main.float(), size, teacher.suite.eval.align_corners)
+            logits = upsample(main_logits(model)(x).float(), size, teacher.suite.eval.align_corners)
             labels = logits.argmax(1).to(torch.uint8).cpu().numpy()
             for label in labels:
                 with atomic_path(folder / f"{shard[done]:06d}.png") as tmp:

@@ -40,6 +40,7 @@ from .evaluate import evaluate, scores
 from .handover import Prefetched, collate_for, stream, to_device
 from .loggers import Loggers, RunInfo, open_loggers
 from .monitor import Monitor, Pace, describe_run
+from .predict import main_logits
 from .preempt import RunInterrupted, StopRequest, ignore_stop_signals
 from .pseudo import WithPseudoLabels, label_with_teacher
 from .rows import metrics_row, protocol
@@ -367,7 +368,7 @@ class Trainer:
         if loader is None:
             shard = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world_size))
             loader = self._eval_loaders[id(dataset)] = self._loader(shard, self.spec.suite.data.eval_batch_size)
-        return evaluate(lambda x: self.ctx.model(x).main, loader, self.ctx.num_classes, self.device,
+        return evaluate(main_logits(self.ctx.model), loader, self.ctx.num_classes, self.device,
                         self.ctx.autocast, self.dist.world_size, options)
 
 
