@@ -20,7 +20,8 @@ from udabench.engine.claim import (
     process_alive,
     stale_reason,
 )
-from udabench.engine.runner import plan_runs, run_suite
+from udabench.engine.plan import make_plan
+from udabench.engine.runner import run_suite
 from udabench.errors import UdabenchError
 
 
@@ -131,7 +132,7 @@ def test_a_run_waits_for_a_warmup_run_claimed_elsewhere_and_trains_it_once_its_h
     it, the runs that start from it are left until last (other runs go first), never trained without it; when the
     holder's heartbeat goes stale, this process trains the warm-up and then them."""
     path, results = write_suite(source_warmup=2), tmp_path / "res"
-    minent = plan_runs(load_suite(path), results, ["minent"])[0]
+    minent = make_plan(load_suite(path), results, ["minent"]).requested[0]
     warmup = minent.start.spec.rundir
     monkeypatch.setenv("UDABENCH_CLAIM_TIMEOUT", "3")
     foreign_claim(warmup.claim_file)
@@ -150,7 +151,7 @@ def test_a_run_waits_for_a_warmup_run_claimed_elsewhere_and_trains_it_once_its_h
 
 def test_a_run_claimed_by_a_live_process_is_skipped_and_a_stale_one_finished(write_suite, tmp_path, monkeypatch):
     path, results = write_suite(), tmp_path / "res"
-    rundir = plan_runs(load_suite(path), results, ["source_only"])[0].rundir
+    rundir = make_plan(load_suite(path), results, ["source_only"]).requested[0].rundir
     foreign_claim(rundir.claim_file)
     outcome = run_suite(load_suite(path), results, methods=["source_only"])[0]
     assert outcome.status == "busy" and "elsewhere pid 4242" in outcome.message and not rundir.path.joinpath(
@@ -164,12 +165,12 @@ def test_a_run_claimed_by_a_live_process_is_skipped_and_a_stale_one_finished(wri
 
 def test_an_ensemble_claimed_elsewhere_is_left_to_that_process(write_suite, tmp_path, monkeypatch):
     import udabench.engine.runner as runner
-    from udabench.engine.ensemble import ensemble_rundir
 
     suite = load_suite(write_suite(lambda s: s.update(methods={"source_only": {}, "minent": {}},
                                                       ensembles={"SO+MinEnt": ["source_only", "minent"]})))
-    members = plan_runs(suite, tmp_path, ["source_only", "minent"])
-    for member in members:                               # finished members (their files are not read here)
+    plan = make_plan(suite, tmp_path, seeds=[0])
+    (planned,) = plan.ensembles
+    for member in planned.members:                       # finished members (their files are not read here)
         member.rundir.prepare({})
         member.rundir.mark_done()
     scored = []
@@ -181,10 +182,9 @@ def test_an_ensemble_claimed_elsewhere_is_left_to_that_process(write_suite, tmp_
         return {"miou": 0.0}
 
     monkeypatch.setattr(runner, "evaluate_ensemble", score)
-    ensemble = ensemble_rundir(suite, tmp_path, "SO+MinEnt", members, 0)
+    ensemble = planned.rundir
     foreign_claim(ensemble.claim_file)
-    score_all = lambda: runner.run_ensembles(suite, tmp_path, [0], (), SimpleNamespace(eval=None), torch.device("cpu"),
-                                                  print)
+    score_all = lambda: runner.run_ensembles(plan, SimpleNamespace(eval=None), torch.device("cpu"), print)
     score_all()
     assert scored == [] and ensemble.status == "new"     # another live process scores it
     ensemble.claim_file.unlink()

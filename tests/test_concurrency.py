@@ -10,9 +10,10 @@ import pytest
 from helpers import subprocess_env
 
 from udabench.config import load_suite
+from udabench.engine.plan import make_plan
 from udabench.engine.rows import TIMING_FIELDS
 from udabench.engine.rundir import RunDir
-from udabench.engine.runner import plan_runs, run_suite
+from udabench.engine.runner import run_suite
 
 TOY = str(Path(__file__).resolve().parent.parent / "suites" / "toy_sim2real.yaml")
 VOLATILE = ("time", *TIMING_FIELDS)   # measured times
@@ -40,7 +41,7 @@ def test_three_processes_share_the_embedded_suite_and_match_a_serial_run(toy_cac
         trainers = [i for i, out in enumerate(outs) if f"{label}: done, mIoU" in out]
         assert len(trainers) == 1, f"{label} trained by processes {trainers}"
         trained_by[label] = trainers[0]
-        shared = plan_runs(suite(), tmp_path / "shared", [outcome.spec.method.name])[0].rundir
+        shared = make_plan(suite(), tmp_path / "shared", [outcome.spec.method.name]).requested[0].rundir
         steps = [row["step"] for row in shared.rows()]
         assert shared.status == "done" and steps == sorted(set(steps)), f"{label}: rows {steps}"
         assert strip(shared) == strip(outcome.spec.rundir), label
@@ -69,7 +70,7 @@ def test_a_killed_runs_claim_is_taken_over_at_once_and_the_run_finished(write_su
            "--results", str(tmp_path / "r")]
     proc = subprocess.Popen(cmd, env=subprocess_env(UDABENCH_CLAIM_TIMEOUT="600"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)   # a long timeout: only the dead pid can free the run
-    rundir = plan_runs(load_suite(path), tmp_path / "r", ["test_slow"], methods_dirs=[str(slow_plugin)])[0].rundir
+    rundir = make_plan(load_suite(path), tmp_path / "r", ["test_slow"], methods_dirs=[str(slow_plugin)]).requested[0].rundir
     deadline = time.time() + 300
     while not rundir.checkpoint.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)

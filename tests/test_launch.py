@@ -13,8 +13,9 @@ from helpers import next_claim, subprocess_env
 
 from udabench.cli import main
 from udabench.config import load_suite
+from udabench.engine.plan import make_plan
 from udabench.engine.rows import TIMING_FIELDS
-from udabench.engine.runner import plan_runs, run_suite
+from udabench.engine.runner import run_suite
 from udabench.errors import ConfigError
 from udabench.launch import child_arguments, launcher_settings
 from udabench.launch.local import gpu_slots
@@ -32,7 +33,7 @@ def test_children_inherit_every_option_but_the_launchers_and_the_choice_of_runs(
 
 def test_print_gives_one_torchrun_child_per_unfinished_run(write_suite, tmp_path, capsys):
     path, results = str(write_suite()), tmp_path / "res"
-    finished = plan_runs(load_suite(path, ["train.lr=0.02"]), results, ["oracle"], [1], world_size=2)[0].rundir
+    finished = make_plan(load_suite(path, ["train.lr=0.02"]), results, ["oracle"], [1], world_size=2).requested[0].rundir
     finished.prepare({})
     finished.mark_done()
     code = main(["run", path, "--results", str(results), "--seeds", "0,1", "--set", "train.lr=0.02",
@@ -51,7 +52,7 @@ def test_print_gives_one_torchrun_child_per_unfinished_run(write_suite, tmp_path
 def test_a_launcher_block_changes_no_run_id_and_the_command_line_wins(write_suite, tmp_path):
     block = {"gpus_per_run": 2, "partition": "gpu", "time": "90", "sbatch": {"account": "proj"}}
     plain, launched = (load_suite(write_suite(modify)) for modify in (None, lambda s: s.update(launcher=block)))
-    ids = lambda suite: [s.rundir.id for s in plan_runs(suite, tmp_path)]
+    ids = lambda suite: [s.rundir.id for s in make_plan(suite, tmp_path).requested]
     assert ids(plain) == ids(launched)
     args = SimpleNamespace(gpus_per_run=None, partition="big", time=None, cpus_per_run=None, mem_gb=None,
                            array_parallelism=None, sbatch=["qos=high"])
@@ -115,7 +116,7 @@ def test_local_launcher_runs_the_children_side_by_side(write_suite, tmp_path, mo
     assert out.count("started on CPU slot") == 2 and out.count(": finished") == 2
     serial = run_suite(load_suite(path), tmp_path / "s")
     for outcome in serial:
-        launched = plan_runs(load_suite(path), tmp_path / "l", [outcome.spec.method.name])[0].rundir
+        launched = make_plan(load_suite(path), tmp_path / "l", [outcome.spec.method.name]).requested[0].rundir
         strip = lambda rundir: [{k: v for k, v in r.items() if k not in VOLATILE} for r in rundir.rows()]
         assert launched.status == "done" and strip(launched) == strip(outcome.spec.rundir)
     assert sorted(p.name for p in (tmp_path / "l" / "tiny" / "_launch").iterdir()) == ["oracle-seed0.log",

@@ -27,7 +27,8 @@ from udabench.classes import CLASS_SETS
 from udabench.config import TrainConfig, load_suite
 from udabench.engine.loggers import RunInfo, open_loggers
 from udabench.engine.monitor import Pace, duration, step_scalars
-from udabench.engine.runner import build_data, plan_runs, run_suite
+from udabench.engine.plan import make_plan
+from udabench.engine.runner import build_data, run_suite
 from udabench.errors import ConfigError
 from udabench.tracking import PACKAGES, default_loggers
 
@@ -47,7 +48,7 @@ def test_logger_settings_are_not_part_of_a_run_identity(write_suite, tmp_path):
     ids = set()
     for loggers, images in (([], 3), (["tensorboard"], 3), (["tensorboard", "mlflow"], 0)):
         suite = load_suite(write_suite(loggers=loggers, panel_images=images))
-        rundir = plan_runs(suite, tmp_path, ["source_only"])[0].rundir
+        rundir = make_plan(suite, tmp_path, ["source_only"]).requested[0].rundir
         assert "loggers" not in rundir.identity["suite"]["train"]
         assert "panel_images" not in rundir.identity["suite"]["train"]
         assert "log_every" in rundir.identity["suite"]["train"]      # the rest of train.* stays in

@@ -12,8 +12,8 @@ from helpers import next_claim, subprocess_env
 
 from udabench import checkpoint
 from udabench.cli import main
+from udabench.engine.plan import make_plan
 from udabench.engine.rows import TIMING_FIELDS
-from udabench.engine.runner import plan_runs
 
 VOLATILE = ("time", *TIMING_FIELDS)
 
@@ -21,7 +21,7 @@ VOLATILE = ("time", *TIMING_FIELDS)
 def rundir_of(path, results, plugins):
     from udabench.config import load_suite
 
-    return plan_runs(load_suite(path), results, ["test_slow"], methods_dirs=[str(plugins)])[0].rundir
+    return make_plan(load_suite(path), results, ["test_slow"], methods_dirs=[str(plugins)]).requested[0].rundir
 
 
 def rows(rundir):

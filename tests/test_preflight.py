@@ -19,7 +19,7 @@ from udabench.config import load_suite
 from udabench.data import READERS, get_dataset
 from udabench.data.base import read_label_ids
 from udabench.data.check import check_dataset
-from udabench.engine.runner import plan_runs
+from udabench.engine.plan import make_plan
 from udabench.errors import DataError, PluginError
 from udabench.method import check_logs
 from udabench.preflight import checkpoint_bytes, preflight
@@ -29,7 +29,7 @@ from udabench.schema import at_least, constrain, setting
 def test_preflight_samples_each_split_and_all_decodes_every_file(write_suite, tmp_path, capsys):
     root = write_cityscapes(tmp_path / "Cityscapes", {"train": 3, "val": 40})
     suite = load_suite(write_suite(lambda s: [s["data"][k].update(root=str(root)) for k in ("target", "eval")]))
-    specs = plan_runs(suite, tmp_path / "r", ["source_only"])
+    specs = make_plan(suite, tmp_path / "r", ["source_only"]).requested
     preflight(suite, tmp_path / "r", specs)                 # gta5 all 6, cityscapes train 3, val 16 of 40
     assert "3 dataset split(s) scanned, 25 of 49 samples decoded" in " ".join(capsys.readouterr().err.split())
     label = sorted((root / "gtFine" / "val").glob("*/*.png"))[1]   # between the sampled ones (0, 3, 5, ...)
@@ -53,7 +53,7 @@ def test_preflight_with_every_run_done_writes_nothing_and_skips_the_space_check(
 
 def test_low_free_space_is_a_warning_naming_the_folder(write_suite, tmp_path, monkeypatch):
     suite = load_suite(write_suite())
-    specs = plan_runs(suite, tmp_path / "r", ["source_only", "oracle"])
+    specs = make_plan(suite, tmp_path / "r", ["source_only", "oracle"]).requested
     Usage = namedtuple("Usage", "total used free")
     monkeypatch.setattr("udabench.preflight.shutil.disk_usage", lambda path: Usage(10, 10, 1000))
     warnings = [w for w in preflight(suite, tmp_path / "r", specs, "none") if "official" not in w]

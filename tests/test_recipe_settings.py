@@ -16,12 +16,12 @@ from udabench.analysis.report import _recipe_notes
 from udabench.checkpoint import load
 from udabench.config import load_suite
 from udabench.engine.build import build_run
-from udabench.engine.ensemble import ensemble_rundir
 from udabench.engine.evalrun import eval_split
 from udabench.engine.evaluate import evaluate, scores
+from udabench.engine.plan import make_plan
 from udabench.engine.rows import protocol
 from udabench.engine.rundir import RunDir, identity_of
-from udabench.engine.runner import plan_runs, run_suite
+from udabench.engine.runner import run_suite
 from udabench.engine.trained import final_model, load_selected
 from udabench.errors import CheckpointError, ConfigError
 from udabench.models import DeepLabV2
@@ -147,8 +147,8 @@ def test_an_ensemble_combines_its_members_selected_checkpoints_as_the_suite_says
               "minent"]}, "report": {"selection": "oracle-target-val"}, "ensemble_combine": "mean_logits"}
     loaded = load_suite(write(tmp_path, suite))
     run_suite(loaded, tmp_path / "r")
-    specs = plan_runs(loaded, tmp_path / "r", ["source_only", "minent"], [0])   # as the runner plans the members
-    ensemble = ensemble_rundir(loaded, tmp_path / "r", "Both", specs, 0)
+    (planned,) = make_plan(loaded, tmp_path / "r").ensembles
+    specs, ensemble = planned.members, planned.rundir
     row = ensemble.rows()[-1]
     assert row["protocol"]["member_selection"] == "oracle-target-val" and row["protocol"]["combine"] == "mean_logits"
     assert ensemble.run["member_selection"] == "oracle-target-val"

@@ -15,8 +15,9 @@ from helpers import curves, events, texts, tiny_suite_dict
 from udabench import Method, checkpoint
 from udabench.cli import main
 from udabench.config import load_suite
+from udabench.engine.plan import make_plan
 from udabench.engine.rows import TIMING_FIELDS
-from udabench.engine.runner import plan_runs, run_suite
+from udabench.engine.runner import run_suite
 from udabench.registry import METHODS, discover, register
 
 VOLATILE = ("time", *TIMING_FIELDS)
@@ -83,7 +84,7 @@ def killed_and_resumed(request, uninterrupted, tmp_path_factory):
             run_suite(load_suite(path), results, methods=[Noisy.name])
     finally:
         Noisy.crash_at = None
-    killed = plan_runs(load_suite(path), results, [Noisy.name])[0].rundir
+    killed = make_plan(load_suite(path), results, [Noisy.name]).requested[0].rundir
     killed_tb = shutil.copytree(killed.tb_dir, tmp_path_factory.mktemp("killed_tb") / "tb") \
         if killed.tb_dir.exists() else None
     resumed = run_suite(load_suite(path), results, methods=[Noisy.name])[0].spec.rundir

@@ -70,14 +70,14 @@ def test_a_loaded_warmup_gives_its_evaluations_to_the_tensorboard_run(shared_and
 
 
 def test_the_warmup_key_ignores_the_method_but_not_the_schedule(write_suite, tmp_path):
-    from udabench.engine.runner import plan_runs
+    from udabench.engine.plan import make_plan
 
-    specs = plan_runs(load_suite(write_suite(source_warmup=2)), tmp_path, ["source_only", "minent", "oracle"])
+    specs = make_plan(load_suite(write_suite(source_warmup=2)), tmp_path, ["source_only", "minent", "oracle"]).requested
     assert specs[0].start.spec is specs[1].start.spec and not specs[0].start.restart   # one shared warm-up
     assert specs[2].start is None                                                     # the oracle has none
-    other = plan_runs(load_suite(write_suite(source_warmup=2, lr=0.02)), tmp_path, ["minent"])[0]
+    other = make_plan(load_suite(write_suite(source_warmup=2, lr=0.02)), tmp_path, ["minent"]).requested[0]
     assert other.start.spec.rundir.id != specs[0].start.spec.rundir.id
-    assert plan_runs(load_suite(write_suite()), tmp_path, ["minent"])[0].start is None
+    assert make_plan(load_suite(write_suite()), tmp_path, ["minent"]).requested[0].start is None
 
 
 def test_a_corrupt_warmup_snapshot_is_a_clear_error(write_suite, tmp_path):

@@ -13,7 +13,8 @@ from helpers import tiny_suite_dict
 
 from udabench import Method, checkpoint, register
 from udabench.config import load_suite
-from udabench.engine.runner import plan_runs, run_suite
+from udabench.engine.plan import make_plan
+from udabench.engine.runner import run_suite
 from udabench.engine.trained import final_model
 from udabench.engine.trainer import Trainer
 from udabench.losses import entropy_map
@@ -109,7 +110,7 @@ def test_the_source_stage_is_trained_once_for_every_method_that_starts_from_it(t
 
     # The chain is part of every later run's identity: another source stage makes other runs downstream.
     suite["stages"]["source_only"]["train"]["lr"] = 0.03
-    other = plan_runs(load_suite(write(tmp_path, suite, "other.yaml")), tmp_path / "r", ["minent"])[0]
+    other = make_plan(load_suite(write(tmp_path, suite, "other.yaml")), tmp_path / "r", ["minent"]).requested[0]
     assert other.rundir.id != first[2].spec.rundir.id and other.start.spec.rundir.id != first[0].spec.rundir.id
 
 
@@ -219,11 +220,11 @@ def test_stage_settings_are_checked_with_clear_errors(tiny_data, tmp_path):
             load_suite(write(tmp_path, suite))
     suite = two_stage(tiny_data, minent={"teacher": "source_only"})
     with pytest.raises(ConfigError, match="'minent' has no use for a teacher"):
-        plan_runs(load_suite(write(tmp_path, suite)), tmp_path, ["minent"])
+        make_plan(load_suite(write(tmp_path, suite)), tmp_path, ["minent"]).requested
     suite = two_stage(tiny_data)
     suite["methods"]["self_distill"] = {}
     with pytest.raises(ConfigError, match="'self_distill' learns from a teacher run"):
-        plan_runs(load_suite(write(tmp_path, suite)), tmp_path, ["self_distill"])
+        make_plan(load_suite(write(tmp_path, suite)), tmp_path, ["self_distill"]).requested
 
 
 def test_poly_horizon_decays_the_lr_as_over_a_longer_schedule(write_suite):

@@ -6,7 +6,7 @@ import time
 from udabench import checkpoint
 from udabench.cli import main
 from udabench.config import load_suite
-from udabench.engine.runner import plan_runs
+from udabench.engine.plan import make_plan
 from udabench.engine.status import found_states
 
 METHODS = {"source_only": {}, "minent": {}, "advent": {}, "maxsquare_iw": {}, "fada": {}}   # + oracle: 6 runs
@@ -14,7 +14,7 @@ METHODS = {"source_only": {}, "minent": {}, "advent": {}, "maxsquare_iw": {}, "f
 
 def lay_out_every_state(suite, results):
     """Run directories in each state, written as the engine writes them (no training needed to read them)."""
-    runs = {spec.method.name: spec.rundir for spec in plan_runs(suite, results)}
+    runs = {spec.method.name: spec.rundir for spec in make_plan(suite, results).requested}
     for rundir in runs.values():
         if rundir is not runs["oracle"]:
             rundir.prepare({})
@@ -100,12 +100,12 @@ def test_run_records_its_plan_so_status_by_suite_name_lists_pending_runs(write_s
     written = plan.stat().st_mtime_ns
     assert main(["run", path, "--results", str(tmp_path), "--seeds", "0", "--methods", "minent"]) == stopped
     assert plan.stat().st_mtime_ns == written                       # planned already: nothing written
-    old_minent = plan_runs(load_suite(path), tmp_path, ["minent"], [0])[0].rundir
+    old_minent = make_plan(load_suite(path), tmp_path, ["minent"], [0]).requested[0].rundir
 
     # A (method, seed) planned again with other settings names its new run directory; the old one stays listed.
     assert main(["run", path, "--results", str(tmp_path), "--seeds", "0", "--methods", "minent",
                  "--set", "train.lr=0.02"]) == stopped
-    new_minent = plan_runs(load_suite(path, ["train.lr=0.02"]), tmp_path, ["minent"], [0])[0].rundir
+    new_minent = make_plan(load_suite(path, ["train.lr=0.02"]), tmp_path, ["minent"], [0]).requested[0].rundir
     states = found_states(tmp_path, "tiny")
     assert [(s.name, s.seed) for s in states] == [*order, ("minent", 0)]
     assert states[0].path == new_minent.path and states[-1].path == old_minent.path != new_minent.path
@@ -142,7 +142,7 @@ def test_status_and_the_plan_list_the_runs_that_run_reports_not_the_hidden_warmu
     monkeypatch.setattr(runner, "Trainer", StoppedAtOnce)
     path = str(write_suite(lambda s: s.update(methods={"source_only": {}, "minent": {}},
                                               stages={"minent": {"start_from": "source_only"}}), source_warmup=2))
-    specs = execution_order(plan_runs(load_suite(path), tmp_path, ["minent"]))
+    specs = execution_order(make_plan(load_suite(path), tmp_path, ["minent"]).requested)
     assert [(s.method.name, s.hidden) for s in specs] == [("source_only", True), ("source_only", False),
                                                          ("minent", False)]
     outcomes = runner.run_suite(load_suite(path), tmp_path, ["minent"])
@@ -157,3 +157,35 @@ def test_status_and_the_plan_list_the_runs_that_run_reports_not_the_hidden_warmu
     assert listed == ["source_only", "minent"] == [e["name"] for e in plan]
     assert main(["status", "--results", str(tmp_path), "--suite", "tiny"]) == 0      # by name: the same runs
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:-1]] == listed
+
+
+def test_status_dry_run_the_print_launcher_and_run_agree_on_the_runs(write_suite, tmp_path, capsys):
+    """One plan serves every command: the runs `run --dry-run` lists are those `run` trains (the hidden warm-up
+    and a stage it starts from included), `status` lists the visible ones and the ensembles `run` scores, and the
+    print launcher starts one child per run asked for."""
+    path = str(write_suite(lambda s: s.update(methods={"source_only": {}, "minent": {}, "advent": {}},
+                                              stages={"advent": {"start_from": "source_only"}},
+                                              ensembles={"Both": ["minent", "advent"]}, oracle=False),
+                           source_warmup=2))
+    results = tmp_path / "r"
+    common = [path, "--results", str(results), "--seeds", "0"]
+
+    def out(*args) -> list[str]:
+        assert main(list(args)) == 0
+        return capsys.readouterr().out.splitlines()
+
+    dry = [json.loads(line[line.index("{"):]) for line in out("run", *common, "--dry-run")]
+    status = [line.split() for line in out("status", *common)[1:-1]]
+    launched = [line.split("--methods ")[1].split()[0] for line in out("run", *common, "--launcher", "print")]
+    assert dry[0]["hidden"] and dry[1]["method"] == "source_only"      # the warm-up, then the stage advent needs
+    assert sorted(d["method"] for d in dry[1:]) == ["advent", "minent", "source_only"] and len(dry) == 4
+    assert [row[0] for row in status] == [d["method"] for d in dry[1:]] + ["Both"]
+    assert sorted(launched) == ["advent", "minent", "source_only"]
+
+    assert main(["run", *common]) == 0
+    capsys.readouterr()
+    finished = {p.parent.name for p in results.glob("tiny/*/*/done")}
+    ensemble = {p.parent.name for p in results.glob("tiny/ensemble-*/*/done")}
+    assert finished == {d["run_id"] for d in dry} | ensemble and len(ensemble) == 1
+    after = [line.split() for line in out("status", *common)[1:-1]]
+    assert [row[0] for row in after] == [row[0] for row in status] and {row[3] for row in after} == {"done"}

@@ -6,9 +6,10 @@ import torch
 
 from udabench import Method, checkpoint, register
 from udabench.config import load_suite
+from udabench.engine.plan import make_plan
 from udabench.engine.rows import TIMING_FIELDS
 from udabench.engine.rundir import RunDir
-from udabench.engine.runner import build_data, plan_runs, run_suite
+from udabench.engine.runner import build_data, run_suite
 from udabench.losses import entropy_map
 
 
@@ -67,10 +68,10 @@ def suite_class_names():
 
 
 def test_run_id_depends_on_config_not_on_other_methods(write_suite, tmp_path):
-    a = plan_runs(load_suite(write_suite()), tmp_path, ["source_only"])[0].rundir
-    b = plan_runs(load_suite(write_suite(lambda s: s["methods"].update(test_recorder={}))), tmp_path,
-                  ["source_only"])[0].rundir
-    c = plan_runs(load_suite(write_suite(lr=0.02)), tmp_path, ["source_only"])[0].rundir
+    a = make_plan(load_suite(write_suite()), tmp_path, ["source_only"]).requested[0].rundir
+    b = make_plan(load_suite(write_suite(lambda s: s["methods"].update(test_recorder={}))), tmp_path,
+                  ["source_only"]).requested[0].rundir
+    c = make_plan(load_suite(write_suite(lr=0.02)), tmp_path, ["source_only"]).requested[0].rundir
     assert a.id == b.id != c.id and a.id.startswith("seed0-")
 
 
@@ -79,9 +80,9 @@ def test_run_id_changes_with_the_synthetic_generator(tmp_path, monkeypatch):
     import udabench.engine.rundir as rundir
 
     toy = Path(__file__).resolve().parent.parent / "suites" / "toy_sim2real.yaml"
-    before = plan_runs(load_suite(toy), tmp_path, ["minent"])[0]
+    before = make_plan(load_suite(toy), tmp_path, ["minent"]).requested[0]
     monkeypatch.setattr(rundir, "GENERATOR_VERSION", rundir.GENERATOR_VERSION + 1)
-    after = plan_runs(load_suite(toy), tmp_path, ["minent"])[0]
+    after = make_plan(load_suite(toy), tmp_path, ["minent"]).requested[0]
     assert before.rundir.id != after.rundir.id and before.start.spec.rundir.id != after.start.spec.rundir.id
 
 

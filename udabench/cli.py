@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", parents=[common], help="check dataset copies, or prepare a cache of them")
     data.set_defaults(func=lambda args: data.print_help() or 2)
     actions = data.add_subparsers(metavar="ACTION")
-    suite_data = argparse.ArgumentParser(add_help=False, parents=[overrides])   # what both actions take
+    suite_data = argparse.ArgumentParser(add_help=False, parents=[plan])   # what both actions take: the runs' data
     suite_data.add_argument("suite", help="suite YAML file, e.g. suites/gta5_cityscapes.yaml")
     suite_data.add_argument("--workers", type=int, default=0, help="decode with N processes (default: in this one)")
     check = actions.add_parser(
@@ -230,19 +230,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_run(args) -> int:
+def plan_of(args, suite_file: str, launched: bool):
+    """The one plan of this command (``engine/plan.py``): its suite with the command's overrides, the runs it
+    selects, each trained by the processes ``world_size_of`` gives."""
     from .config import load_suite
-    from .engine.runner import run_suite
+    from .engine.plan import make_plan
 
-    suite = load_suite(find_suite(args.suite), args.overrides, quick=args.quick)
+    suite = load_suite(find_suite(suite_file), args.overrides, quick=args.quick)
+    return make_plan(suite, args.results, args.methods, args.seeds, args.methods_dir,
+                     world_size_of(args, suite, launched))
+
+
+def world_size_of(args, suite, launched: bool) -> int:
+    """The processes that train each run: for runs that a launcher starts (and that `status` lists) its
+    --gpus-per-run, else the suite's launcher.gpus_per_run; for `run` itself, torchrun's world (1 outside it)."""
+    from .engine.distributed import planned_world_size
+
+    return (args.gpus_per_run or suite.launcher.gpus_per_run) if launched else planned_world_size()
+
+
+def cmd_run(args) -> int:
+    from .engine.runner import run_plan
+
+    plan = plan_of(args, args.suite, launched=bool(args.launcher))
+    suite = plan.suite
     if args.dry_run and args.launcher != "slurm":
-        return dry_run(suite, args)
+        return dry_run(plan)
     if args.launcher:
         from .launch import launch
 
-        return launch(suite, args, args.argv)
-    outcomes = run_suite(suite, args.results, args.methods, args.seeds, args.methods_dir, args.debug,
-                         args.check_data)
+        return launch(plan, args, args.argv)
+    outcomes = run_plan(plan, args.debug, args.check_data)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports for all
     runs = lambda status: ", ".join(f"{o.spec.method.name} seed {o.spec.seed}" for o in outcomes if o.status == status)
@@ -267,33 +285,26 @@ def cmd_run(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from .config import load_suite
     from .engine.status import found_states, planned_states, render
 
     if args.suite_file:
-        suite = load_suite(find_suite(args.suite_file), args.overrides, quick=args.quick)
-        world = args.gpus_per_run or suite.launcher.gpus_per_run
-        states = planned_states(suite, args.results, args.methods, args.seeds, args.methods_dir, world)
+        states = planned_states(plan_of(args, args.suite_file, launched=True))
     else:
         states = found_states(args.results, args.suite)
     print(render(states), end="")
     return 0
 
 
-def dry_run(suite, args) -> int:
+def dry_run(plan) -> int:
     import json
 
-    from .engine.distributed import planned_world_size
-    from .engine.runner import plan_runs
-    from .engine.stages import describe_plan, execution_order
+    from .engine.stages import describe_plan
 
-    world = (args.gpus_per_run or suite.launcher.gpus_per_run) if args.launcher else planned_world_size()
-    specs = execution_order(plan_runs(suite, args.results, args.methods, args.seeds, args.methods_dir, world))
-    for spec in specs:
-        plan = describe_plan(spec)
-        print(f"{spec.title()}  [{plan['stages']}]  {plan['run_id']}  "
-              f"{plan['status']}  " + json.dumps(plan, sort_keys=True))
-    print(f"{len(specs)} planned runs (nothing trained); results would go to {Path(args.results) / suite.name}",
+    for spec in plan.runs:
+        described = describe_plan(spec)
+        print(f"{spec.title()}  [{described['stages']}]  {described['run_id']}  "
+              f"{described['status']}  " + json.dumps(described, sort_keys=True))
+    print(f"{len(plan.runs)} planned runs (nothing trained); results would go to {plan.results / plan.suite.name}",
           file=sys.stderr)
     return 0
 
@@ -387,12 +398,11 @@ def cmd_list(args) -> int:
 
 def cmd_data_check(args) -> int:
     from .analysis.render import render
-    from .config import load_suite
-    from .data.check import check_suite, summary_table
+    from .data.check import check_suites, summary_table
 
-    suite = load_suite(find_suite(args.suite), args.overrides)
-    reports = check_suite(suite, args.workers, args.limit)
-    print(render(summary_table(reports), "text", f"{suite.name}: datasets"))
+    plan = plan_of(args, args.suite, launched=False)
+    reports = check_suites(plan.suites(), args.workers, args.limit)
+    print(render(summary_table(reports), "text", f"{plan.suite.name}: datasets"))
     for report in reports:
         for level, messages in (("error", report.errors), ("warning", report.warnings)):
             for message in messages:
@@ -406,11 +416,10 @@ def cmd_data_check(args) -> int:
 
 def cmd_data_prepare(args) -> int:
     from .analysis.render import render
-    from .config import load_suite
-    from .data.prepare import prepare_suite
+    from .data.prepare import prepare_suites
 
-    suite = load_suite(find_suite(args.suite), args.overrides)
-    print(render(prepare_suite(suite, args.workers), "text", f"{suite.name}: prepared datasets"))
+    plan = plan_of(args, args.suite, launched=False)
+    print(render(prepare_suites(plan.suites(), args.workers), "text", f"{plan.suite.name}: prepared datasets"))
     return 0
 
 

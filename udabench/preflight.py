@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from .config import Suite
-from .data.check import check_suite
+from .data.check import check_suites
 from .errors import ConfigError, DataError
 from .tracking import check_loggers
 
@@ -54,7 +54,8 @@ def preflight(suite: Suite, results: str | Path, specs, check_data: str = "sampl
                             f"free some space or pass another --results.")
     check_device(suite.train.device, suite.source_file)
     check_loggers(suite.train.loggers, suite.source_file)
-    reports = check_suite(suite, workers=suite.data.num_workers if check_data == "all" else 0,
+    reports = check_suites(list({id(s.suite): s.suite for s in specs}.values()),
+                           workers=suite.data.num_workers if check_data == "all" else 0,
                           sample={"sample": SAMPLE, "all": None, "none": 0}[check_data], suite_limits=True)
     errors = [f"{r.dataset} {r.split}: {e}" for r in reports for e in r.errors]
     supervised = sorted({s.method.name for s in specs if s.method.uses_target_labels})

@@ -1,6 +1,6 @@
 """``udabench data check SUITE``: is every dataset of a suite complete and decodable, before GPU time is spent?
 
-For each distinct (dataset, root, split) of the suite: the layout (folders, with the official archive
+For each distinct (dataset, root, split) that the suite's planned runs read (their suites are handed in: the plan's): the layout (folders, with the official archive
 they come from), image/label pairs, the number of images against the official split size, every label
 decoded and its raw ids checked against the dataset's id set, image integrity (PNG checksums) and sizes.
 Every problem is collected, none stops the check. Errors make a dataset unusable; warnings (a size or
@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..config import stage_suite
 from ..errors import DataError
 from . import SYNTHETIC, resolve, suite_datasets
 from .base import DECODE_ERRORS, Sample, id_ranges
@@ -128,12 +127,13 @@ def summarise(report: Report, kind: DatasetKind, samples: list[Sample], findings
                                f"{report.expected}: results are not comparable with the papers' numbers.")
 
 
-def check_suite(suite, workers: int = 0, limit: int | None = None, sample: int | None = None,
-                suite_limits: bool = False) -> list[Report]:
-    """One report per distinct dataset split of the suite (see ``check_dataset``), with the roles it plays;
-    ``suite_limits``: check only the items a run uses (each entry's ``limit``) instead of ``limit``."""
+def check_suites(suites: list, workers: int = 0, limit: int | None = None, sample: int | None = None,
+                 suite_limits: bool = False) -> list[Report]:
+    """One report per distinct dataset split that the runs' suites (``Plan.suites``: each a stage's own settings
+    merged) read (see ``check_dataset``), with the roles it plays; ``suite_limits``: check only the items a run
+    uses (each entry's ``limit``) instead of ``limit``."""
     reports: dict[tuple, Report] = {}
-    for role, ds in _entries(suite):
+    for role, ds, suite in _entries(suites):
         first = (ds.limit if suite_limits else None) or limit
         key = (ds.dataset, ds.root, ds.split, first)
         if key not in reports:
@@ -152,12 +152,12 @@ def check_suite(suite, workers: int = 0, limit: int | None = None, sample: int |
     return list(reports.values())
 
 
-def _entries(suite) -> list[tuple[str, object]]:
-    """(role, DatasetConfig) of the suite's datasets and of every stage's own (``stages.<m>.data``), each once."""
+def _entries(suites: list) -> list[tuple[str, object, object]]:
+    """(role, DatasetConfig, its suite) of every dataset entry of the suites, each once."""
     entries = {}
-    for run_suite in (suite, *(stage_suite(suite, m) for m in suite.stages)):
-        for role, ds, _ in suite_datasets(run_suite):
-            entries.setdefault((role, ds.dataset, ds.root, ds.split, ds.limit), (role, ds))
+    for suite in suites:
+        for role, ds, _ in suite_datasets(suite):
+            entries.setdefault((role, ds.dataset, ds.root, ds.split, ds.limit), (role, ds, suite))
     return list(entries.values())
 
 

@@ -1,5 +1,6 @@
 """``udabench data prepare SUITE``: write the prepared cache (see ``cache.py``) of every dataset split a
-suite trains and evaluates with, at the suite's sizes and class set; current caches are left alone."""
+suite's planned runs train and evaluate with (their suites: the plan's, stages included), at their sizes and class
+set; current caches are left alone."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from . import open_original, suite_datasets
 from .cache import prepare
 
 
-def prepare_suite(suite, workers: int = 0) -> pd.DataFrame:
-    """One row per distinct (dataset, split, size, label size): items, status, disk use and folder."""
+def prepare_suites(suites: list, workers: int = 0) -> pd.DataFrame:
+    """One row per distinct (dataset, split, size, label size) of the suites: items, status, disk use and folder."""
     rows, seen = [], set()
-    for _, ds, resize_label in suite_datasets(suite):
+    for suite, (_, ds, resize_label) in ((s, entry) for s in suites for entry in suite_datasets(s)):
         original, key = open_original(ds.dataset, ds.root, ds.split, ds.size, suite.classes, resize_label,
                                       suite.synthetic)
         if key in seen:

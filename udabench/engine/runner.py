@@ -36,7 +36,6 @@ from ..errors import CheckpointError, ConfigError, PluginError, UdabenchError
 from ..io import atomic_write_text
 from ..models import build_model
 from ..preflight import preflight
-from ..registry import get_method
 from ..schema import to_dict
 from .claim import HOST, Claim, ClaimLost, describe
 from .distributed import (
@@ -46,12 +45,13 @@ from .distributed import (
     max_over_ranks,
     planned_world_size,
 )
-from .ensemble import ensemble_rundir, evaluate_ensemble, slug
+from .ensemble import evaluate_ensemble, slug
 from .environment import collect_env
+from .plan import Plan, make_plan
 from .preempt import RunInterrupted, StopRequest, stop_on_signals
 from .rundir import REFERENCES
-from .stages import Planner, RunSpec, execution_order
-from .status import planned_rundirs, record_plan
+from .stages import RunSpec
+from .status import record_plan
 from .trainer import SuiteData, Trainer
 
 log = logging.getLogger("udabench")
@@ -76,14 +76,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def plan_runs(suite: Suite, results: str | Path, methods: list[str] | None = None, seeds: list[int] | None = None,
-              methods_dirs=(), world_size: int = 1) -> list[RunSpec]:
-    """The runs of ``methods`` (default: the suite's) for ``seeds``, each trained by ``world_size`` processes
-    (torchrun's; part of the run's identity) and linked to the runs it starts from (``RunSpec.upstream``;
-    ``execution_order`` lists those too)."""
-    planner = Planner(suite, results, methods_dirs, world_size)
-    return [planner.spec(name, seed) for name in methods or suite.method_names()
-            for seed in (seeds if seeds is not None else suite.seeds)]
 
 
 def build_data(suite: Suite, needs_target: bool = True) -> SuiteData:
@@ -115,12 +107,15 @@ class DataCache:
 def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] | None = None,
               seeds: list[int] | None = None, methods_dirs=(), debug: bool = False,
               check_data: str = "sample") -> list[Outcome]:
-    """Train every planned run not done yet, upstream runs first; the outcomes of the runs that are table rows
-    (a shared warm-up is trained when needed but has none), in plan order."""
-    specs = execution_order(plan_runs(suite, results, methods, seeds, methods_dirs, planned_world_size()))
-    for members in suite.ensembles.values():
-        for member in members:
-            get_method(member, methods_dirs)  # unknown member methods fail now, not later
+    """``run_plan`` of the plan of ``methods`` × ``seeds`` (defaults: the suite's) in this process's world (torchrun's)."""
+    return run_plan(make_plan(suite, results, methods, seeds, methods_dirs, planned_world_size()), debug, check_data)
+
+
+def run_plan(plan: Plan, debug: bool = False, check_data: str = "sample") -> list[Outcome]:
+    """Train every planned run not done yet, upstream runs first, then score the ensembles whose members are done;
+    the outcomes of the runs that are table rows (a shared warm-up is trained when needed but has none), in plan
+    order."""
+    suite, results, specs = plan.suite, plan.results, plan.runs
     preflight(suite, results, specs, check_data)  # results folder, device, data: before anything is built
     for model in {json.dumps(to_dict(s.suite.model), sort_keys=True): s.suite.model for s in specs}.values():
         build_model(model, suite.class_set.num_classes)  # bad model settings or weights fail now
@@ -132,9 +127,8 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
     datasets = DataCache(specs)
     say = tqdm.write if dist.is_main else (lambda _: None)
     if dist.is_main:
-        write_references(suite, results, methods)
-        runs = [(spec.method.name, spec.seed, spec.rundir) for spec in specs if not spec.hidden]
-        record_plan(results, suite.name, planned_rundirs(suite, results, runs, seeds, methods_dirs, dist.world_size))
+        write_references(suite, results, [s.method.name for s in plan.requested])
+        record_plan(results, suite.name, plan.listed())
     outcomes: dict[str, Outcome] = {}   # by run id: an upstream run trained after all (its holder went away) has
                                         # its last outcome
     with stop_on_signals() as stop:
@@ -173,8 +167,7 @@ def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] 
                 outcomes.setdefault(spec.rundir.id, Outcome(spec, "stopped", "not started: a stop signal came",
                                                             signum))
         elif dist.is_main:
-            run_ensembles(suite, results, seeds if seeds is not None else suite.seeds, methods_dirs, datasets[suite],
-                          device, say, dist.world_size)
+            run_ensembles(plan, datasets[suite], device, say)
     order = {spec.rundir.id: i for i, spec in enumerate(specs)}
     return sorted((o for o in outcomes.values() if not o.spec.hidden), key=lambda o: order[o.spec.rundir.id])
 
@@ -283,28 +276,27 @@ def write_references(suite: Suite, results, methods: list[str] | None = None) ->
         atomic_write_text(path, text)
 
 
-def run_ensembles(suite: Suite, results, seeds: list[int], methods_dirs, data: SuiteData, device, say,
-                  world_size: int = 1) -> None:
-    """Score every ensemble of the suite whose member runs are finished (evaluation only), once: each ensemble
-    is claimed first, so of concurrent processes only one scores it.
+def run_ensembles(plan: Plan, data: SuiteData, device, say) -> None:
+    """Score every planned ensemble whose member runs are finished (evaluation only), once: each ensemble is
+    claimed first, so of concurrent processes only one scores it.
 
     A member whose files are damaged leaves its ensemble unscored with a warning; the suite goes on."""
-    for name, members in suite.ensembles.items():
-        for seed in seeds:
-            specs = plan_runs(suite, results, members, [seed], methods_dirs, world_size)
-            rundir = ensemble_rundir(suite, results, name, specs, seed)
-            if rundir.status == "done" or any(s.rundir.status != "done" for s in specs):
+    for ensemble in plan.ensembles:
+        name, seed, members, rundir = ensemble.name, ensemble.seed, ensemble.members, ensemble.rundir
+        if rundir.status == "done" or any(s.rundir.status != "done" for s in members):
+            continue
+        claim = Claim(rundir.claim_file)
+        if not claim.acquire():
+            continue   # another process is scoring it
+        try:
+            if rundir.status == "done":
                 continue
-            claim = Claim(rundir.claim_file)
-            if not claim.acquire():
-                continue   # another process is scoring it
-            try:
-                if rundir.status == "done":
-                    continue
-                row = evaluate_ensemble(suite, name, specs, rundir, data.eval, device, collect_env(device, world_size))
-            except UdabenchError as exc:
-                log.warning(f"{name} seed {seed}: ensemble not scored: {exc}")
-                continue
-            finally:
-                claim.release()
-            say(f"{name} seed {seed}: ensemble of {', '.join(members)}, mIoU {row['miou']:.2f} ({rundir.path})")
+            row = evaluate_ensemble(plan.suite, name, members, rundir, data.eval, device,
+                                    collect_env(device, plan.world_size))
+        except UdabenchError as exc:
+            log.warning(f"{name} seed {seed}: ensemble not scored: {exc}")
+            continue
+        finally:
+            claim.release()
+        say(f"{name} seed {seed}: ensemble of {', '.join(m.method.name for m in members)}, mIoU {row['miou']:.2f} "
+            f"({rundir.path})")

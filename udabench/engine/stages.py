@@ -100,6 +100,7 @@ class Planner:
         self.suite, self.results, self.methods_dirs, self.world_size = suite, results, methods_dirs, world_size
         self._made: dict[tuple[str, int], RunSpec] = {}
         self._warmups: dict[str, RunSpec] = {}
+        self._views: dict[str, Suite] = {}   # method -> its stage's suite, merged once for all its seeds
 
     def spec(self, name: str, seed: int) -> RunSpec:
         if (name, seed) not in self._made:
@@ -110,7 +111,9 @@ class Planner:
         suite = self.suite
         cls = get_method(name, self.methods_dirs)
         hparams = from_dict(cls.Hparams, suite.methods.get(name, {}), f"methods.{name}", suite.source_file)
-        own = stage_suite(suite, name)
+        if name not in self._views:
+            self._views[name] = stage_suite(suite, name)
+        own = self._views[name]
         stage = suite.stages.get(name)
         run: dict = {"method": name, "hparams": hparams}
         if settings := stage_settings(suite, own):

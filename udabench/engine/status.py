@@ -16,14 +16,17 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
 
-from ..config import Suite
 from ..errors import UdabenchError
 from ..io import atomic_write_text
 from .claim import LOCK_WAIT_S, Claim, claim_timeout, describe, stale_reason
 from .rundir import RunDir
+
+if TYPE_CHECKING:   # status from the results folder alone imports no torch (the plan imports the models)
+    from .plan import Plan
 
 log = logging.getLogger("udabench")
 
@@ -41,33 +44,12 @@ class RunState:
     path: Path
 
 
-def planned_states(suite: Suite, results, methods=None, seeds=None, methods_dirs=(), world_size: int = 1):
-    """Every run (and ensemble) the suite plans, in plan order."""
-    from .runner import plan_runs
-    from .stages import execution_order
-
-    # as `udabench run` lists them: the runs they start from too, not the hidden ones (the shared warm-up)
-    specs = [s for s in execution_order(plan_runs(suite, results, methods, seeds, methods_dirs, world_size))
-             if not s.hidden]
-    planned = planned_rundirs(suite, results, [(s.method.name, s.seed, s.rundir) for s in specs], seeds,
-                              methods_dirs, world_size)
+def planned_states(plan: Plan) -> list[RunState]:
+    """Every run of ``plan`` that is a table row (the runs the requested ones start from too, not the hidden
+    shared warm-up) and its ensembles, as `udabench run` lists them (``Plan.listed``)."""
     timeout = claim_timeout()
-    return [RunState(suite.name, name, seed, *state_of(rundir, timeout), rundir.path) for name, seed, rundir in planned]
-
-
-def planned_rundirs(suite: Suite, results, runs: list[tuple[str, int, RunDir]], seeds=None, methods_dirs=(),
-                    world_size: int = 1) -> list[tuple[str, int, RunDir]]:
-    """``runs`` as (name, seed, run directory), then the suite's ensembles of those seeds (``seeds``, else the
-    suite's), which `udabench run` scores once their members are done."""
-    from .ensemble import ensemble_rundir
-    from .runner import plan_runs
-
-    planned = list(runs)
-    for name, members in suite.ensembles.items():
-        for seed in seeds if seeds is not None else suite.seeds:
-            member_specs = plan_runs(suite, results, members, [seed], methods_dirs, world_size)
-            planned.append((name, seed, ensemble_rundir(suite, results, name, member_specs, seed)))
-    return planned
+    return [RunState(plan.suite.name, name, seed, *state_of(rundir, timeout), rundir.path)
+            for name, seed, rundir in plan.listed()]
 
 
 def record_plan(results, suite_name: str, planned: list[tuple[str, int, RunDir]]) -> None:

@@ -27,6 +27,7 @@ from ..errors import ConfigError
 
 if TYPE_CHECKING:   # the command line builds its parser from this module: no torch, no datasets at import
     from ..config import LauncherConfig, Suite
+    from ..engine.plan import Plan
     from ..engine.rundir import RunDir
 
 LAUNCHERS = ("local", "slurm", "print")
@@ -77,15 +78,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="slurm: submitit's job files and logs (default: RESULTS/<suite>/_slurm)")
 
 
-def launch(suite: Suite, args, argv: list[str]) -> int:
-    """Start, submit or print one child per unfinished run; the exit code of `udabench run`."""
+def launch(plan: Plan, args, argv: list[str]) -> int:
+    """Start, submit or print one child per unfinished run of ``plan``; the exit code of `udabench run`."""
     from ..engine.distributed import planned_world_size
 
     if os.environ.get(LAUNCHED_ENV) or planned_world_size() > 1:
         raise ConfigError("--launcher starts processes of its own; give it to a plain `udabench run`, not to a "
                           "child it started or to a torchrun process.")
+    suite = plan.suite
     settings = launcher_settings(suite, args)
-    jobs = plan_jobs(suite, args, argv, settings.gpus_per_run)
+    jobs = plan_jobs(plan, argv)
     if not jobs:
         print(f"every run of {suite.name} is done already; nothing to launch")
         return 0
@@ -94,11 +96,9 @@ def launch(suite: Suite, args, argv: list[str]) -> int:
             print(shlex.join(job.argv))
         return 0
     if not args.dry_run:   # `udabench status --suite` lists them before their children start
-        from ..engine.status import planned_rundirs, record_plan
+        from ..engine.status import record_plan
 
-        runs = [(job.method, job.seed, job.rundir) for job in jobs]
-        planned = planned_rundirs(suite, args.results, runs, args.seeds, args.methods_dir, settings.gpus_per_run)
-        record_plan(args.results, suite.name, planned)
+        record_plan(plan.results, suite.name, plan.listed())
     logs = Path(args.results) / suite.name
     if args.launcher == "local":
         from .local import gpu_slots, run_local
@@ -121,14 +121,11 @@ def launcher_settings(suite: Suite, args) -> LauncherConfig:
     return dataclasses.replace(suite.launcher, **given, sbatch={**suite.launcher.sbatch, **extra})
 
 
-def plan_jobs(suite: Suite, args, argv: list[str], gpus_per_run: int) -> list[Job]:
-    """One job per planned run that is not done yet (runs of ``gpus_per_run`` processes)."""
-    from ..engine.runner import plan_runs
-
+def plan_jobs(plan: Plan, argv: list[str]) -> list[Job]:
+    """One job per requested run of ``plan`` that is not done yet (a child trains the runs it starts from first)."""
     base = child_arguments(argv)
-    specs = plan_runs(suite, args.results, args.methods, args.seeds, args.methods_dir, world_size=gpus_per_run)
-    return [Job(s.method.name, s.seed, s.rundir, child_command(base, s.method.name, s.seed, gpus_per_run))
-            for s in specs if s.rundir.status != "done"]
+    return [Job(s.method.name, s.seed, s.rundir, child_command(base, s.method.name, s.seed, plan.world_size))
+            for s in plan.requested if s.rundir.status != "done"]
 
 
 def child_arguments(argv: list[str]) -> list[str]:
