@@ -21,7 +21,7 @@ from typing import Literal
 
 import torch
 
-from udabench import Method, register
+from udabench import ConfigError, Method, register
 from udabench.classes import IGNORE_INDEX
 from udabench.losses import iw_maxsquare_loss, maxsquare_loss, segmentation_loss
 
@@ -43,11 +43,16 @@ class MaxSquare(Method):
         threshold: float = 0.95
         lambda_seg_aux: float = 0.1     # λ_seg of the guidance term (× lambda_target)
 
+    @classmethod
+    def check(cls, hparams, suite):
+        if hparams.self_guided and not suite.model.multi_level:
+            raise ConfigError(f"{suite.source_file}: methods.{cls.name}.self_guided trains the auxiliary head on the "
+                              f"heads' joint pseudo-labels, but model.multi_level is false (no auxiliary head). Set "
+                              f"model.multi_level: true, or self_guided: false.")
+
     def setup(self, model, ctx):
         # Official-scale λ -> weight on our paper-normalised losses (see module docstring).
         self.weight = self.hp.lambda_target * (2 if self.image_wise else 1) / ctx.num_classes
-        if self.hp.self_guided and model.aux_head is None:
-            raise ValueError("maxsquare self_guided needs model.multi_level: true (an auxiliary head)")
 
     def train_step(self, source, target, step):
         logs = self.ctx.supervised_step(source)

@@ -17,8 +17,9 @@ from PIL import Image
 
 from udabench.classes import CITYSCAPES_LABEL_IDS, CLASS_SETS
 from udabench.config import Suite
+from udabench.engine.identity import identity_of
 from udabench.engine.rows import metrics_row
-from udabench.engine.rundir import RunDir, identity_of
+from udabench.engine.rundir import RunDir
 from udabench.registry import discover
 from udabench.schema import from_dict
 

@@ -48,7 +48,8 @@ def test_a_synthetic_suite_run_rebuilds_its_suite(tmp_path):
     """The identity of a synthetic suite's run carries the generator version, which is no suite key."""
     from udabench.config import Suite
     from udabench.data.synthetic import SyntheticConfig
-    from udabench.engine.rundir import RunDir, identity_of
+    from udabench.engine.identity import identity_of
+    from udabench.engine.rundir import RunDir
     from udabench.schema import from_dict
 
     suite = from_dict(Suite, {"name": "syn", "data": {"source": {"dataset": "synthetic-sim"},

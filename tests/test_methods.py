@@ -9,15 +9,17 @@ from udabench.config import load_suite
 from udabench.engine.build import build_run
 from udabench.engine.runner import build_data, run_suite
 from udabench.models import build_model
-from udabench.registry import discover
+from udabench.registry import BUILTIN_DIR, available, discover
 
-BUILTIN = ["source_only", "oracle", "minent", "advent", "maxsquare", "maxsquare_iw", "fada", "target_bn"]
+# every method the built-in folder registers (test modules register plugins of their own: not these)
+BUILTIN = sorted(name for name, file in available().origin.items() if file.parent == BUILTIN_DIR.resolve())
 OPTIONS = {  # every documented option runs too
     "minent": {"entropy_ranking": True, "class_prior": True},
     "advent": {"class_prior": True},
     "maxsquare_iw": {"self_guided": True, "weight_by": "pixel_argmax"},
-    "fada": {"temperature_on_source_ce": True},
+    "fada": {"temperature_on_source_ce": True, "loss_resolution": "input"},
 }
+TEACHER = {"self_distill": {"teacher": "source_only"}}   # stages that the methods learning from a teacher need
 
 
 def record_steps(monkeypatch, cls, crash_at=None):
@@ -36,7 +38,8 @@ def record_steps(monkeypatch, cls, crash_at=None):
 
 
 def test_builtin_methods_are_registered():
-    assert set(BUILTIN) <= set(discover())
+    assert {"source_only", "oracle", "minent", "advent", "maxsquare", "maxsquare_iw", "fada", "target_bn",
+            "self_distill"} <= set(BUILTIN) <= set(discover())
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -45,7 +48,8 @@ def test_build_train_checkpoint_resume(name, options, write_suite, tmp_path, mon
     if options and name not in OPTIONS:
         pytest.skip("no options")
     cls = discover()[name]
-    path = write_suite(lambda s: s["methods"].update({name: OPTIONS[name] if options else {}}),
+    path = write_suite(lambda s: s["methods"].update({name: OPTIONS[name] if options else {}}) or
+                       s.update(stages={name: TEACHER[name]} if name in TEACHER else {}),
                        iterations=4, checkpoint_every=3, eval_every=4)
     straight = record_steps(monkeypatch, cls)
     outcome = run_suite(load_suite(path), tmp_path / "a", methods=[name])[0]
@@ -118,3 +122,15 @@ def test_target_bn_control_changes_only_bn_statistics(write_suite, tmp_path):
     weights = [k for k in states["source_only"] if k.endswith("weight") and "bn" not in k]
     assert any(not torch.equal(states["source_only"][k], states["target_bn"][k]) for k in stats)
     assert all(torch.equal(states["source_only"][k], states["target_bn"][k]) for k in weights)
+
+
+def test_a_methods_own_configuration_error_stops_the_plan_before_anything_is_built(write_suite, tmp_path, capsys):
+    """Method.check runs when runs are planned: --dry-run and status refuse what the run would fail on."""
+    from udabench.cli import main
+
+    path = str(write_suite(lambda s: s["methods"].update(maxsquare_iw={"self_guided": True}) or
+                           s["model"].update(multi_level=False)))
+    for command in (["run", path, "--dry-run"], ["status", path], ["run", path]):
+        assert main([*command, "--results", str(tmp_path)]) == 2
+        assert "methods.maxsquare_iw.self_guided" in capsys.readouterr().err
+    assert not (tmp_path / "tiny").exists()

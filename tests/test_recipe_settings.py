@@ -18,9 +18,10 @@ from udabench.config import load_suite
 from udabench.engine.build import build_run
 from udabench.engine.evalrun import eval_split
 from udabench.engine.evaluate import evaluate, scores
+from udabench.engine.identity import identity_of
 from udabench.engine.plan import make_plan
 from udabench.engine.rows import protocol
-from udabench.engine.rundir import RunDir, identity_of
+from udabench.engine.rundir import RunDir
 from udabench.engine.runner import run_suite
 from udabench.engine.trained import final_model, load_selected
 from udabench.errors import CheckpointError, ConfigError

@@ -77,11 +77,11 @@ def test_run_id_depends_on_config_not_on_other_methods(write_suite, tmp_path):
 
 def test_run_id_changes_with_the_synthetic_generator(tmp_path, monkeypatch):
     """New scenes under the same knobs must not be mistaken for finished runs (or warm-ups) of the old ones."""
-    import udabench.engine.rundir as rundir
+    import udabench.engine.identity as identity
 
     toy = Path(__file__).resolve().parent.parent / "suites" / "toy_sim2real.yaml"
     before = make_plan(load_suite(toy), tmp_path, ["minent"]).requested[0]
-    monkeypatch.setattr(rundir, "GENERATOR_VERSION", rundir.GENERATOR_VERSION + 1)
+    monkeypatch.setattr(identity, "GENERATOR_VERSION", identity.GENERATOR_VERSION + 1)
     after = make_plan(load_suite(toy), tmp_path, ["minent"]).requested[0]
     assert before.rundir.id != after.rundir.id and before.start.spec.rundir.id != after.start.spec.rundir.id
 

@@ -168,7 +168,7 @@ def test_every_row_records_the_input_normalisation_and_eval_options(write_suite)
 
 
 def test_the_new_settings_at_their_defaults_keep_earlier_run_ids(write_suite):
-    from udabench.engine.rundir import suite_identity
+    from udabench.engine.identity import suite_identity
 
     default = suite_identity(load_suite(write_suite()))
     assert "eval" not in default and "input_norm" not in default["model"]    # identity as before these settings

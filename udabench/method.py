@@ -63,6 +63,12 @@ class Method:
         self.hp = hparams
         self.ctx = ctx
 
+    @classmethod
+    def check(cls, hparams, suite) -> None:
+        """Refuse a configuration this method cannot train with: raise a ``ConfigError`` naming the setting and the
+        fix. Called when runs are planned, before anything is built or trained (Dassl's ``check_cfg``);
+        ``suite`` is the run's own (its stage's settings merged). Default: every configuration is fine."""
+
     def setup(self, model: nn.Module, ctx) -> None:
         """Build extra modules and register them with ``self.register_module``; default: none."""
 

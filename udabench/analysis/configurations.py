@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..engine.rundir import RunDir, comparable_run, config_key, flatten
+from ..engine.identity import comparable_run, config_key, flatten
+from ..engine.rundir import RunDir
 from ..errors import UdabenchError
 from ..vocabulary import Kind, Role
 

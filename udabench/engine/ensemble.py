@@ -22,9 +22,10 @@ from ..config import Suite
 from ..errors import UdabenchError
 from ..vocabulary import Role
 from .evalrun import score_eval_split, write_evaluation_run
+from .identity import identity_of
 from .predict import main_logits
 from .rows import protocol
-from .rundir import RunDir, identity_of
+from .rundir import RunDir
 from .stages import RunSpec
 from .trained import final_model
 

@@ -28,9 +28,10 @@ from ..models.weights import resolve_input_norm
 from ..vocabulary import Kind, Role
 from .environment import collect_env
 from .evaluate import Evaluation, evaluate, scores
+from .identity import identity_of
 from .predict import main_logits
 from .rows import eval_protocol, metrics_row
-from .rundir import RunDir, identity_of
+from .rundir import RunDir
 
 
 def score_eval_split(suite: Suite, forward, eval_set, device: torch.device) -> Evaluation:

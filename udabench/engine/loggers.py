@@ -2,7 +2,7 @@
 
 ``train.loggers`` names them; the default is ``[tensorboard]`` where the ``tensorboard`` package is importable
 (``pip install 'udabench[tracking]'``), else none. They are how a run is watched, not what it computes, so they
-stay out of its identity (``rundir.NOT_IDENTITY``). A backend's package is imported when a run opens it, never
+stay out of its identity (``identity.NOT_IDENTITY``). A backend's package is imported when a run opens it, never
 before: W&B and MLflow are reached only when a suite names them, with the user's own login and settings
 (``WANDB_PROJECT``, ``WANDB_MODE``, ``MLFLOW_TRACKING_URI``, ``MLFLOW_EXPERIMENT_NAME``, ...).
 

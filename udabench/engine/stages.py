@@ -20,7 +20,7 @@ once per seed however many runs start from it, and trained before them (``execut
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import Suite, stage_suite
@@ -28,7 +28,8 @@ from ..errors import ConfigError
 from ..method import Method
 from ..registry import get_method
 from ..schema import from_dict, to_dict
-from .rundir import RunDir, config_key, identity_of, stage_settings
+from .identity import config_key, identity_of, stage_settings
+from .rundir import RunDir
 
 WARMUP = "_warmup"              # the method folder of shared warm-ups (its runs are no table rows)
 WARMUP_METHOD = "source_only"   # a warm-up's steps are plain source steps: Source-only's
@@ -114,6 +115,7 @@ class Planner:
         if name not in self._views:
             self._views[name] = stage_suite(suite, name)
         own = self._views[name]
+        cls.check(hparams, own)   # the plugin's own configuration errors, before anything trains
         stage = suite.stages.get(name)
         run: dict = {"method": name, "hparams": hparams}
         if settings := stage_settings(suite, own):
@@ -139,12 +141,8 @@ class Planner:
     def _warmup(self, own: Suite, seed: int) -> RunSpec:
         """The shared source warm-up of runs whose own suite is ``own``: its first ``source_warmup`` steps."""
         t = own.train
-        raw = to_dict(own)
-        raw.pop("source_file")
-        raw["train"] |= {"iterations": t.source_warmup, "poly_horizon": t.poly_horizon or t.iterations,
-                         "source_warmup": 0}
-        suite = from_dict(Suite, raw, "", f"{own.source_file} (shared source warm-up)")
-        suite.source_file = own.source_file
+        suite = replace(own, train=replace(t, iterations=t.source_warmup, poly_horizon=t.poly_horizon or t.iterations,
+                                           source_warmup=0))
         run = {"method": WARMUP_METHOD, "hparams": {}, "stage": stage_settings(self.suite, suite), "warmup": True}
         rundir = RunDir(self.results, self.suite.name, WARMUP,
                         identity_of(self.suite, seed, world_size=self.world_size, **run))
