@@ -1,8 +1,8 @@
 """Does the data pipeline keep up with a step? Data wait at paper sizes, original files vs the prepared cache.
 
 Writes GTA5-format frames (1914×1052) and Cityscapes-format frames (2048×1024) with the test suite's
-writers (tests/helpers.py), then feeds the trainer's own streams (``engine.trainer.Streams`` over
-``make_loader``: the source at 1280×720 and the target at 1024×512, batch 1 + 1) to a loop that
+writers (tests/helpers.py), then feeds streams opened as the trainer's (``engine/rundata.py``:
+``make_loader``, ``stream``: the source at 1280×720 and the target at 1024×512, batch 1 + 1) to a loop that
 sleeps ``--step-ms`` per step, as the host does while a GPU computes (``--busy``: computes instead, as a CPU
 device does). The data wait of a step is the time the loop blocks on its batches and copies them to the
 device (the first step, which starts the workers, is reported apart). Each setting runs with the trainer's
@@ -39,9 +39,9 @@ from udabench.config import DomainAugment  # noqa: E402
 from udabench.data import get_dataset, open_original  # noqa: E402
 from udabench.data.cache import prepare  # noqa: E402
 from udabench.engine.augment import Augmented  # noqa: E402
-from udabench.engine.handover import collate_for, stream, to_device  # noqa: E402
+from udabench.engine.handover import Prefetched, collate_for, stream, to_device  # noqa: E402
+from udabench.engine.rundata import make_loader, stream_seed  # noqa: E402
 from udabench.engine.sampling import ResumableSampler  # noqa: E402
-from udabench.engine.trainer import Streams, make_loader, stream_seed  # noqa: E402
 
 PAPER = {"gta5": ((1914, 1052), (1280, 720)), "cityscapes": ((2048, 1024), (1024, 512))}
 SMOKE = {"gta5": ((96, 52), (64, 36)), "cityscapes": ((128, 64), (64, 32))}
@@ -89,7 +89,7 @@ def decode_ms(dataset, repeats: int = 3) -> float:
 
 def data_wait(datasets: dict, workers: int, steps: int, step_ms: float, device: torch.device,
               handover: str = "udabench", busy: bool = False) -> dict:
-    def open_stream(domain: str, position: int):   # as Trainer._open_stream opens a uniform, unaugmented stream
+    def open_stream(domain: str, position: int):   # as RunData opens a uniform, unaugmented stream
         seed = stream_seed(0, domain)
         sampler = ResumableSampler(len(datasets[domain]), seed, position)
         default = handover == "dataloader"
@@ -97,15 +97,16 @@ def data_wait(datasets: dict, workers: int, steps: int, step_ms: float, device: 
                              drop_last=True, collate_fn=None if default else collate_for(device, workers))
         return iter(loader) if default else stream(loader, device)
 
-    streams = Streams(open_stream, 1)
-    waits = []
+    streams, waits = {}, []
     for step in range(steps):
         start = time.perf_counter()
-        for domain in datasets:
-            to_device(streams.batch(domain, step), device)
+        for domain in datasets:   # opened at the first step that reads it (its workers start there), as in RunData
+            to_device(next(streams.get(domain) or streams.setdefault(domain, open_stream(domain, step))), device)
         waits.append(time.perf_counter() - start)
         (compute if busy else time.sleep)(step_ms / 1000)
-    streams.close()
+    for iterator in streams.values():
+        if isinstance(iterator, Prefetched):
+            iterator.close()
     steady = np.asarray(waits[1:]) * 1000
     return {"workers": workers, "handover": handover, "first_ms": 1000 * waits[0], "mean_ms": float(steady.mean()),
             "p90_ms": float(np.percentile(steady, 90)), "stalled_steps": int((steady > 0.1 * step_ms).sum()),

@@ -14,7 +14,7 @@ from udabench.data import get_dataset
 from udabench.data.base import image_tensor, rgb_of
 from udabench.engine import balanced
 from udabench.engine.augment import Augmented, augment
-from udabench.engine.balanced import SUB_EPOCH, ClassBalancedSampler, class_presence
+from udabench.engine.balanced import SUB_EPOCH, ClassBalancedSampler, class_histogram, class_pixels
 from udabench.engine.sampling import ResumableSampler
 
 EVERYTHING = DomainAugment(jitter=Jitter(0.5, 0.5, 0.5, 0.2), scale=(0.8, 1.2), crop=(48, 24), flip=0.5, blur=0.5)
@@ -101,20 +101,26 @@ def test_class_balanced_stream_is_a_function_of_seed_and_position():
     assert list(islice(iter(ClassBalancedSampler(presence, seed=6)), 50)) != whole[:50]
 
 
-def test_the_class_presence_index_matches_the_labels_and_is_cached(source, tiny_data, tmp_path, monkeypatch):
+def test_the_class_index_counts_each_images_pixels_of_each_class_and_is_cached(source, tiny_data, tmp_path,
+                                                                                 monkeypatch):
+    """One index of the source labels: its rows > 0 the sampler's class presence, its sum the class-ratio prior's
+    histogram."""
     from udabench.config import DatasetConfig
     from udabench.data.base import read_label_ids
 
     monkeypatch.setenv("UDABENCH_CACHE", str(tmp_path))
     entry = DatasetConfig(dataset="gta5", root=str(tiny_data["gta5"]), split="all")
-    presence = class_presence(source, entry, "cityscapes19")
+    pixels = class_pixels(source, entry, "cityscapes19")
     lut = source.decoder.lut
-    expected = np.stack([np.isin(np.arange(19), np.unique(lut[read_label_ids(s.label)])) for s in source.samples])
-    assert presence.dtype == bool and np.array_equal(presence, expected)
+    ids = [lut[read_label_ids(s.label)] for s in source.samples]
+    expected = np.stack([[(train_ids == c).sum() for c in range(19)] for train_ids in ids])
+    assert pixels.dtype == np.int64 and np.array_equal(pixels, expected)
+    histogram = class_histogram(pixels).numpy()
+    assert histogram == pytest.approx(expected.sum(0) / expected.sum(), rel=1e-6) and histogram.sum() == pytest.approx(1)
 
     def no_recompute(*args, **kw):
         raise AssertionError("the cached index must be read")
 
     monkeypatch.setattr(balanced, "map_files", no_recompute)
-    assert np.array_equal(class_presence(source, entry, "cityscapes19"), presence)
-    assert len(list((tmp_path / "class_presence").glob("gta5-all-cityscapes19-*.npy"))) == 1
+    assert np.array_equal(class_pixels(source, entry, "cityscapes19"), pixels)
+    assert len(list((tmp_path / "class_pixels").glob("gta5-all-cityscapes19-*.npy"))) == 1

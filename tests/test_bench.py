@@ -20,11 +20,11 @@ from udabench.bench.floor import matmul_tflops
 from udabench.bench.inputs import synthetic_inputs
 from udabench.cli import main
 from udabench.config import load_suite
-from udabench.engine import trainer
+from udabench.engine import rundata
 from udabench.engine.build import build_run
-from udabench.engine.runner import build_data, run_suite
+from udabench.engine.rundata import build_data, make_loader
+from udabench.engine.runner import run_suite
 from udabench.engine.speed import count_flops
-from udabench.engine.trainer import make_loader
 from udabench.registry import discover
 
 CPU = torch.device("cpu")
@@ -147,7 +147,7 @@ def oracle_run(tmp_path_factory, tiny_data):
     suite = load_suite(base / "suite.yaml")
     built = []
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(trainer, "make_loader", lambda *a, **k: built.append(a[1]) or make_loader(*a, **k))
+        patch.setattr(rundata, "make_loader", lambda *a, **k: built.append(a[1]) or make_loader(*a, **k))
         outcome = run_suite(suite, base / "results", methods=["oracle"])[0]
     return suite, base / "results", outcome, built
 
@@ -217,7 +217,7 @@ def test_train_step_speed(name, write_suite, benchmark):
     suite = load_suite(write_suite())
     cls = discover()[name]
     inputs = synthetic_inputs(suite, CPU, eval_images=0)
-    ctx, method = build_run(suite, cls, cls.Hparams(), CPU, source_dataset=inputs.histogram_source)
+    ctx, method = build_run(suite, cls, cls.Hparams(), CPU, source_histogram=inputs.source_histogram)
     target = {k: v for k, v in inputs.target[0].items() if k != "label" or cls.uses_target_labels}
 
     def step():

@@ -5,7 +5,8 @@ from torch.utils.data import default_collate
 
 from udabench import checkpoint
 from udabench.config import load_suite
-from udabench.engine.runner import build_data, run_suite
+from udabench.engine.rundata import build_data
+from udabench.engine.runner import run_suite
 from udabench.losses import upsample
 from udabench.metrics import confusion_matrix
 from udabench.models import build_model

@@ -80,7 +80,7 @@ class Frames(torch.utils.data.Dataset):
 
 def loader(dataset, workers, device=torch.device("cpu")):
     from udabench.engine.handover import collate_for
-    from udabench.engine.trainer import make_loader
+    from udabench.engine.rundata import make_loader
 
     return make_loader(dataset, 2, workers, device, collate_fn=collate_for(device, workers))
 

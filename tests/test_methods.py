@@ -7,7 +7,8 @@ from torch.utils.data import default_collate
 from udabench import checkpoint
 from udabench.config import load_suite
 from udabench.engine.build import build_run
-from udabench.engine.runner import build_data, run_suite
+from udabench.engine.rundata import build_data
+from udabench.engine.runner import run_suite
 from udabench.models import build_model
 from udabench.registry import BUILTIN_DIR, available, discover
 
@@ -80,7 +81,7 @@ def one_step_backwards(name, write_suite):
     suite = load_suite(write_suite())
     data = build_data(suite)
     cls = discover()[name]
-    ctx, method = build_run(suite, cls, cls.Hparams(), torch.device("cpu"), source_dataset=data.source)
+    ctx, method = build_run(suite, cls, cls.Hparams(), torch.device("cpu"))
     source = default_collate([data.source[i] for i in range(2)])
     target = default_collate([data.target[i] for i in range(2)])
     target.pop("label")

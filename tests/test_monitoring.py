@@ -28,7 +28,8 @@ from udabench.config import TrainConfig, load_suite
 from udabench.engine.loggers import RunInfo, open_loggers
 from udabench.engine.monitor import Pace, duration, step_scalars
 from udabench.engine.plan import make_plan
-from udabench.engine.runner import build_data, run_suite
+from udabench.engine.rundata import build_data
+from udabench.engine.runner import run_suite
 from udabench.errors import ConfigError
 from udabench.tracking import PACKAGES, default_loggers
 

@@ -8,8 +8,9 @@ from udabench import Method, checkpoint, register
 from udabench.config import load_suite
 from udabench.engine.plan import make_plan
 from udabench.engine.rows import TIMING_FIELDS
+from udabench.engine.rundata import build_data
 from udabench.engine.rundir import RunDir
-from udabench.engine.runner import build_data, run_suite
+from udabench.engine.runner import run_suite
 from udabench.losses import entropy_map
 
 
@@ -120,16 +121,16 @@ class ExplodingDataset(torch.utils.data.Dataset):
 
 def test_source_only_never_feeds_target_images_to_the_model(write_suite, tmp_path, monkeypatch):
     """BN isolation (AdaptSegNet#25): target images never pass through the model in train mode."""
-    import udabench.engine.runner as runner
+    import udabench.engine.rundata as rundata
 
-    real_build = runner.build_data
+    real_build = rundata.build_data
 
     def build(suite, needs_target=True):
         data = real_build(suite, needs_target)
         data.target = ExplodingDataset()
         return data
 
-    monkeypatch.setattr(runner, "build_data", build)
+    monkeypatch.setattr(rundata, "build_data", build)
     outcome = run_suite(load_suite(write_suite()), tmp_path, methods=["source_only"])[0]
     assert outcome.status == "trained"
 
@@ -181,18 +182,18 @@ def test_n_processes_at_batch_b_read_what_one_process_reads_at_batch_n_times_b(s
 
     from udabench.config import AugmentConfig
     from udabench.engine.distributed import DistInfo
-    from udabench.engine.trainer import Streams, Trainer
+    from udabench.engine.rundata import RunData
 
     images = list(range(10))                  # 6 steps of 4 cross two epochs of 10
 
     def read(world, rank, batch):
-        trainer = Trainer.__new__(Trainer)    # only what the trainer's own stream opening reads
-        trainer.spec = SimpleNamespace(seed=5, suite=SimpleNamespace(augment=AugmentConfig(),
-                                                                     data=SimpleNamespace(num_workers=0)))
-        trainer.cfg, trainer.datasets = SimpleNamespace(batch_size=batch), {"source": (images, None)}
-        trainer.dist, trainer.device = DistInfo(rank=rank, world_size=world), torch.device("cpu")
-        streams = Streams(trainer._open_stream, batch)
-        return [streams.batch("source", step).tolist() for step in range(start, start + 6)]
+        suite = SimpleNamespace(augment=AugmentConfig(), data=SimpleNamespace(num_workers=0),
+                                train=SimpleNamespace(batch_size=batch, source_sampler="uniform"))
+        spec = SimpleNamespace(seed=5, suite=suite, teacher=None,
+                               method=SimpleNamespace(uses_source=True, uses_target=False))
+        data = RunData(spec, SimpleNamespace(source=images), torch.device("cpu"), DistInfo(rank=rank, world_size=world))
+        data.prepare()   # only what the run's stream opening reads
+        return [next(data._stream("source", step)).tolist() for step in range(start, start + 6)]
 
     one = read(1, 0, 4)
     four = [read(4, rank, 1) for rank in range(4)]

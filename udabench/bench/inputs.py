@@ -8,7 +8,9 @@ measures that).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -17,7 +19,8 @@ from torch.utils.data import default_collate
 from ..classes import IGNORE_INDEX
 from ..config import Suite
 from ..data.base import make_item
-from ..engine.runner import build_data
+from ..engine.balanced import class_histogram, class_pixels
+from ..engine.rundata import build_data
 from ..errors import ConfigError
 
 # Native label size (width, height) of the eval datasets whose size is fixed: evaluation scores logits
@@ -34,20 +37,7 @@ class BenchInputs:
     target: list[dict]            # training batches on the device, "image" + "label" (withheld by the bench)
     eval: list[dict]              # evaluation batches on the host, labels at label resolution
     eval_images: int
-    histogram_source: object      # a dataset for ``ctx.source_class_histogram``
-
-
-class ItemList:
-    """A list of dataset items with the ``len``/``[]`` of a dataset (the source class histogram reads it)."""
-
-    def __init__(self, items: list[dict]):
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.items[index]
+    source_histogram: Callable[[], torch.Tensor]   # ``ctx.source_class_histogram`` of these source batches
 
 
 def eval_label_size(suite: Suite) -> tuple[int, int]:
@@ -78,8 +68,10 @@ def synthetic_inputs(suite: Suite, device: torch.device, eval_images: int,
     target = batches(_size(d.target.size), _size(d.target.size), DISTINCT, batch)
     evals = batches(_size(d.eval.size), label_size or eval_label_size(suite), min(DISTINCT, _count(eval_images, d)),
                     d.eval_batch_size)
-    histogram = ItemList([{"label": label} for b in source for label in b["label"]])
-    return BenchInputs(_to(source, device), _to(target, device), _pinned(evals, device), eval_images, histogram)
+    counts = np.stack([np.bincount(label[label != IGNORE_INDEX].numpy(), minlength=classes)
+                       for b in source for label in b["label"]])
+    return BenchInputs(_to(source, device), _to(target, device), _pinned(evals, device), eval_images,
+                       partial(class_histogram, counts, device))
 
 
 def suite_inputs(suite: Suite, device: torch.device, eval_images: int) -> BenchInputs:
@@ -93,9 +85,10 @@ def suite_inputs(suite: Suite, device: torch.device, eval_images: int) -> BenchI
 
     eval_images = min(eval_images, len(data.eval))
     evals = batches(data.eval, eval_batch, -(-eval_images // eval_batch))
+    pixels = partial(class_pixels, data.source, suite.data.source, suite.classes, suite.data.num_workers)
     return BenchInputs(_to(batches(data.source, batch, DISTINCT), device),
                        _to(batches(data.target, batch, DISTINCT), device), _pinned(evals, device), eval_images,
-                       data.source)
+                       lambda: class_histogram(pixels(), device))
 
 
 def eval_stream(inputs: BenchInputs, batch_size: int) -> list[dict]:

@@ -69,7 +69,7 @@ def bench(suite: Suite, methods: list[str], settings: list[Setting], inputs: Ben
         for name, cls in classes.items():
             say(f"{name} {setting.label}: {warmup} warm-up + {iterations} timed steps")
             hparams = from_dict(cls.Hparams, suite.methods.get(name, {}), f"methods.{name}", suite.source_file)
-            row = _time_steps(*build_run(variant, cls, hparams, device, source_dataset=inputs.histogram_source),
+            row = _time_steps(*build_run(variant, cls, hparams, device, source_histogram=inputs.source_histogram),
                               inputs, device, iterations, warmup, flops.get(name))
             flops[name] = row["flops_per_step"]
             train_rows.append({"method": name, **asdict(setting), "setting": setting.label, **row,

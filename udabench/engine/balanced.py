@@ -4,9 +4,9 @@ The stream is made of sub-epochs of 3,000 draws. Each draw picks a class ``c`` w
 proportional to ``1 / log(1.01 + f_c)``, ``f_c`` being the share of class ``c`` among the class occurrences
 of the images drawn so far in this sub-epoch (every class of an image counts once), and then the next
 image of a shuffled list of the images that contain ``c``. Rare classes are drawn much more often than
-uniform sampling would. It needs a per-image class-presence index, computed once from the source labels
-(native size, image files not decoded, in ``data.num_workers`` processes) and cached under
-``$UDABENCH_CACHE/class_presence/``.
+uniform sampling would. It needs a per-image class-presence index: the rows > 0 of the source class index (``class_pixels``: each image's
+pixels of each class, computed once from the labels at their native size, image files not decoded, in
+``data.num_workers`` processes, and cached under ``$UDABENCH_CACHE/class_pixels/``).
 
 Departure, for resumability: FADA keeps each class's list position across sub-epochs (and reshuffles a
 list only when it runs out); here every sub-epoch is a function of (seed, sub-epoch) alone, its class
@@ -21,6 +21,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import Sampler, Subset
 
 from ..classes import get_class_set
@@ -77,28 +78,37 @@ def sub_epoch(presence: np.ndarray, seed: int, index: int) -> np.ndarray:
     return out
 
 
-def class_presence(dataset, entry, class_set: str, workers: int = 0) -> np.ndarray:
-    """Bool N×C: which classes each image of the source ``dataset`` (the suite's ``entry``) contains; cached."""
+def class_pixels(dataset, entry, class_set: str, workers: int = 0) -> np.ndarray:
+    """Int64 N×C: each image of the source ``dataset`` (the suite's ``entry``) counted in pixels of each class, at
+    its labels' native size (the image files are not decoded); cached. Its rows > 0 are the class-presence index
+    of the sampler; its sum, the source class histogram of class-ratio priors (``RunData``)."""
     base, indices = (dataset.dataset, list(dataset.indices)) if isinstance(dataset, Subset) else (dataset, None)
     samples = base.samples if indices is None else [base.samples[i] for i in indices]
     num_classes = get_class_set(class_set).num_classes
     key = json.dumps([entry.dataset, entry.split, class_set, [s.name for s in samples], source_digest(samples)])
-    path = (default_cache_dir() / "class_presence" /
+    path = (default_cache_dir() / "class_pixels" /
             f"{entry.dataset}-{Path(entry.split).stem}-{class_set}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npy")
     if path.is_file():
         try:
             cached = np.load(path, allow_pickle=False)
-            if cached.shape == (len(samples), num_classes) and cached.dtype == bool:
+            if cached.shape == (len(samples), num_classes) and cached.dtype == np.int64:
                 return cached
         except (OSError, ValueError, EOFError):
             pass   # damaged: computed again below
-    rows = map_files(partial(_classes_of, base.decoder, num_classes), samples, workers, f"{entry.dataset} class index")
-    presence = np.stack(rows) if rows else np.zeros((0, num_classes), dtype=bool)
+    rows = map_files(partial(_pixels_of, base.decoder, num_classes), samples, workers, f"{entry.dataset} class index")
+    counts = np.stack(rows) if rows else np.zeros((0, num_classes), dtype=np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        np.save(tmp, presence)
-    return presence
+        np.save(tmp, counts)
+    return counts
 
 
-def _classes_of(decoder, num_classes: int, sample) -> np.ndarray:
-    return np.bincount(native_train_ids(decoder, sample).ravel(), minlength=256)[:num_classes] > 0
+def class_histogram(counts: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The pixel frequency of each class (sums to 1) of per-image class pixel counts (``class_pixels``): the source
+    class histogram of class-ratio priors (ADVENT eq. 10)."""
+    total = torch.from_numpy(np.asarray(counts).reshape(-1, counts.shape[-1]).sum(0)).double()
+    return (total / total.sum().clamp(min=1)).float().to(device)
+
+
+def _pixels_of(decoder, num_classes: int, sample) -> np.ndarray:
+    return np.bincount(native_train_ids(decoder, sample).ravel(), minlength=256)[:num_classes].astype(np.int64)

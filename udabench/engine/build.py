@@ -12,13 +12,13 @@ from .distributed import DistInfo
 
 
 def build_run(suite: Suite, method: type[Method], hparams, device: torch.device, dist: DistInfo = DistInfo(),
-              source_dataset=None) -> tuple[MethodContext, Method]:
+              source_histogram=None) -> tuple[MethodContext, Method]:
     """The context a method sees (segmenter built, moved, registered with its optimizer) and the method,
-    set up (its own modules registered). ``source_dataset`` serves the source class histogram."""
+    set up (its own modules registered). ``source_histogram`` computes the source class histogram on demand."""
     model = build_model(suite.model, suite.class_set.num_classes).to(device)
     if suite.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    ctx = MethodContext(model, device, suite.class_set, suite.train, dist, source_dataset)
+    ctx = MethodContext(model, device, suite.class_set, suite.train, dist, source_histogram)
     ctx.register_segmenter()
     plugin = method(hparams, ctx)
     plugin.setup(model, ctx)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..checkpoint import SEGMENTER
-from ..classes import IGNORE_INDEX, ClassSet
+from ..classes import ClassSet
 from ..losses import segmentation_loss, upsample
 from .distributed import DistInfo, average_gradients
 from .listing import segmenter_optimizer
@@ -27,7 +28,9 @@ class Slot:
 
 class MethodContext:
     def __init__(self, model: nn.Module, device: torch.device, class_set: ClassSet, train_cfg,
-                 dist_info: DistInfo, source_dataset=None):
+                 dist_info: DistInfo, source_histogram: Callable[[], torch.Tensor] | None = None):
+        """``source_histogram``: computes the source class histogram (``RunData.source_class_histogram``), called
+        the first time a method asks for it."""
         self.model = model
         self.device = device
         self.class_set = class_set
@@ -38,7 +41,7 @@ class MethodContext:
         self.dist = dist_info
         self.slots: dict[str, Slot] = {}
         self._train_cfg = train_cfg
-        self._source_dataset = source_dataset
+        self._source_histogram = source_histogram
         self._class_histogram: torch.Tensor | None = None
         amp = train_cfg.amp
         self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
@@ -80,12 +83,9 @@ class MethodContext:
     def source_class_histogram(self) -> torch.Tensor:
         """Pixel frequency of each class over the source training labels (sums to 1), for priors."""
         if self._class_histogram is None:
-            counts = torch.zeros(self.num_classes, dtype=torch.float64)
-            for i in range(len(self._source_dataset)):
-                label = self._source_dataset[i]["label"].reshape(-1)
-                label = label[label != IGNORE_INDEX]
-                counts += torch.bincount(label, minlength=self.num_classes).double()
-            self._class_histogram = (counts / counts.sum().clamp(min=1)).float().to(self.device)
+            if self._source_histogram is None:
+                raise RuntimeError("this context was built without source data (ctx.source_class_histogram)")
+            self._class_histogram = self._source_histogram()
         return self._class_histogram
 
     def register_module(self, name: str, module: nn.Module, optimizer: str | None = "adam", lr: float = 1e-4,

@@ -31,7 +31,6 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from ..config import Suite
-from ..data import get_dataset, suite_datasets
 from ..errors import CheckpointError, ConfigError, PluginError, UdabenchError
 from ..io import atomic_write_text
 from ..models import build_model
@@ -49,10 +48,11 @@ from .ensemble import evaluate_ensemble, slug
 from .environment import collect_env
 from .plan import Plan, make_plan
 from .preempt import RunInterrupted, StopRequest, stop_on_signals
+from .rundata import DataCache, SuiteData
 from .rundir import REFERENCES
 from .stages import RunSpec
 from .status import record_plan
-from .trainer import SuiteData, Trainer
+from .trainer import Trainer
 
 log = logging.getLogger("udabench")
 
@@ -76,32 +76,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-
-
-def build_data(suite: Suite, needs_target: bool = True) -> SuiteData:
-    made = {role: get_dataset(ds.dataset, ds.root, ds.split, size=ds.size, class_set=suite.classes,
-                              resize_label=resize_label, limit=ds.limit, synthetic=suite.synthetic)
-            for role, ds, resize_label in suite_datasets(suite) if needs_target or role != "target"}
-    validation = made.get("validation", made["eval"]) if suite.eval.validation is not None else None
-    return SuiteData(made["source"], made.get("target"), made["eval"], made.get("source_val"), validation)
-
-
-class DataCache:
-    """The datasets of each distinct data configuration among a suite's runs (stages may have their own)."""
-
-    def __init__(self, specs: list[RunSpec]):
-        self._needs_target = {self._key(s.suite) for s in specs if s.method.uses_target}
-        self._made: dict[str, SuiteData] = {}
-
-    def __getitem__(self, suite: Suite) -> SuiteData:
-        key = self._key(suite)
-        if key not in self._made:
-            self._made[key] = build_data(suite, needs_target=key in self._needs_target)
-        return self._made[key]
-
-    @staticmethod
-    def _key(suite: Suite) -> str:
-        return json.dumps([to_dict(suite.data), suite.classes, to_dict(suite.synthetic)], sort_keys=True)
 
 
 def run_suite(suite: Suite, results: str | Path = "results", methods: list[str] | None = None,

@@ -1,9 +1,10 @@
 """The training loop of one run: (suite, method, hyper-parameters, seed) -> run directory.
 
-``Trainer.run`` reads top to bottom: build the run, resume (or start: from the init weights, or from the final
-checkpoint of the run it starts from, ``engine/stages.py``, the shared source warm-up included), the teacher's
-pseudo-labels if it learns from one, the method's steps, ``done``. Each step (``_train``): batches, zero
-gradients and set LRs, the step function, a finite-loss check, the optimizer steps, then the log line,
+The run is built from its seed when the trainer is made (model, method, optimizers). ``Trainer.run`` reads top to
+bottom: resume (or start: from the init weights, or from a checkpoint of the run it starts from,
+``engine/stages.py``, the shared source warm-up included), its data prepared (``rundata.py``: the teacher's
+pseudo-labels, the source class index), the method's steps, ``done``. Each step (``_train``): the batches
+(``RunData``), zero gradients and set LRs, the method's step, a finite-loss check, the optimizer steps, the log line,
 evaluation and checkpoint at their intervals, and ``_tick``: the run's claim heartbeat (engine/claim.py) and,
 when a stop signal came (engine/preempt.py), a checkpoint at this step and ``RunInterrupted``. What the loggers
 are sent (curves, panels, notes) is ``monitor.py``'s; the trainer calls it at those points.
@@ -16,13 +17,11 @@ import random
 import signal
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from .. import checkpoint
@@ -30,72 +29,52 @@ from ..checkpoint import SEGMENTER
 from ..errors import CheckpointError, NonFiniteLoss, UdabenchError
 from ..method import check_logs
 from ..selection import selected_step
-from .augment import Augmented
-from .balanced import ClassBalancedSampler, class_presence
 from .build import build_run
 from .claim import Claim, ClaimLost
 from .distributed import DistInfo, barrier, max_over_ranks
 from .environment import collect_env
 from .evaluate import evaluate, scores
-from .handover import Prefetched, collate_for, stream, to_device
 from .loggers import Loggers, RunInfo, open_loggers
 from .monitor import Monitor, Pace, describe_run
 from .predict import main_logits
-from .preempt import RunInterrupted, StopRequest, ignore_stop_signals
-from .pseudo import WithPseudoLabels, label_with_teacher
+from .preempt import RunInterrupted, StopRequest
 from .rows import metrics_row, protocol
-from .sampling import ResumableSampler
+from .rundata import RunData, SuiteData
 from .speed import count_flops, peak_memory_gb, reset_peak_memory, synchronize
 from .stages import WARMUP_TITLE, RunSpec, Start
 from .trained import load_selected
 
 
-@dataclass
-class SuiteData:
-    """The datasets of a suite, built (and checked) once before any run starts."""
-
-    source: object
-    target: object
-    eval: object
-    source_val: object = None            # held-out labelled source split, for source-val model selection
-    validation: object = None            # the eval split as the in-training validation reads it (eval.validation)
-
-
-StepFn = Callable[[dict | None, dict | None, int], dict]   # (source batch, target batch, step) -> logged losses
-
-
 class Trainer:
     def __init__(self, spec: RunSpec, data: SuiteData, device: torch.device, dist: DistInfo = DistInfo(),
                  claim: Claim | None = None, stop: StopRequest | None = None):
-        """``claim``: this run's claim (rank 0; its heartbeat is kept alive); ``stop``: set by a stop signal."""
-        self.spec, self.data, self.device, self.dist = spec, data, device, dist
+        """``data``: the suite's datasets (``rundata.build_data``); ``claim``: this run's claim (rank 0; its
+        heartbeat is kept alive); ``stop``: set by a stop signal. Builds the run from its seed: the model's and the
+        method's initial weights are the same for every attempt of the run."""
+        self.spec, self.device, self.dist = spec, device, dist
         self.cfg = spec.suite.train
         self.claim, self.stop = claim, stop if stop is not None else StopRequest()
-        self._claims = [claim] if claim is not None else []   # every claim whose heartbeat the loop refreshes
-        self._eval_loaders: dict[int, DataLoader] = {}
+        self.data = RunData(spec, data, device, dist)   # opens no loader before the first batch
+        seed_everything(spec.seed, self.cfg.deterministic, device)
+        self.ctx, self.method = build_run(spec.suite, spec.method, spec.hparams, device, dist,
+                                          self.data.source_class_histogram)
+        self.meter, self.pace, self.flops_per_step = Meter(), None, None
+        self.monitor: Monitor | None = None   # opened by run(), which knows where the run starts
 
     def run(self) -> list[dict]:
-        spec = self.spec
-        seed_everything(spec.seed, self.cfg.deterministic, self.device)
-        self.ctx, self.method = build_run(spec.suite, spec.method, spec.hparams, self.device, self.dist,
-                                          self.data.source)
-        self.meter, self.pace, began = Meter(), None, time.perf_counter()
+        spec, began = self.spec, time.perf_counter()
         reset_peak_memory(self.device)
         start = self._resume()
         self.monitor = self._open_monitor(start)
-        self.streams = Streams(self._open_stream, self.cfg.batch_size)   # opens nothing before the first batch
         try:
             if start == 0 and spec.start is not None:
                 start = self._start_from(spec.start)
-            self.datasets = self._training_sets()
-            domains = [d for d, used in (("source", spec.method.uses_source), ("target", spec.method.uses_target))
-                       if used]
+            self.data.prepare()
             self._stage(start, self.cfg.iterations, WARMUP_TITLE if spec.hidden else spec.label())
-            self._train(start, self.cfg.iterations, self._method_step, domains)
+            self._train(start)
         finally:
             self.monitor.close()
-            self.streams.close()
-            self._eval_loaders.clear()   # their persistent workers too (see Streams.close)
+            self.data.close()
         if self.dist.is_main:
             if self.monitor.loggers.active:
                 spec.rundir.log(self.monitor.cost(time.perf_counter() - began))
@@ -174,27 +153,28 @@ class Trainer:
         reseed(self.spec.seed)
         return step
 
-    def _method_step(self, source: dict | None, target: dict | None, step: int) -> dict:
+    def _method_step(self, batches: dict[str, dict], step: int) -> dict:
+        target = batches.get("target")
         if target is not None and not self.spec.method.uses_target_labels:
             target.pop("label", None)  # unsupervised: target labels never reach a method
-        return self.method.train_step(source, target, step)
+        return self.method.train_step(batches.get("source"), target, step)
 
     # -- the loop ----------------------------------------------------------------------------------
-    def _train(self, start: int, end: int, step_fn: StepFn, domains: list[str]) -> None:
-        """The first step of a phase is FLOP-counted and left out of the timings (worker start-up,
+    def _train(self, start: int) -> None:
+        """Steps ``start`` to the end. The first is FLOP-counted and left out of the timings (worker start-up,
         autotuning and compilation make it an outlier anyway)."""
         cfg, ctx = self.cfg, self.ctx
         desc = f"{self.spec.method.name} seed {self.spec.seed}"
         # tqdm.auto: a widget in notebooks; off where output is not a terminal (the log line has the pace there)
-        bar = tqdm(range(start, end), initial=start, total=cfg.iterations, desc=desc,
+        bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc=desc,
                    disable=None if self.dist.is_main else True, dynamic_ncols=True, leave=False)
-        self.pace = self.pace or Pace(start, cfg.iterations)
+        self.pace = Pace(start, cfg.iterations)
         for step in bar:
             t0 = time.perf_counter()
-            batches = {d: to_device(self.streams.batch(d, step), self.device) for d in domains}
+            batches = self.data.batches(step)
             t1 = time.perf_counter()
             lr = ctx.start_step(step)
-            run_step = lambda: step_fn(batches.get("source"), batches.get("target"), step)
+            run_step = lambda: self._method_step(batches, step)
             if step == start:
                 logs, self.flops_per_step = count_flops(run_step)
             else:
@@ -221,10 +201,7 @@ class Trainer:
     def _tick(self, step: int, note: str = "") -> None:
         """Keep the claims alive (throttled: cheap every step); stop when a signal asked for it, or when another
         process took this run over (then nothing more is written)."""
-        lost = False
-        if self.dist.is_main:
-            for claim in self._claims:
-                lost |= not claim.beat(step, self.cfg.iterations, note) and claim is self.claim
+        lost = self.dist.is_main and self.claim is not None and not self.claim.beat(step, self.cfg.iterations, note)
         verdict = max_over_ranks(2 if lost else 1 if self.stop else 0, self.dist.world_size, self.device)
         if verdict == 2:
             raise ClaimLost(f"{self.spec.rundir.path} was taken over by another process (this one's heartbeat "
@@ -241,41 +218,6 @@ class Trainer:
             checkpoint.save(self.spec.rundir.checkpoint, step=step, **self.ctx.state_dict(),
                             rng=checkpoint.rng_state(), running=self.meter.state_dict(),
                             world_size=self.dist.world_size)
-
-    def _loader(self, dataset, batch_size: int, seed: int = 0, **kw) -> DataLoader:
-        return make_loader(dataset, batch_size, self.spec.suite.data.num_workers, self.device, seed,
-                           worker_init_fn=ignore_stop_signals, **kw)
-
-    def _training_sets(self) -> dict[str, tuple[object, object]]:
-        """(dataset, class-presence index or None) of each training domain this run reads; the teacher's labels
-        and the source class index are computed here (once: both are cached), before the first step."""
-        spec, suite = self.spec, self.spec.suite
-        sets = {}
-        if spec.method.uses_source:
-            balanced = self.cfg.source_sampler == "class_balanced"
-            presence = class_presence(self.data.source, suite.data.source, suite.classes,
-                                      suite.data.num_workers) if balanced else None
-            sets["source"] = (self.data.source, presence)
-        if spec.method.uses_target:
-            target = self.data.target
-            if spec.teacher is not None:
-                target = WithPseudoLabels(target, label_with_teacher(spec, target, self.device, self.dist))
-            sets["target"] = (target, None)
-        return sets
-
-    def _open_stream(self, domain: str, position: int):
-        """The batches of ``domain`` from ``position`` of its sample stream on: indices and augmentation draws are
-        functions of (seed, domain, position) (``Augmented``), whatever the workers and wherever a run resumes."""
-        seed, (dataset, presence) = stream_seed(self.spec.seed, domain), self.datasets[domain]
-        rank, world = self.dist.rank, self.dist.world_size
-        if presence is not None:
-            sampler = ClassBalancedSampler(presence, seed, position, rank, world)
-        else:
-            sampler = ResumableSampler(len(dataset), seed, position, rank, world)
-        dataset = Augmented(dataset, getattr(self.spec.suite.augment, domain), seed)
-        collate = collate_for(self.device, self.spec.suite.data.num_workers)   # uint8 (engine/handover.py)
-        return stream(self._loader(dataset, self.cfg.batch_size, seed, sampler=sampler, drop_last=True,
-                                   collate_fn=collate), self.device)
 
     def _check_finite(self, logs: dict[str, float], step: int) -> None:
         bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
@@ -303,9 +245,10 @@ class Trainer:
     def _evaluate(self, step: int, lr: float) -> None:
         model, suite = self.ctx.model, self.spec.suite
         model.eval()
-        result = self._score(self.data.eval, suite.eval)
+        result = self._score(self.data.splits.eval, suite.eval)
         extra = {}
-        for field, dataset in (("source_val_miou", self.data.source_val), ("val_miou", self.data.validation)):
+        for field, dataset in (("source_val_miou", self.data.splits.source_val),
+                               ("val_miou", self.data.splits.validation)):
             if dataset is not None:   # the in-training validations, with their own options
                 scored = self._score(dataset, suite.eval.for_validation())
                 extra[field] = scores(suite, scored.cm, scored.entropy)["miou"]
@@ -341,7 +284,7 @@ class Trainer:
             loggers = open_loggers(self.cfg.loggers, RunInfo(rundir.tb_dir, rundir.id,
                                                              f"{spec.label()} seed {spec.seed}",
                                                              spec.suite.name, rundir.identity, start))
-        monitor = Monitor(loggers, self.data.eval, self.ctx.class_set, self.cfg.panel_images)
+        monitor = Monitor(loggers, self.data.splits.eval, self.ctx.class_set, self.cfg.panel_images)
         monitor.seconds = time.perf_counter() - opening   # opening them (imports included) is part of their cost
         if start == 0:
             warmup = self.cfg.source_warmup if spec.start is not None and not spec.start.restart else 0
@@ -363,40 +306,8 @@ class Trainer:
         return protocol(self.spec.suite, self.spec.seed, self.dist.world_size, self.spec.stages())
 
     def _score(self, dataset, options):
-        """One loader per eval split for the whole run, so its (persistent) workers start once, not per evaluation."""
-        loader = self._eval_loaders.get(id(dataset))
-        if loader is None:
-            shard = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world_size))
-            loader = self._eval_loaders[id(dataset)] = self._loader(shard, self.spec.suite.data.eval_batch_size)
-        return evaluate(main_logits(self.ctx.model), loader, self.ctx.num_classes, self.device,
-                        self.ctx.autocast, self.dist.world_size, options)
-
-
-class Streams:
-    """Source and target batches by step, from position-based samplers (``Trainer._open_stream``).
-
-    A domain's stream starts at the first step that reads it, at that step's position, so a domain that is
-    not read for some steps gives every later step the batch it would have had anyway, and a resumed run
-    (or one that continues a shared warm-up) the batches of an uninterrupted one.
-    """
-
-    def __init__(self, open_stream: Callable[[str, int], object], batch_size: int):
-        self._open, self._batch = open_stream, batch_size
-        self._iterators: dict[str, object] = {}
-
-    def batch(self, domain: str, step: int) -> dict:
-        if domain not in self._iterators:
-            self._iterators[domain] = self._open(domain, step * self._batch)
-        return next(self._iterators[domain])
-
-    def close(self) -> None:
-        """Stop the loader workers now. The trainer and its streams reference each other, so without this they
-        would live until a garbage collection, or until exit, where multiprocessing ends them with the SIGTERM
-        that workers ignore once (preempt.ignore_stop_signals) and then waits for them."""
-        for iterator in self._iterators.values():
-            if isinstance(iterator, Prefetched):
-                iterator.close()   # its thread holds the loader iterator
-        self._iterators.clear()
+        return evaluate(main_logits(self.ctx.model), self.data.eval_loader(dataset), self.ctx.num_classes,
+                        self.device, self.ctx.autocast, self.dist.world_size, options)
 
 
 class Meter:
@@ -448,17 +359,6 @@ class Meter:
         self.losses.update({k: list(v) for k, v in state["losses"].items()})
         for name in self.TIMINGS:  # absent from checkpoints of earlier versions: timing restarts
             getattr(self, name).extend(state.get(name, []))
-
-
-def make_loader(dataset, batch_size: int, workers: int, device: torch.device, seed: int = 0, **kw) -> DataLoader:
-    """The loader of every split. Worker seeds come from the loader's own generator: building a loader never
-    draws from the global RNG."""
-    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda",
-                      persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed), **kw)
-
-
-def stream_seed(seed: int, stream: str) -> int:
-    return seed * 1000 + {"source": 1, "target": 2}[stream]
 
 
 def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
