@@ -14,7 +14,12 @@ from udabench.data import get_dataset
 from udabench.data.base import image_tensor, rgb_of
 from udabench.engine import balanced
 from udabench.engine.augment import Augmented, augment
-from udabench.engine.balanced import SUB_EPOCH, ClassBalancedSampler, class_histogram, class_pixels
+from udabench.engine.balanced import (
+    SUB_EPOCH,
+    ClassBalancedSampler,
+    class_histogram,
+    class_pixels,
+)
 from udabench.engine.sampling import ResumableSampler
 
 EVERYTHING = DomainAugment(jitter=Jitter(0.5, 0.5, 0.5, 0.2), scale=(0.8, 1.2), crop=(48, 24), flip=0.5, blur=0.5)
