@@ -189,3 +189,21 @@ def test_status_dry_run_the_print_launcher_and_run_agree_on_the_runs(write_suite
     assert finished == {d["run_id"] for d in dry} | ensemble and len(ensemble) == 1
     after = [line.split() for line in out("status", *common)[1:-1]]
     assert [row[0] for row in after] == [row[0] for row in status] and {row[3] for row in after} == {"done"}
+
+
+def test_a_run_directorys_kind_comes_from_its_identity_not_its_folder(tmp_path):
+    from helpers import crafted_suite
+
+    from udabench.engine.identity import identity_of
+    from udabench.engine.rundir import RunDir
+    from udabench.vocabulary import RunKind
+
+    suite = crafted_suite()
+    made = {"trained": identity_of(suite, 0, method="minent", hparams={}),
+            "warmup": identity_of(suite, 0, method="source_only", hparams={}, warmup=True),
+            "ensemble": identity_of(suite, 0, ensemble="A+B", members=[], member_methods=[]),
+            "released": identity_of(suite, 0, released="x.pth", format="advent", sha256="0")}
+    for folder, identity in made.items():
+        RunDir(tmp_path, "toy", folder, identity).prepare({})   # any folder name: the identity says what it is
+    kinds = {run.path.parent.name: run.kind for run in RunDir.under(tmp_path)}
+    assert kinds == {"trained": RunKind.TRAINED, "ensemble": RunKind.ENSEMBLE, "released": RunKind.RELEASED}

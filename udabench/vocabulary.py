@@ -1,6 +1,8 @@
 """The words that rows, plugins and reports share, each spelled once and checked where it enters.
 
 - ``Role``: what a method is for in a table (a plugin's ``role``, checked at registration: ``registry.py``);
+- ``RunKind``: what a run directory holds (a trained method, the hidden shared warm-up, an ensemble, a released
+  checkpoint scored here);
 - ``Kind``: where a row's numbers come from (measured here, a run still training, a released checkpoint scored
   here, a paper's table);
 - the protocol fields that the official recipes set away from udabench's protocol (``PROTOCOL_DEFAULTS``: a row
@@ -19,6 +21,14 @@ class Role(StrEnum):
     CONTROL = "control"            # e.g. target-BN: what a method gets without its loss
     UDA = "uda"
     UPPER_BOUND = "upper_bound"    # the oracle
+
+
+class RunKind(StrEnum):
+    """What a run directory holds (``RunDir.kind``, from its identity)."""
+    TRAINED = "trained"            # a method trained here: a table row with a model of its own
+    WARMUP = "warmup"              # the shared source warm-up: trained, continued by its users, never a table row
+    ENSEMBLE = "ensemble"          # an evaluation of finished runs' models combined
+    RELEASED = "released"          # a paper's released checkpoint, scored here
 
 
 class Kind(StrEnum):

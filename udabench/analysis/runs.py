@@ -13,7 +13,7 @@ from ..config import DatasetConfig, Suite
 from ..data import get_dataset
 from ..engine.rundir import RunDir
 from ..engine.trained import final_model
-from ..vocabulary import Kind
+from ..vocabulary import Kind, RunKind
 
 
 def load_run(run: str | Path, device: torch.device) -> tuple[Suite, torch.nn.Module]:
@@ -26,7 +26,7 @@ def model_runs(records: pd.DataFrame) -> pd.DataFrame:
     """One record per run of ``records`` that trained a model of its own (measured, not an ensemble),
     by table order then seed."""
     runs = records[records["kind"] == Kind.MEASURED].drop_duplicates("run_dir")
-    own_model = [("method" in RunDir.open(path).run) for path in runs["run_dir"]]
+    own_model = [RunDir.open(path).kind == RunKind.TRAINED for path in runs["run_dir"]]
     return runs[own_model].sort_values(["row_order", "seed"], kind="stable")
 
 

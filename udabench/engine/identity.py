@@ -16,6 +16,7 @@ import json
 from ..config import AugmentConfig, EvalConfig, Suite, resolved_dict
 from ..data.synthetic import GENERATOR_VERSION
 from ..schema import to_dict
+from ..vocabulary import RunKind
 
 MISSING = object()
 # Suite fields (dotted) that do not define a run: adding a method or a seed must not orphan finished runs; where
@@ -109,6 +110,14 @@ def flatten(data: dict, prefix: str = "") -> dict:
     return out
 
 
+
+
+def run_kind(run: dict) -> RunKind:
+    """What a run is, from its own part of the identity (the keys ``identity_of`` was given)."""
+    for key, kind in (("warmup", RunKind.WARMUP), ("ensemble", RunKind.ENSEMBLE), ("released", RunKind.RELEASED)):
+        if run.get(key):
+            return kind
+    return RunKind.TRAINED
 
 
 def identity_of(suite: Suite, seed: int, *, world_size: int = 1, **run) -> dict:

@@ -24,11 +24,13 @@ from ..config import Suite
 from ..errors import CheckpointError, UdabenchError
 from ..io import atomic_path, atomic_write_text
 from ..schema import from_dict
-from .identity import run_id
+from ..vocabulary import RunKind
+from .identity import run_id, run_kind
 
 log = logging.getLogger("udabench")
 
 REFERENCES = "references.yaml"   # results/<suite>/references.yaml: the suite's published rows and method order
+WARMUP_FOLDER = "_warmup"        # results/<suite>/_warmup/: the shared warm-ups (RunKind.WARMUP), no table rows
 
 
 class RunDir:
@@ -59,17 +61,20 @@ class RunDir:
 
     @classmethod
     def under(cls, results: str | Path, suite: str | None = None) -> Iterator["RunDir"]:
-        """Every run directory below ``results`` (of one suite), in path order; unreadable ones are skipped."""
+        """Every run directory below ``results`` (of one suite) that is a table row (not a shared warm-up), in path
+        order; unreadable ones are skipped."""
         for config in sorted(Path(results).glob(f"{suite or '*'}/*/*/config.yaml")):
-            if config.parent.parent.name.startswith("_"):   # an internal stage (the shared warm-up): not a row
-                continue
             try:
-                yield cls.open(config.parent)
+                run = cls.open(config.parent)
             except UdabenchError as exc:
                 log.warning(f"skipped {config.parent}: {exc}")
+                continue
+            if run.kind != RunKind.WARMUP:
+                yield run
 
     # -- what the run is ---------------------------------------------------------------------------
     run = property(lambda self: self.identity["run"])
+    kind = property(lambda self: run_kind(self.run))
     seed = property(lambda self: self.identity["run"]["seed"])
     world_size = property(lambda self: self.identity["run"].get("world_size", 1))
 

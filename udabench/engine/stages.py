@@ -29,9 +29,8 @@ from ..method import Method
 from ..registry import get_method
 from ..schema import from_dict, to_dict
 from .identity import config_key, identity_of, stage_settings
-from .rundir import RunDir
+from .rundir import WARMUP_FOLDER, RunDir
 
-WARMUP = "_warmup"              # the method folder of shared warm-ups (its runs are no table rows)
 WARMUP_METHOD = "source_only"   # a warm-up's steps are plain source steps: Source-only's
 WARMUP_TITLE = "shared source warm-up"   # what logs, plans and errors call it
 
@@ -144,7 +143,7 @@ class Planner:
         suite = replace(own, train=replace(t, iterations=t.source_warmup, poly_horizon=t.poly_horizon or t.iterations,
                                            source_warmup=0))
         run = {"method": WARMUP_METHOD, "hparams": {}, "stage": stage_settings(self.suite, suite), "warmup": True}
-        rundir = RunDir(self.results, self.suite.name, WARMUP,
+        rundir = RunDir(self.results, self.suite.name, WARMUP_FOLDER,
                         identity_of(self.suite, seed, world_size=self.world_size, **run))
         if rundir.id not in self._warmups:
             cls = get_method(WARMUP_METHOD, self.methods_dirs)

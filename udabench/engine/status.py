@@ -23,7 +23,7 @@ from filelock import FileLock, Timeout
 from ..errors import UdabenchError
 from ..io import atomic_write_text
 from .claim import LOCK_WAIT_S, Claim, claim_timeout, describe, stale_reason
-from .rundir import RunDir
+from .rundir import WARMUP_FOLDER, RunDir
 
 if TYPE_CHECKING:   # status from the results folder alone imports no torch (the plan imports the models)
     from .plan import Plan
@@ -105,7 +105,7 @@ def found_states(results, suite: str | None = None) -> list[RunState]:
     for suite_dir in sorted(p for p in results.glob(suite or "*") if p.is_dir()):
         planned = {suite_dir / entry["dir"]: entry for entry in read_plan(suite_dir / PLAN)}
         files = [f for pattern in ("config.yaml", "claim.json") for f in suite_dir.glob(f"*/*/{pattern}")]
-        found = {f.parent for f in files if not f.parent.parent.name.startswith("_")}   # not _warmup/
+        found = {f.parent for f in files if f.parent.parent.name != WARMUP_FOLDER}   # shared warm-ups: no rows
         for folder in [*planned, *sorted(found - set(planned))]:
             run, name, seed = _open(folder, planned.get(folder))
             states.append(RunState(suite_dir.name, name, seed, *state_of(run, timeout), folder))

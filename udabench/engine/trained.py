@@ -17,13 +17,14 @@ from ..errors import CheckpointError, UdabenchError
 from ..models import build_model
 from ..models.weights import resolve_input_norm
 from ..selection import selected_step
+from ..vocabulary import RunKind
 from .rundir import RunDir
 
 
 def final_model(rundir: RunDir, device, selection: str = "last") -> torch.nn.Module:
     """The segmentation model of the finished run ``rundir``, in eval mode: its final weights, or those of the
     evaluation ``selection`` picks (``load_selected``)."""
-    if "method" not in rundir.run:
+    if rundir.kind not in (RunKind.TRAINED, RunKind.WARMUP):
         raise UdabenchError(f"{rundir.path} has no model of its own (an ensemble or a released-checkpoint "
                             f"score); use its member runs instead.")
     if rundir.status != "done" or not rundir.checkpoint.is_file():
