@@ -108,14 +108,14 @@ def test_toy_suite_quick_gives_identical_results_with_and_without_tensorboard(ca
         assert code == 0, err
     names = []
     for method in ("_warmup", "source_only", "advent"):
-        (on,), (off,) = ((tmp_path / r / "toy_sim2real" / method).glob("seed0-*") for r in ("on", "off"))
+        (on,), (off,) = ((tmp_path / r / "toy_sim2real-quick" / method).glob("seed0-*") for r in ("on", "off"))
         assert on.name == off.name and (on / "tb").is_dir() and not (off / "tb").exists()
         assert stable_rows(on) == stable_rows(off)
         weights = [checkpoint.segmenter_state(checkpoint.load(run / "checkpoints" / "last.pt")) for run in (on, off)]
         assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
         names.append(f"{method}/{on.name}/tb")
     multiplexer = plugin_event_multiplexer.EventMultiplexer()   # what `tensorboard --logdir` lists
-    runs = multiplexer.AddRunsFromDirectory(str(tmp_path / "on" / "toy_sim2real")).Runs()
+    runs = multiplexer.AddRunsFromDirectory(str(tmp_path / "on" / "toy_sim2real-quick")).Runs()
     assert sorted(runs) == sorted(names)
 
 
@@ -128,8 +128,8 @@ def test_toy_suite_quick_every_method_with_and_without_loggers(capsys, tmp_path,
         code, _, err = run_cli(capsys, "run", TOY, "--quick", "--results", str(tmp_path / results),
                                "--set", f"train.loggers={loggers}")
         assert code == 0, err
-    on = sorted((tmp_path / "on" / "toy_sim2real").glob("*/seed0-*"))
-    off = sorted((tmp_path / "off" / "toy_sim2real").glob("*/seed0-*"))
+    on = sorted((tmp_path / "on" / "toy_sim2real-quick").glob("*/seed0-*"))
+    off = sorted((tmp_path / "off" / "toy_sim2real-quick").glob("*/seed0-*"))
     assert [p.relative_to(tmp_path / "on") for p in on] == [p.relative_to(tmp_path / "off") for p in off]
     assert len(on) == 8 and all(stable_rows(a) == stable_rows(b) for a, b in zip(on, off))   # with _warmup/
 

@@ -1,5 +1,5 @@
-"""The declared dependencies are what the package and the tests import; a wheel carries the built-in methods and
-suites: installed outside the repository, run from an empty folder."""
+"""The declared dependencies are what the package and the tests import; a wheel carries the built-in methods, suites
+and docs: installed outside the repository, run from an empty folder, a suite of one's own extending a built-in one."""
 
 import ast
 import os
@@ -10,6 +10,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
+from udabench.version import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -99,10 +101,21 @@ def test_a_wheel_installed_elsewhere_lists_and_runs_the_builtins_from_an_empty_f
     (empty / "methods" / "local_plugin.py").write_text(PLUGIN)
     assert "local_plugin" in udabench("list", "methods").stdout        # a local methods/ folder adds plugins
 
+    assert udabench("--version").stdout.strip() == f"udabench {__version__}"
+    (empty / "mine.yaml").write_text("extends: toy_sim2real\nname: mine\n")   # a built-in suite, by name
+    mine = udabench("run", "mine.yaml", "--dry-run", "--methods", "source_only")
+    assert mine.returncode == 0 and '"name": "mine"' in mine.stdout, mine.stderr[-3000:]
+    typo = udabench("run", "toy_sim2real", "--dry-run", "--set", "train.iteratons=5")
+    assert typo.returncode == 2 and "--set train.iteratons=5: unknown key" in typo.stderr
+    assert str(target) not in typo.stderr                                      # not the built-in file in site/
+    docs = target / "udabench" / "builtin_docs"
+    assert sorted(p.name for p in docs.glob("*.md")) == sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    assert str(docs / "launching.md") in udabench("status", "--help").stdout.replace("\n", "")
+
     run = udabench("run", "toy_sim2real", "--quick")         # the embedded suite, by name
     assert run.returncode == 0, run.stderr[-3000:]
     assert "6 of 6 runs finished" in run.stdout and "AdvEnt+MinEnt seed 0: ensemble" in run.stdout
-    assert len(list((empty / "results" / "toy_sim2real").glob("*/seed0-*/done"))) == 8   # + _warmup/
+    assert len(list((empty / "results" / "toy_sim2real-quick").glob("*/seed0-*/done"))) == 8   # + _warmup/
 
 
 def test_the_runtime_dependencies_are_what_the_package_imports():

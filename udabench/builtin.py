@@ -1,15 +1,21 @@
-"""Where the built-in methods and suites are, installed or not, and how a suite is found by name.
+"""Where the built-in methods, suites and docs are, installed or not, and how a suite is found by name.
 
-The repository keeps them at its top (``methods/``, ``suites/``); ``setup.py`` ships those folders inside the
-package as ``udabench/builtin_methods`` and ``udabench/builtin_suites``, so ``pip install .`` (or a wheel)
-carries them. A source checkout or an editable install has no such folders and uses the top-level ones.
+The repository keeps them at its top (``methods/``, ``suites/``, ``docs/``); ``setup.py`` ships those folders inside
+the package as ``udabench/builtin_methods``, ``udabench/builtin_suites`` and ``udabench/builtin_docs``, so ``pip
+install .`` (or a wheel) carries them. A source checkout or an editable install has no such folders and uses the
+top-level ones. Messages cite docs as the repository does (``docs/datasets.md``); ``cite_docs`` turns that into the
+path of the copy this installation has.
 Besides the built-ins, ``./methods/`` and ``./suites/`` of the working folder add plugins and suites (unless the
 working folder is a udabench checkout, whose ``methods/`` are that checkout's built-ins, not plugins).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+from .errors import ConfigError
+from .schema import closest
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -21,6 +27,18 @@ def _builtin(installed: str, checkout: str) -> Path:
 
 METHODS_DIR = _builtin("builtin_methods", "methods")
 SUITES_DIR = _builtin("builtin_suites", "suites")
+DOCS_DIR = _builtin("builtin_docs", "docs")
+_CITED = re.compile(r"\bdocs/([\w.-]+\.md)\b")
+
+
+def cite_docs(text: str) -> str:
+    """``text`` with every ``docs/<name>.md`` it cites as a path that exists: as written where the working folder has
+    it (a checkout's root), else the copy of this installation (inside the package for a wheel)."""
+    def where(match: re.Match) -> str:
+        shipped = DOCS_DIR / match.group(1)
+        return str(shipped) if not Path(match.group(0)).is_file() and shipped.is_file() else match.group(0)
+
+    return _CITED.sub(where, text)
 
 
 def _local(name: str, builtin: Path) -> list[Path]:
@@ -54,11 +72,25 @@ def find_suite(text: str) -> Path:
     """The suite file ``text`` names: a path as given, else ``./suites/<text>.yaml``, else a built-in suite (a
     recipe by its name in ``udabench list suites``, e.g. ``paper/fada/gta5``).
 
-    A name that matches nothing is returned as a path, so that loading it reports the missing file."""
+    A name or a YAML path that matches nothing is a ``ConfigError`` with the closest suite name; an existing
+    path that is not a suite file is returned, for loading it to say what is wrong."""
     path = Path(text)
-    if path.exists() or path.suffix in (".yaml", ".yml"):
+    if path.exists():
         return path
-    for candidate in (Path.cwd() / "suites" / f"{text}.yaml", SUITES_DIR / f"{text}.yaml"):
-        if candidate.is_file():
-            return candidate
-    return path
+    yaml = path.suffix in (".yaml", ".yml")
+    named = None if yaml else builtin_suite(text)
+    if named is not None:
+        return named
+    what = f"suite file {text!r} does not exist" if yaml else f"{text!r} is no suite file and no suite's name"
+    raise ConfigError(f"{what}.{closest(path.stem if yaml else text, suite_files())} Pass the path of a suite YAML "
+                      f"or a suite's name (`udabench list suites` names them all).")
+
+
+def builtin_suite(name: str) -> Path | None:
+    """The suite file that ``name`` names among ``./suites/`` and the built-in suites: ``NAME.yaml`` or ``NAME``
+    itself in those folders (``toy_sim2real``, ``paper/fada/gta5``, and bases such as ``paper/_gta5.yaml``)."""
+    for folder in (Path.cwd() / "suites", SUITES_DIR):
+        for candidate in (folder / f"{name}.yaml", folder / name):
+            if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+                return candidate
+    return None

@@ -13,10 +13,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .builtin import find_suite
+from .arguments import Parser
+from .builtin import cite_docs, find_suite
 from .errors import UdabenchError
 from .launch import add_arguments as add_launch_arguments
 from .launch import positive_int
+from .version import __version__
 
 FORMATS = ("text", "md", "csv", "latex")
 CHECKPOINT_FORMATS = ("udabench", "advent", "maxsquare", "fada")   # = udabench.models.released.FORMATS (tested)
@@ -26,7 +28,7 @@ class _Warnings(logging.Handler):
     """``udabench: warning: ...`` on whatever stderr is at the time (warnings name the file they are about)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print("udabench: warning: " + record.getMessage(), file=sys.stderr)
+        print("udabench: warning: " + cite_docs(record.getMessage()), file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except UdabenchError as exc:
         if args.debug:
             raise
-        print("udabench: error: " + "\n".join(textwrap.wrap(str(exc), 100, break_long_words=False,
+        print("udabench: error: " + "\n".join(textwrap.wrap(cite_docs(str(exc)), 100, break_long_words=False,
                                                             break_on_hyphens=False)), file=sys.stderr)  # paths whole
         return 2
     except KeyboardInterrupt:
@@ -69,9 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     plan = argparse.ArgumentParser(add_help=False, parents=[methods, overrides, results])
     plan.add_argument("--seeds", type=_csv_int, help="comma-separated seeds (default: the suite's)")
     plan.add_argument("--quick", action="store_true",
-                      help="smoke test: a few iterations, batch 2, at most 8 images per split, tiny inputs")
-    parser = argparse.ArgumentParser(prog="udabench", parents=[common],
-                                     description="Benchmark suite for unsupervised domain adaptation in semantic segmentation.")
+                      help="smoke test: a few iterations, batch 2, at most 8 images per split, tiny inputs; a suite "
+                           "of its own, SUITE-quick (RESULTS/<suite>-quick/), never in the real runs' tables")
+    parser = Parser(prog="udabench", parents=[common],
+                    description="Benchmark suite for unsupervised domain adaptation in semantic segmentation.")
+    parser.add_argument("--version", action="version", version=f"udabench {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common, plan], help="train and evaluate the methods of a suite",
@@ -127,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "ones; or a paired comparison of two methods. See docs/reporting.md.")
     rep.add_argument("--suite", help="only this suite (default: every suite found)")
     rep.add_argument("--table", action="store_true", help="print the per-class IoU and oracle-gap tables")
+    rep.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                     help="only the runs with this setting, e.g. --where train.iterations=120000 (a dotted key of "
+                          "config.yaml, or its end as row labels show it: iterations=120000; KEY!=VALUE excludes; "
+                          "repeatable, all must hold)")
     rep.add_argument("--format", choices=FORMATS, default="text", help="table format (default: text)")
     rep.add_argument("--out", help="write the report to this file instead of stdout")
     rep.add_argument("--selection", default=None, metavar="NAME",
@@ -168,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "images/s, peak memory, counted FLOPs per step, achieved TFLOP/s and its "
                                      "share of the device's dense matmul rate in the same precision, measured "
                                      "in the same run (the floor ratio). See docs/speed.md.")
-    ben.add_argument("suite", help="suite YAML file, e.g. suites/toy_sim2real.yaml")
+    ben.add_argument("suite", help="suite YAML file or name, e.g. suites/toy_sim2real.yaml or toy_sim2real")
     ben.add_argument("--precision", type=_csv, default=["fp32"], metavar="P,...",
                      help="comma-separated precisions: fp32, bf16, fp16 (train.amp; default: fp32)")
     ben.add_argument("--channels-last", action="store_true", help="every setting with model.channels_last")
@@ -326,7 +334,7 @@ def cmd_report(args) -> int:
     from .analysis.report import build_report
     from .vocabulary import Kind
 
-    records = load_records(args.results, args.suite, args.include_running)
+    records = load_records(args.results, args.suite, args.include_running, args.where)
     text = build_report(records, args.format, args.selection, args.table, args.compare, args.suites_dir)
     finished = records[records["kind"] != Kind.UNFINISHED]   # CCD, speed, figures, the page: finished runs only
     if (args.ccd or args.speed or args.figures or args.html) and finished.empty:
@@ -370,7 +378,7 @@ def cmd_list(args) -> int:
         for name, cls in sorted(found.methods.items()):
             print(f"{name:<{width}}  {cls.paper}\n{'':<{width}}  {cls.description}")
         for file, error in found.broken.items():
-            print(f"{file.stem:<{width}}  BROKEN plugin {file}: {error}")
+            print(f"{file.stem:<{width}}  BROKEN plugin {file}: {cite_docs(str(error))}")
     elif args.what == "suites":
         import yaml
 
@@ -407,7 +415,7 @@ def cmd_data_check(args) -> int:
         for level, messages in (("error", report.errors), ("warning", report.warnings)):
             for message in messages:
                 text = f"{level}: {report.dataset} {report.split}: {message}"
-                print(textwrap.fill(text, 100, subsequent_indent="    ", break_long_words=False,
+                print(textwrap.fill(cite_docs(text), 100, subsequent_indent="    ", break_long_words=False,
                                     break_on_hyphens=False))   # paths stay whole
     unusable = [f"{r.dataset} {r.split}" for r in reports if not r.usable]
     print(f"unusable: {', '.join(unusable)}" if unusable else "all datasets usable")

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from .builtin import builtin_suite, suite_files
 from .classes import CLASS_SETS, ClassSet
 from .data.synthetic import DomainStyle, SyntheticConfig
 from .errors import ConfigError
@@ -29,6 +30,7 @@ from .schema import (
     at_least,
     below,
     between,
+    check_setting,
     closest,
     constrain,
     each,
@@ -258,7 +260,9 @@ constrain(SyntheticConfig, seed=SEED, height=at_least(MIN_SIZE), width=at_least(
 constrain(DomainStyle, palette_shift=UNIT, texture=UNIT, blur=at_least(0), noise=at_least(0), lighting=UNIT,
           horizon=UNIT, object_frequency=at_least(0), vehicle_frequency=at_least(0))
 
-# What `--quick` changes: a few iterations on tiny inputs, for smoke tests of a whole suite.
+# What `--quick` changes: a few iterations on tiny inputs, for smoke tests of a whole suite, and the suite's name: a
+# smoke run is a suite of its own (results/<name>-quick/), so no table or status mixes it with real runs.
+QUICK_SUFFIX = "-quick"
 QUICK_OVERRIDES = {
     "train.iterations": 4, "train.eval_every": 4, "train.checkpoint_every": 2, "train.log_every": 1,
     "train.batch_size": 2,
@@ -273,10 +277,11 @@ def load_suite(path: str | Path, overrides: list[str] = (), quick: bool = False)
     if quick:
         raw = apply_overrides(raw, [f"{k}={v}" for k, v in QUICK_OVERRIDES.items()], str(path))
         _quick_stages(raw)
-    raw = apply_overrides(raw, list(overrides), str(path))
+    raw = apply_overrides(raw, list(overrides), str(path), Suite)
     raw = expand_env(raw, str(path))
     if "source_file" in raw:
         raise ConfigError(f"{path}: 'source_file' is set by udabench, not by the suite file.")
+    _quick_name(raw, quick, str(path))
     suite = from_dict(Suite, raw, "", str(path))
     suite.source_file = str(path)
     if quick:
@@ -301,16 +306,27 @@ def read_suite_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     chain = (*chain, path.resolve())
     merged: dict = {}
     for base in bases:
-        file = path.parent / base
+        file = _base_file(path, base)
         if file.resolve() in chain:
             loop = " -> ".join(str(p) for p in (*chain, file.resolve()))
             raise ConfigError(f"{path}: 'extends: {base}' makes a cycle ({loop}); a suite cannot extend itself, "
                               f"directly or through its bases. Remove one of these extends.")
-        if not file.is_file():
-            raise ConfigError(f"{path}: 'extends: {base}': there is no suite file {file}. Give a path relative to "
-                              f"the folder of {path.name} ({path.parent}).")
         merged = deep_merge(merged, read_suite_tree(file, chain))
     return deep_merge(merged, raw)
+
+
+def _base_file(path: Path, base: str) -> Path:
+    """The file ``extends: base`` of the suite file ``path`` names: a path relative to its folder, else a suite of
+    ``./suites/`` or a built-in one by name or path (``toy_sim2real``, ``paper/_gta5.yaml``), as installed."""
+    file = path.parent / base
+    if file.is_file():
+        return file
+    named = builtin_suite(base)
+    if named is not None:
+        return named
+    raise ConfigError(f"{path}: 'extends: {base}': there is no suite file {file} and no suite named {base!r}."
+                      f"{closest(Path(base).with_suffix('').as_posix(), suite_files())} Give a path relative to the "
+                      f"folder of {path.name} ({path.parent}), or the name of a suite (`udabench list suites`).")
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -507,32 +523,35 @@ def _validate_selection(suite: Suite, name: str, key: str) -> None:
     """``name`` is a selection protocol whose field the runs of ``suite`` record."""
     if name == "last":   # the default: nothing to import (the selections module imports pandas)
         return
-    from .selection import SELECTIONS
+    from .selection import SELECTIONS, suggest
 
     if name not in SELECTIONS:
-        raise ConfigError(f"{suite.source_file}: {key} is {name!r}; known: {', '.join(SELECTIONS)}."
-                          f"{closest(name, SELECTIONS)}")
+        raise ConfigError(f"{suite.source_file}: {key} is {name!r}; known: {', '.join(SELECTIONS)}.{suggest(name)}")
     setting_name, records = RECORDED_BY.get(SELECTIONS[name].requires, ("", lambda s: True))
     if not records(suite):
         raise ConfigError(f"{suite.source_file}: {key} is {name!r}, which reads {SELECTIONS[name].requires!r}; runs "
                           f"record it only when {setting_name} is set. Set it, or pick another protocol.")
 
 
-def apply_overrides(raw: Any, overrides: list[str], source: str) -> dict:
-    """Apply ``a.b=value`` strings (value parsed as YAML) to the raw mapping, returning a copy."""
+def apply_overrides(raw: Any, overrides: list[str], source: str, schema: type | None = None) -> dict:
+    """Apply ``a.b=value`` strings (value parsed as YAML) to the raw mapping, returning a copy. With ``schema`` (the
+    dataclass of the mapping), each key and value is checked against it first, a mistake named as ``--set ...``."""
     raw = copy.deepcopy(raw) if isinstance(raw, dict) else {}
     for item in overrides:
         key, sep, text = item.partition("=")
         parts = key.strip().split(".")
         if not sep or not all(parts):
             raise ConfigError(f"override {item!r} must look like key.sub=value (e.g. train.iterations=100).")
+        value = parse_yaml(text, f"override {item!r}", "The value is read as YAML: quote a string that contains "
+                           "YAML syntax, e.g. --set 'name=\"[x]\"'.")
+        if schema is not None:
+            check_setting(schema, parts, value, f"--set {item}")
         node = raw
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part!r} in {source} is not a mapping.")
-        node[parts[-1]] = parse_yaml(text, f"override {item!r}", "The value is read as YAML: quote a string "
-                                     "that contains YAML syntax, e.g. --set 'name=\"[x]\"'.")
+        node[parts[-1]] = value
     return raw
 
 
@@ -559,6 +578,18 @@ def expand_env(value: Any, source: str, where: str = "") -> Any:
 
     out = _ENV.sub(sub, value)
     return os.path.expanduser(out) if out.startswith("~") else out
+
+
+def _quick_name(raw: dict, quick: bool, source: str) -> None:
+    """``--quick``: the suite's name gains ``QUICK_SUFFIX``; a real suite may not end in it."""
+    name = raw.get("name")
+    if not isinstance(name, str):
+        return   # from_dict says what is wrong
+    if quick:
+        raw["name"] = name + QUICK_SUFFIX
+    elif name.endswith(QUICK_SUFFIX):
+        raise ConfigError(f"{source}: the suite name {name!r}: the ending {QUICK_SUFFIX!r} is kept for --quick runs, "
+                          f"whose results go to RESULTS/<name>{QUICK_SUFFIX}/, apart from real runs. Rename the suite.")
 
 
 def _shrink_for_quick(suite: Suite) -> None:

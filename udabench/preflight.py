@@ -7,7 +7,8 @@ anything (docs/datasets.md, "Pre-flight"):
   be creatable (a probe file is written and removed; nothing is created otherwise). Free space below the
   checkpoints still to be written is a warning.
 - **device**: ``train.device`` must exist here (``cuda:N`` with N below the number of GPUs).
-- **loggers**: the package of every backend named in ``train.loggers`` must be installed (``engine/loggers.py``).
+- **loggers**: the package of every backend named in ``train.loggers`` must be installed (``engine/loggers.py``); a
+  line says so when none watches the runs (tensorboard, the default, not installed).
 - **data**: every dataset split of the suite is scanned (folders, image/label pairs, split lists) and
   the items a run uses (the first ``limit``) are decoded with ``udabench data check``'s code
   (``data/check.py``): by default ``SAMPLE`` samples of each split spread over it, with ``--check-data
@@ -33,7 +34,7 @@ import torch
 from .config import Suite
 from .data.check import check_suites
 from .errors import ConfigError, DataError
-from .tracking import check_loggers
+from .tracking import check_loggers, tracking_off
 
 SAMPLE = 16                       # files decoded per split by default
 CHECK_DATA = ("sample", "all", "none")
@@ -71,6 +72,8 @@ def preflight(suite: Suite, results: str | Path, specs, check_data: str = "sampl
     data = f"{len(reports)} dataset split(s) scanned, {decoded} of {files} samples decoded"
     space = f"{_gib(free)} free" if free is not None else "every run done already"
     say(f"pre-flight: {data}, results folder {folder} ({space}), {time.perf_counter() - start:.1f} s")
+    if off := tracking_off(suite.train.loggers):
+        say(off)
     for warning in warnings:
         say(f"warning: {warning}")
     return warnings

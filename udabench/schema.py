@@ -102,9 +102,7 @@ def from_dict(cls, data: Any, where: str, source: str):
     hints = typing.get_type_hints(cls)
     for key in data:
         if key not in fields:
-            valid = ", ".join(fields)
-            raise ConfigError(f"{source}: unknown key {_join(where, key)!r}.{closest(str(key), fields)} "
-                              f"Valid keys here: {valid}.")
+            raise _unknown_key(where, key, fields, source)
     missing = [name for name, f in fields.items() if name not in data and _required(f)]
     if missing:
         raise ConfigError(f"{source}: missing required key {_join(where, missing[0])!r}.")
@@ -112,6 +110,36 @@ def from_dict(cls, data: Any, where: str, source: str):
     for key, value in values.items():
         check_rules(rules_of(cls, fields[key]), value, _join(where, key), source)
     return cls(**values)
+
+
+def check_setting(cls, parts: list[str], value: Any, source: str) -> None:
+    """``value`` set at the dotted key ``parts`` of dataclass ``cls`` (``--set a.b=value``), checked as ``from_dict``
+    checks it there: each part a field (or a key of a free-form mapping), the value of the field's type and within
+    its rules. ``source`` names where it was given, so a mistake is not blamed on the file it is merged into."""
+    tp, owner, f, where = cls, None, None, ""
+    for part in parts:
+        node = _without_none(tp)
+        if dataclasses.is_dataclass(node):
+            fields = {x.name: x for x in dataclasses.fields(node)}
+            if part not in fields:
+                raise _unknown_key(where, part, fields, source)
+            owner, f, tp = node, fields[part], typing.get_type_hints(node)[part]
+        elif typing.get_origin(node) is dict:
+            owner, f, tp = None, None, (typing.get_args(node) or (str, Any))[1]
+        elif node is Any:
+            return
+        else:
+            raise ConfigError(f"{source}: {where!r} is a setting, not a mapping; it has no key {part!r}.")
+        where = _join(where, part)
+    value = convert(tp, value, where, source)
+    if f is not None:
+        check_rules(rules_of(owner, f), value, where, source)
+
+
+def _without_none(tp):
+    """``X`` of an optional ``X | None``; any other type as it is."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if typing.get_origin(tp) in (Union, types.UnionType) and len(args) == 1 else tp
 
 
 def rules_of(cls, f: dataclasses.Field) -> tuple[Rule, ...]:
@@ -229,6 +257,11 @@ def _required(f: dataclasses.Field) -> bool:
 
 def _join(where: str, key) -> str:
     return f"{where}.{key}" if where else str(key)
+
+
+def _unknown_key(where: str, key, fields, source: str) -> ConfigError:
+    return ConfigError(f"{source}: unknown key {_join(where, key)!r}.{closest(str(key), fields)} "
+                       f"Valid keys here: {', '.join(fields)}.")
 
 
 def _type_error(where: str, source: str, expected: str, value: Any, hint: str = "") -> ConfigError:

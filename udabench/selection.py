@@ -7,6 +7,7 @@ and a protocol that reads target labels is flagged wherever its numbers are show
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -98,8 +99,17 @@ def get_selection(name: str) -> Selection:
     except KeyError:
         known = "; ".join(f"{s.name}: {s.description}{' (leaks target labels)' * s.leaks_target_labels}"
                           for s in SELECTIONS.values())
-        raise UdabenchError(f"unknown selection protocol {name!r}.{closest(name, SELECTIONS)} "
-                            f"Known: {known}.") from None
+        raise UdabenchError(f"unknown selection protocol {name!r}.{suggest(name)} Known: {known}.") from None
+
+
+def suggest(name: str) -> str:
+    """" Did you mean ...?" for an unknown protocol name: the protocols whose description uses the word given
+    (``best``: those that pick a best score, not ``last``, the closest spelling), else the closest name."""
+    described = [f"{s.name!r}" for s in SELECTIONS.values() if name.lower() in re.findall(r"[\w-]+", s.description)]
+    if not described:
+        return closest(name, SELECTIONS)
+    listed = described[0] if len(described) == 1 else f"{', '.join(described[:-1])} or {described[-1]}"
+    return f" Did you mean {listed} (described as {name.lower()!r})?"
 
 
 def select(records: pd.DataFrame, name: str = "last") -> pd.DataFrame:

@@ -48,7 +48,7 @@ def test_malformed_override_key(bad, override):
 
 
 def test_override_through_a_value_that_is_not_a_mapping(bad):
-    bad("run", bad.suite(), "--set", "name.sub=1", named=("override 'name.sub=1'", "'name'", "not a mapping"))
+    bad("run", bad.suite(), "--set", "name.sub=1", named=("--set name.sub=1", "'name'", "not a mapping"))
 
 
 def test_top_level_list(bad):

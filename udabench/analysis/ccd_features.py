@@ -23,12 +23,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..classes import IGNORE_INDEX, get_class_set
 from ..data import evenly_spaced
 from ..errors import UdabenchError
 from ..io import atomic_write_text
+from ..progress import progress_bar
 from .ccd import class_center_distance
 from .records import load_records
 from .runs import load_run, model_runs, native_split
@@ -87,7 +87,7 @@ def sample_features(model, dataset, num_classes: int, samples_per_class: int, de
                     min_fraction: float = 0.5, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(features n×D, labels n): a class-wise sample of the layer4 feature cells of every image."""
     sample = ClassSample(num_classes, samples_per_class)
-    for i in tqdm(range(len(dataset)), desc="features", unit="img", leave=False, disable=not progress):
+    for i in progress_bar(range(len(dataset)), "features", unit="img", disable=not progress):
         item = dataset[i]
         features = model(item["image"][None].to(device)).features[0].float()       # D×h×w
         grid = labels_on_grid(item["label"].to(device), features.shape[-2:], num_classes, min_fraction)
@@ -116,9 +116,11 @@ def run_ccd(run: str | Path, samples_per_class: int, domains, device: torch.devi
     return rows
 
 
-def suite_ccd(results: str | Path, suite_name: str, *, samples_per_class: int = 2000, domains=DOMAINS,
-              device: str | torch.device = "cpu", progress: bool = True, min_fraction: float = 0.5) -> pd.DataFrame:
-    """Class-center distance of every finished run of a suite that has a model, on its layer4 features.
+def suite_ccd(results: str | Path, suite_name: str, *, records: pd.DataFrame | None = None, samples_per_class: int = 2000,
+              domains=DOMAINS, device: str | torch.device = "cpu", progress: bool = True,
+              min_fraction: float = 0.5) -> pd.DataFrame:
+    """Class-center distance of every finished run of a suite that has a model, on its layer4 features (of the runs
+    of ``records``, ``load_records``'s rows of that suite, when given: e.g. those ``report --where`` keeps).
 
     Returns one row per (run, scope, class): the run's ``META`` (its table row as ``load_records`` names
     it), scope (``source``, ``target``, and ``joint`` when both domains are given), class, ccd (FADA eq. 9),
@@ -131,13 +133,13 @@ def suite_ccd(results: str | Path, suite_name: str, *, samples_per_class: int = 
         raise UdabenchError(f"CCD domains must be 'source', 'target' or both, got {domains}.")
     if samples_per_class < 1:
         raise UdabenchError(f"the CCD feature budget must be at least 1 sample per class, got {samples_per_class}.")
-    runs = model_runs(load_records(results, suite_name))
+    runs = model_runs(load_records(results, suite_name) if records is None else records)
     if runs.empty:
         raise UdabenchError(f"no finished run with a model of its own under {Path(results) / suite_name}; run the "
                             f"suite first (`udabench run suites/{suite_name}.yaml`).")
     key = json.dumps({"samples_per_class": samples_per_class, "domains": domains, "min_fraction": min_fraction})
     rows = []
-    for _, run in tqdm(runs.iterrows(), total=len(runs), desc="ccd", unit="run", disable=not progress):
+    for _, run in progress_bar(runs.iterrows(), "ccd", unit="run", total=len(runs), final=True, disable=not progress):
         file = Path(run["run_dir"]) / CACHE
         cache = _read_cache(file)
         if key not in cache:

@@ -3,13 +3,17 @@
 Runs are seeds of one row only when everything else that defines them is equal: the suite part of their
 identity (data, model, schedule, synthetic scenes, ...; ``engine/rundir.py``) and their own part (method,
 hyper-parameters; for an ensemble, its members' settings). Any difference makes a row of its own,
-labelled with what differs in short dotted names, e.g. "Source-only (lr=0.0001)". The cities of a
+labelled with what differs in short dotted names, e.g. "Source-only (lr=0.0001)". A label that would be longer
+than ``LABEL_WIDTH`` (rows that differ in many settings, e.g. smoke runs beside real ones) names its settings by a
+tag instead, "Source-only (settings A)", the same tag for the same settings in every row of the suite, and
+``label_notes`` spells each tag out with the full dotted keys for tables and figures. The cities of a
 cross-city suite are the exception: they are the columns of a report (``eval_target``), not rows.
 
 ``describe`` adds to every record:
 - ``config``: the key of its row (a hash of the configuration);
 - ``suite_key``: the hash of the suite part alone: a row's Source-only baseline and oracle share it;
 - ``label``: the row's name in tables and figures;
+- ``label_legend``: the legend of the tags its label uses (``label_notes``);
 - ``row_order``: its place: lower bound first, then controls and UDA methods (in the suite's order when
   known, else alphabetical), upper bound last; then unfinished runs (``report --include-running``), then
   released checkpoints.
@@ -34,6 +38,7 @@ CITY_FIELDS = ("data.target.dataset", "data.eval.dataset")   # a cross-city suit
 ROLE_ORDER = {Role.LOWER_BOUND: 0, Role.CONTROL: 1, Role.UDA: 1, Role.UPPER_BOUND: 2}
 KIND_ORDER = {Kind.MEASURED: 0, Kind.UNFINISHED: 1, Kind.RELEASED: 2, Kind.PAPER: 3}
 KIND_QUALIFIER = {Kind.UNFINISHED: "unfinished", Kind.RELEASED: "released checkpoint"}   # in the labels of such rows
+LABEL_WIDTH = 60   # a longer label names its settings by a tag ("settings A") that label_notes spells out
 
 
 @dataclass
@@ -71,18 +76,47 @@ def _member_settings(run: RunDir) -> dict | None:
 
 
 def describe(records: pd.DataFrame, settings: dict[str, Configuration], orders: dict[str, list[str]]) -> pd.DataFrame:
-    """``records`` with ``config``, ``suite_key``, ``label`` and ``row_order``; ``settings`` maps each
-    ``run_dir`` to its configuration, ``orders`` each suite to its method order."""
+    """``records`` with ``config``, ``suite_key``, ``label``, ``label_legend`` and ``row_order``; ``settings`` maps
+    each ``run_dir`` to its configuration, ``orders`` each suite to its method order."""
     records = records.assign(config=records["run_dir"].map({d: s.key for d, s in settings.items()}),
                              suite_key=records["run_dir"].map({d: s.suite_key for d, s in settings.items()}))
-    labels, order = {}, {}
+    labels, legends, order = {}, {}, {}
     for suite, runs in records.drop_duplicates("config").groupby("suite"):
-        labels |= _labels(runs, settings)
-        order |= _order(runs, labels, orders.get(suite, []))
-    return records.assign(label=records["config"].map(labels), row_order=records["config"].map(order))
+        parts = _labels(runs, settings)
+        order |= _order(runs, _unique({c: p.text() for c, p in parts.items()}, runs), orders.get(suite, []))
+        short, legend = _shortened(parts, order)
+        labels |= _unique(short, runs)
+        legends |= legend
+    return records.assign(label=records["config"].map(labels), label_legend=records["config"].map(legends),
+                          row_order=records["config"].map(order))
 
 
-def _labels(configs: pd.DataFrame, settings: dict[str, Configuration]) -> dict[str, str]:
+def label_notes(frame: pd.DataFrame) -> list[str]:
+    """The legend of the tags that the row labels of ``frame`` (records columns, one suite) use, in table order:
+    ``settings A: data.eval.limit=8, train.iterations=4, ...``."""
+    if "label_legend" not in frame:
+        return []
+    rows = frame.sort_values("row_order", kind="stable").drop_duplicates("config")
+    return list(dict.fromkeys(note for notes in rows["label_legend"] for note in notes))
+
+
+@dataclass
+class _Label:
+    """A row label in parts: the method's label, its kind's qualifier and the settings that tell the row apart, as
+    (dotted key, short name, value) of the suite's and of the run's own settings."""
+
+    method: str
+    kind: list[str]
+    suite: list[tuple[str, str, str]]
+    own: list[tuple[str, str, str]]
+
+    def text(self, suite_tag: str = "", own_tag: str = "") -> str:
+        shown = lambda tag, fields: [tag] if tag else [f"{name}={value}" for _, name, value in fields]
+        qualifiers = [*self.kind, *shown(suite_tag, self.suite), *shown(own_tag, self.own)]
+        return f"{self.method} ({', '.join(qualifiers)})" if qualifiers else self.method
+
+
+def _labels(configs: pd.DataFrame, settings: dict[str, Configuration]) -> dict[str, _Label]:
     """Each configuration's label: its method label and the settings that tell it apart.
 
     Suite settings are compared across every row of the same kind, a run's own settings across the rows
@@ -99,10 +133,37 @@ def _labels(configs: pd.DataFrame, settings: dict[str, Configuration]) -> dict[s
             names = _short_names(suite_keys | {k for o in own for k in o})   # unique among what its row shows
             for r in same_method.itertuples():
                 values = {**of[r.config].suite, **of[r.config].own}
-                qualifiers = [KIND_QUALIFIER[kind]] if kind in KIND_QUALIFIER else []
-                qualifiers += [f"{names[f]}={values.get(f, '-')}" for f in [*suite_fields, *own_fields]]
-                labels[r.config] = f"{r.method_label} ({', '.join(qualifiers)})" if qualifiers else r.method_label
-    return _unique(labels, configs)
+                shown = lambda fields: [(f, names[f], str(values.get(f, "-"))) for f in fields]
+                labels[r.config] = _Label(r.method_label, [KIND_QUALIFIER[kind]] if kind in KIND_QUALIFIER else [],
+                                          shown(suite_fields), shown(own_fields))
+    return labels
+
+
+def _shortened(labels: dict[str, _Label], order: dict[str, int]) -> tuple[dict[str, str], dict[str, tuple]]:
+    """Labels of at most ``LABEL_WIDTH`` characters where a tag can make them so: the suite settings first, then
+    the run's own, each set of settings one tag ("settings A", lettered in table order); and each label's legend."""
+    tags: dict[tuple, str] = {}
+
+    def tag(fields) -> str:
+        key = tuple((dotted, value) for dotted, _, value in fields)
+        if key not in tags:
+            tags[key] = f"settings {_letters(len(tags))}"
+        return tags[key]
+
+    short, legends = {}, {}
+    for config in sorted(labels, key=order.get):
+        label = labels[config]
+        suite_tag = tag(label.suite) if len(label.text()) > LABEL_WIDTH and label.suite else ""
+        own_tag = tag(label.own) if len(label.text(suite_tag)) > LABEL_WIDTH and label.own else ""
+        short[config] = label.text(suite_tag, own_tag)
+        legends[config] = tuple(f"{t}: {', '.join(f'{dotted}={value}' for dotted, value in key)}"
+                                for key, t in tags.items() if t in (suite_tag, own_tag))
+    return short, legends
+
+
+def _letters(index: int) -> str:
+    """A, B, ..., Z, AA, AB, ..."""
+    return (_letters(index // 26 - 1) if index >= 26 else "") + chr(ord("A") + index % 26)
 
 
 def _differing(settings: list[dict]) -> list[str]:

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from ..classes import ClassSet, colour_table, get_class_set, label_id_table
 from ..config import EvalConfig
 from ..engine.predict import main_logits, overlay_panels, predict
 from ..metrics import confusion_matrix
+from ..progress import progress_bar
 from .runs import load_run, native_split
 
 
@@ -39,7 +39,7 @@ def export_predictions(forward: Callable[[torch.Tensor], torch.Tensor], dataset,
     if overlays:
         (out / "overlays").mkdir(exist_ok=True)
     cm = torch.zeros(class_set.num_classes, class_set.num_classes, dtype=torch.int64)
-    for i in tqdm(range(len(dataset)), desc="export", unit="img", leave=False, disable=None):
+    for i in progress_bar(range(len(dataset)), "export", unit="img"):
         item = dataset[i]
         label = item.get("label")
         size = label.shape if label is not None else item["image"].shape[-2:]

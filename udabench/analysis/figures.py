@@ -7,11 +7,13 @@ Rows are the tables' rows (one per configuration, ``label``), in table order: So
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -19,10 +21,12 @@ from matplotlib.patches import Patch
 
 from ..classes import get_class_set
 from ..vocabulary import Role
+from .configurations import label_notes
 from .panels import PredictionPanels
 from .tables import matching, ordered_groups, per_class_table
 
 STYLE = "whitegrid"
+LEGEND_WIDTH = 140   # characters per line of the label legend under a figure
 
 
 def write_figures(selected: pd.DataFrame, records: pd.DataFrame, class_set: str, out_dir: str | Path, *,
@@ -39,13 +43,34 @@ def write_figures(selected: pd.DataFrame, records: pd.DataFrame, class_set: str,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     suite = selected["suite"].iloc[0]
-    with sns.axes_style(STYLE):   # applies to the axes created inside
-        drawn = _draw(selected, records, class_set, suite, selection, ccd, panels)
+    drawn = draw_figures(selected, records, class_set, suite, selection, ccd, panels)
     paths = []
     for name, fig in drawn.items():
         if fig is not None:
             paths += save(fig, out_dir / name)
     return paths
+
+
+def draw_figures(selected: pd.DataFrame, records: pd.DataFrame, class_set: str, suite: str, selection: str = "last",
+                 ccd: pd.DataFrame | None = None, panels: PredictionPanels | None = None) -> dict[str, Figure | None]:
+    """The figures of ``write_figures`` by file name (None: no data for it), each with the legend of the tags in
+    its row labels (``configurations.label_notes``) under it."""
+    with sns.axes_style(STYLE):   # applies to the axes created inside
+        drawn = _draw(selected, records, class_set, suite, selection, ccd, panels)
+    notes = label_notes(records)
+    for fig in drawn.values():
+        if fig is not None and notes:
+            footnote(fig, notes)
+    return drawn
+
+
+def footnote(fig: Figure, notes: list[str]) -> None:
+    """``notes`` in small type under everything drawn so far (rotated tick labels included); ``save``'s tight
+    bounding box takes them in."""
+    drawn = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer())   # inches
+    fig.text(drawn.x0 / fig.get_figwidth(), (drawn.y0 - 0.1) / fig.get_figheight(),
+             "\n".join(textwrap.fill(note, LEGEND_WIDTH, subsequent_indent="    ") for note in notes),
+             fontsize=7, va="top", ha="left")
 
 
 def _draw(selected, records, class_set, suite, selection, ccd, panels) -> dict[str, Figure | None]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ..classes import colour_table, get_class_set
@@ -36,12 +37,13 @@ class PredictionPanels:
 
 @torch.no_grad()
 def prediction_panels(results: str | Path, suite_name: str, methods: list[str] | None = None, *, num_images: int = 3,
-                      device: str | torch.device = "cpu") -> PredictionPanels:
+                      device: str | torch.device = "cpu", records: pd.DataFrame | None = None) -> PredictionPanels:
     """``num_images`` eval images spread over the split, through the final model of the lowest-seed run
-    of each configuration (of ``methods`` only, when given) that has a model. A run whose checkpoint is
-    damaged is skipped with a warning naming it (the next seed stands in)."""
+    of each configuration (of ``methods`` only, when given; of the runs of ``records``, the suite's rows of
+    ``load_records``, when given) that has a model. A run whose checkpoint is damaged is skipped with a warning
+    naming it (the next seed stands in)."""
     device = torch.device(device)
-    runs = model_runs(load_records(results, suite_name))
+    runs = model_runs(load_records(results, suite_name) if records is None else records)
     if methods is not None:
         runs = runs[runs["method"].isin(methods)]
     panels = None

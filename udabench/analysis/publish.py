@@ -13,6 +13,7 @@ import pandas as pd
 from ..selection import get_selection, select
 from .ccd import ccd_table
 from .ccd_features import suite_ccd
+from .configurations import label_notes
 from .figures import write_figures
 from .html import write_html
 from .panels import prediction_panels
@@ -23,10 +24,11 @@ from .report import build_report, suite_selection
 def ccd_tables(results, records: pd.DataFrame, fmt: str, samples_per_class: int, device: str) -> list[str]:
     """The CCD table of every suite in ``records`` (joint source+target features, mean over seeds)."""
     parts = []
-    for suite in sorted(records["suite"].unique()):
-        ccd = suite_ccd(results, suite, samples_per_class=samples_per_class, device=device)
+    for suite, suite_records in records.groupby("suite", sort=True):
+        ccd = suite_ccd(results, suite, records=suite_records, samples_per_class=samples_per_class, device=device)
         if len(ccd):
-            parts.append(render(ccd_table(ccd), fmt, ccd_title(suite, samples_per_class)))
+            parts.append(render(ccd_table(ccd), fmt, ccd_title(suite, samples_per_class),
+                                notes=label_notes(suite_records)))
     return parts
 
 
@@ -44,9 +46,10 @@ def publish(results, records: pd.DataFrame, selection: str | None, suites_dir, *
         name = selection or suite_selection(suite_records, suites_dir)
         sel, group = get_selection(name), select(suite_records, name)
         suite_dir = Path(results) / suite
-        ccd_rows = suite_ccd(results, suite, samples_per_class=samples_per_class, device=device) if ccd else None
+        ccd_rows = suite_ccd(results, suite, records=suite_records, samples_per_class=samples_per_class,
+                             device=device) if ccd else None
         ccd_rows = ccd_rows if ccd_rows is not None and len(ccd_rows) else None
-        panels = prediction_panels(results, suite, device=device)
+        panels = prediction_panels(results, suite, records=suite_records, device=device)
         class_set = next(iter(group["class_sets"].iloc[0]))
         figures = write_figures(group, suite_records, class_set, suite_dir / "figures",
                                 ccd=ccd_rows, panels=panels, selection=sel.title)
@@ -55,7 +58,8 @@ def publish(results, records: pd.DataFrame, selection: str | None, suites_dir, *
             sections = [("Tables", build_report(suite_records, "html", name, True, suites_dir=suites_dir))]
             if ccd_rows is not None:
                 sections.append(("Class-center distance", render(ccd_table(ccd_rows), "html",
-                                                                 ccd_title(suite, samples_per_class))))
+                                                                 ccd_title(suite, samples_per_class),
+                                                                 notes=label_notes(suite_records))))
             pngs = [p for p in figures if p.suffix == ".png"]
             written.append(write_html(suite, sections, pngs, suite_dir / "report.html"))
     return written

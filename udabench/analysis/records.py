@@ -17,6 +17,7 @@ from ..errors import UdabenchError
 from ..vocabulary import Kind
 from .configurations import configuration, describe
 from .published import written_by_run
+from .where import matching
 
 log = logging.getLogger("udabench")
 
@@ -26,9 +27,11 @@ REQUIRED = ("suite", "method", "method_label", "role", "kind", "seed", "step", "
 # with finished runs, ranked or given a gain (it is not a finished measurement).
 
 
-def load_records(results: str | Path, suite: str | None = None, include_running: bool = False) -> pd.DataFrame:
+def load_records(results: str | Path, suite: str | None = None, include_running: bool = False,
+                 where: list[str] = ()) -> pd.DataFrame:
     """Every ``metrics.jsonl`` row of every finished run (``done`` marker) under ``results``; with
-    ``include_running``, also the latest evaluation of every unfinished run, as kind ``unfinished``.
+    ``include_running``, also the latest evaluation of every unfinished run, as kind ``unfinished``; with ``where``
+    (``KEY=VALUE`` conditions, ``where.py``), only the runs of those settings, labelled as if the others were not there.
 
     Adds ``run_status`` (``RunDir.status``), ``run_dir`` (where the row's saved artefacts, e.g. its
     ``eval_file``, are found), ``suite_dir`` (``results/<suite>``), ``eval_target`` (the eval dataset of
@@ -41,10 +44,9 @@ def load_records(results: str | Path, suite: str | None = None, include_running:
         raise UdabenchError(f"results folder {results} does not exist; run a suite first "
                             f"(`udabench run suites/toy_sim2real.yaml`) or pass --results.")
     rows, settings, orders = [], {}, {}
-    for run in RunDir.under(results, suite):
+    runs = [run for run in RunDir.under(results, suite) if include_running or run.status == "done"]
+    for run in matching(runs, list(where)) if where else runs:
         status = run.status
-        if status != "done" and not include_running:
-            continue
         found = _usable_rows(run) if status == "done" else _latest_row(run)
         if not found:
             continue
@@ -55,9 +57,9 @@ def load_records(results: str | Path, suite: str | None = None, include_running:
         rows += [{**row, "run_status": status, "run_dir": str(run.path), "suite_dir": str(run.suite_dir)}
                  for row in found]
     if not rows:
-        where = f"suite {suite!r} in {results}" if suite else str(results)
+        place = f"suite {suite!r} in {results}" if suite else str(results)
         unfinished = "" if include_running else " (--include-running shows unfinished ones)"
-        raise UdabenchError(f"no finished runs found for {where}. Runs count once their 'done' marker "
+        raise UdabenchError(f"no finished runs found for {place}. Runs count once their 'done' marker "
                             f"exists{unfinished}.")
     records = pd.DataFrame(rows)
     records["eval_target"] = protocol_field(records, "eval").str.split("/").str[0]

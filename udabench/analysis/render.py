@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import math
 import re
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,7 @@ SIGNED = {"gain", "delta", "CI low", "CI high"}
 PINNED = {"mIoU"}                     # HTML: kept in sight at the right edge while a wide table scrolls
 PM = " ± "                            # between a cell's mean and its spread
 WIDE = 8                              # LaTeX: a table of more columns spans the page (table*), headers rotated
+NOTE_WIDTH = 110                      # text: notes wrap at this width (the table is as wide as its columns)
 
 
 def render(table: pd.DataFrame, fmt: str, title: str = "", digits: int = 1, notes=(), bold: bool = False) -> str:
@@ -90,6 +92,8 @@ def _text(layout: _Layout, title: str, notes: list[str]) -> str:
     body = [line(r) for r in rows]
     for start in reversed(layout.rules):
         body.insert(start, rule)
+    notes = [textwrap.fill(note, NOTE_WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+             for note in notes]
     return "\n".join([*([title] if title else []), line(layout.header), rule, *body, *notes]) + "\n"
 
 

@@ -17,6 +17,7 @@ from ..engine.rundir import REFERENCES
 from ..errors import UdabenchError
 from ..selection import Selection, get_selection, select
 from ..vocabulary import RECIPE_SETTINGS, Kind, Role
+from .configurations import label_notes
 from .published import published
 from .records import protocol_field
 from .render import render
@@ -42,7 +43,7 @@ def build_report(records: pd.DataFrame, fmt: str = "text", selection: str | None
             runs = runs.rename(columns={"label": "method", "miou": "mIoU"})
             which = "runs" if (group["kind"] == Kind.UNFINISHED).any() else "finished runs"
             parts.append(render(runs.set_index("method"), fmt, f"{suite}: {which}, selection: {sel.title}",
-                                notes=sel.notes() + _unfinished_notes(group)))
+                                notes=sel.notes() + label_notes(group) + _unfinished_notes(group)))
         if compare:   # seeds of finished runs only
             comparisons = _comparisons(suite, group[group["kind"] != Kind.UNFINISHED], compare, sel, fmt)
             parts += comparisons
@@ -60,7 +61,8 @@ def suite_selection(records: pd.DataFrame, suites_dir: str | Path) -> str:
 
 def _suite_tables(suite: str, group: pd.DataFrame, sel: Selection, fmt: str, suites_dir: Path) -> list[str]:
     references, ref_notes = _references(group["suite_dir"].iloc[0], suites_dir, suite, group)
-    notes = sel.notes() + _recipe_notes(group) + _ensemble_notes(group, sel) + _unfinished_notes(group) + ref_notes
+    notes = (sel.notes() + label_notes(group) + _recipe_notes(group) + _ensemble_notes(group, sel)
+             + _unfinished_notes(group) + ref_notes)
     targets = sorted(group["eval_target"].unique())
     class_sets = list(group["class_sets"].iloc[0])
     parts = []
@@ -111,7 +113,7 @@ def _comparisons(suite: str, group: pd.DataFrame, compare: tuple[str, str], sel:
         where = f" on {target}" if target else ""
         title = (f"{suite}: paired comparison {a} vs {b}{where} (IoU %, delta = A - B, mean over seed pairs "
                  f"{', '.join(map(str, result.seeds))}); selection: {sel.title}")
-        parts.append(render(result.table, fmt, title, notes=[*sel.notes(), *result.notes]))
+        parts.append(render(result.table, fmt, title, notes=[*sel.notes(), *label_notes(runs), *result.notes]))
     return parts
 
 

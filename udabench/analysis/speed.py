@@ -13,6 +13,7 @@ import math
 import pandas as pd
 
 from ..vocabulary import Kind
+from .configurations import label_notes
 from .records import protocol_field
 from .render import render
 
@@ -27,7 +28,7 @@ def speed_tables(records: pd.DataFrame, fmt: str = "text") -> list[str]:
         notes = ["data wait: fetching and copying the batches; compute: the step until the device is done. "
                  "TFLOP/s: counted FLOPs (matmuls and convolutions, forward and backward) over compute time. "
                  "Peak GB: CUDA peak allocated memory, or on a CPU the process's peak resident memory."]
-        parts.append(render(table, fmt, title, notes=notes))
+        parts.append(render(table, fmt, title, notes=notes + label_notes(rows)))
     return parts
 
 

@@ -8,6 +8,7 @@ import sys
 
 import torch
 
+from ..builtin import find_suite
 from ..config import load_suite
 from ..engine.runner import resolve_device
 from ..errors import ConfigError
@@ -21,7 +22,7 @@ def run(args) -> int:
     if args.data == "synthetic":
         # no file is read: dataset roots need not exist, but ${UDABENCH_DATA} must expand
         os.environ.setdefault("UDABENCH_DATA", "(unused by udabench bench --data synthetic)")
-    suite = load_suite(args.suite, args.overrides)
+    suite = load_suite(find_suite(args.suite), args.overrides)
     bad = [p for p in args.precision if p not in PRECISIONS]
     if bad:
         raise ConfigError(f"--precision {','.join(bad)}: expected a comma-separated list of {', '.join(PRECISIONS)}.")

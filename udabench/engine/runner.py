@@ -212,8 +212,8 @@ def run_one(spec: RunSpec, data: SuiteData, device, dist: DistInfo, stop: StopRe
     finally:
         if claim is not None:
             claim.release()
-    miou = rows[-1]["miou"] if rows else float("nan")
-    say(f"{label}: done, mIoU {miou:.2f} ({spec.rundir.path})")
+    scored = f"mIoU {rows[-1]['miou']:.2f}" if rows else "not evaluated"   # a warm-up may end before its first eval
+    say(f"{label}: done, {scored} ({spec.rundir.path})")
     return Outcome(spec, "trained")
 
 
