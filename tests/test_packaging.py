@@ -2,6 +2,7 @@
 suites: installed outside the repository, run from an empty folder."""
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -149,10 +150,10 @@ class MaxSquareL05(MaxSquare):
 
 
 @pytest.mark.slow
-def test_an_installed_udabench_lets_a_plugin_subclass_a_builtin(installed, tmp_path):
+def test_an_installed_udabench_lets_a_plugin_subclass_a_builtin_and_names_its_own_code(installed, tmp_path):
     """Issue 23: in a wheel, a plugin importing a built-in registered the built-ins again under its own file
     ("method 'maxsquare' is defined twice ... rename it in maxsquare_l05.py"), and `list methods` showed BROKEN
-    with exit 0."""
+    with exit 0; env.json had no git revision and nothing else identifying the installed code."""
     (tmp_path / "methods").mkdir()
     (tmp_path / "methods" / "maxsquare_l05.py").write_text(SUBCLASS)
     udabench, python = from_folder(installed, tmp_path)
@@ -160,3 +161,7 @@ def test_an_installed_udabench_lets_a_plugin_subclass_a_builtin(installed, tmp_p
     assert listed.returncode == 0 and "maxsquare_l05" in listed.stdout and "BROKEN" not in listed.stdout, listed
     (tmp_path / "methods" / "broken_one.py").write_text("import no_such_module_xyz\n")
     assert udabench("list", "methods").returncode == 1
+    from udabench.provenance import udabench_code
+
+    code = python("import json; from udabench.provenance import udabench_code; print(json.dumps(udabench_code()))")
+    assert json.loads(code.stdout) == {**udabench_code(), "git_revision": None, "git_dirty": None}, code.stderr

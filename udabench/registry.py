@@ -11,13 +11,13 @@ its name) is reported as broken, and asking for that name is an error naming bot
 The built-in files are imported as the modules of the package ``udabench.builtin_methods`` (which a wheel ships; in
 a checkout the built-in folder is made that package), before any other folder's. A plugin that imports a built-in
 to subclass it (``from udabench.builtin_methods.maxsquare import MaxSquare``) therefore gets the module and classes
-the registry loaded, and registers only its own class.
+the registry loaded, and registers only its own class. ``code_of`` tells which files (and contents) a method's
+class comes from: the code its runs are trained by (``provenance.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.machinery
 import importlib.util
 import inspect
@@ -31,6 +31,7 @@ from pathlib import Path
 from . import builtin
 from .errors import ConfigError, PluginError
 from .method import Method
+from .provenance import MethodCode, digest, file_digest
 from .schema import FOLDER_NAME, FOLDER_NAME_RULE, check_supported, closest
 from .vocabulary import Role
 
@@ -152,10 +153,10 @@ def load(file: Path) -> None:
     """Import one plugin file unless these contents were imported: its classes go to ``_BY_FILE``, or its error
     to ``BROKEN``."""
     global _current_file
-    digest = hashlib.sha256(file.read_bytes()).hexdigest()
-    if _LOADED.get(file) == digest:
+    contents = digest(file.read_bytes())
+    if _LOADED.get(file) == contents:
         return
-    _LOADED[file] = digest
+    _LOADED[file] = contents
     _BY_FILE.pop(file, None)     # what an earlier version of the file registered
     BROKEN.pop(file, None)
     _current_file = file
@@ -172,6 +173,14 @@ def load(file: Path) -> None:
         _BY_FILE.pop(file, None)   # a class registered before the error is not usable either
     finally:
         _current_file = None
+
+
+def code_of(cls: type[Method]) -> MethodCode:
+    """The files of a method's class and of the methods it subclasses (its own first), each with the digest of the
+    contents imported; a class defined outside a file (a notebook cell) has none."""
+    files = [_module_file(c) for c in cls.__mro__ if isinstance(c, type) and issubclass(c, Method) and c is not Method]
+    unique = [f for f in dict.fromkeys(files) if f is not None]
+    return MethodCode(tuple((f, _LOADED.get(f) or file_digest(f)) for f in unique))
 
 
 def import_error(exc: Exception, file: Path) -> str:

@@ -9,7 +9,8 @@ cross-city suite are the exception: they are the columns of a report (``eval_tar
 ``describe`` adds to every record:
 - ``config``: the key of its row (a hash of the configuration);
 - ``suite_key``: the hash of the suite part alone: a row's Source-only baseline and oracle share it;
-- ``label``: the row's name in tables and figures;
+- ``label``: the row's name in tables and figures ("mixed code" where its runs were trained by different code of
+  their method, ``codes.py``);
 - ``row_order``: its place: lower bound first, then controls and UDA methods (in the suite's order when
   known, else alphabetical), upper bound last; then unfinished runs (``report --include-running``), then
   released checkpoints.
@@ -27,6 +28,7 @@ from ..engine.identity import comparable_run, config_key, flatten
 from ..engine.rundir import RunDir
 from ..errors import UdabenchError
 from ..vocabulary import Kind, Role
+from .codes import MIXED, mixed_code
 
 log = logging.getLogger("udabench")
 
@@ -75,18 +77,19 @@ def describe(records: pd.DataFrame, settings: dict[str, Configuration], orders: 
     ``run_dir`` to its configuration, ``orders`` each suite to its method order."""
     records = records.assign(config=records["run_dir"].map({d: s.key for d, s in settings.items()}),
                              suite_key=records["run_dir"].map({d: s.suite_key for d, s in settings.items()}))
-    labels, order = {}, {}
+    labels, order, mixed = {}, {}, mixed_code(records)
     for suite, runs in records.drop_duplicates("config").groupby("suite"):
-        labels |= _labels(runs, settings)
+        labels |= _labels(runs, settings, mixed)
         order |= _order(runs, labels, orders.get(suite, []))
     return records.assign(label=records["config"].map(labels), row_order=records["config"].map(order))
 
 
-def _labels(configs: pd.DataFrame, settings: dict[str, Configuration]) -> dict[str, str]:
+def _labels(configs: pd.DataFrame, settings: dict[str, Configuration], mixed: set[str]) -> dict[str, str]:
     """Each configuration's label: its method label and the settings that tell it apart.
 
     Suite settings are compared across every row of the same kind, a run's own settings across the rows
-    of its method; released checkpoints and unfinished runs say so (``KIND_QUALIFIER``).
+    of its method; released checkpoints and unfinished runs say so (``KIND_QUALIFIER``), and so do the ``mixed``
+    configurations, trained by different code.
     """
     labels = {}
     for kind, same_kind in configs.groupby("kind"):
@@ -100,6 +103,7 @@ def _labels(configs: pd.DataFrame, settings: dict[str, Configuration]) -> dict[s
             for r in same_method.itertuples():
                 values = {**of[r.config].suite, **of[r.config].own}
                 qualifiers = [KIND_QUALIFIER[kind]] if kind in KIND_QUALIFIER else []
+                qualifiers += [MIXED] if r.config in mixed else []
                 qualifiers += [f"{names[f]}={values.get(f, '-')}" for f in [*suite_fields, *own_fields]]
                 labels[r.config] = f"{r.method_label} ({', '.join(qualifiers)})" if qualifiers else r.method_label
     return _unique(labels, configs)
