@@ -37,6 +37,39 @@ SIXTEEN_TO_13 = [0, 1, 2, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]   # 13-class subse
 
 
 
+# ---- method plugins ----------------------------------------------------------------------------------
+
+PLUGIN = '''
+"""A test plugin: source cross-entropy, weighted."""
+from dataclasses import dataclass
+
+from udabench import Method, register
+
+
+@register
+class {cls}(Method):
+    name = "{name}"
+    paper = "test paper"
+    description = "a test plugin"
+    uses_target = False
+
+    @dataclass
+    class Hparams:
+        weight: float = 1.0
+
+    def train_step(self, source, target, step):
+        with self.ctx.autocast():
+            loss, logs = self.ctx.supervised_loss(self.ctx.model(source["image"]), source["label"])
+        self.ctx.backward({loss})
+        return logs
+'''
+
+
+def plugin_source(name: str, cls: str = "Plugin", loss: str = "self.hp.weight * loss") -> str:
+    """The file of a plugin method ``name``: source cross-entropy times ``weight`` (or the ``loss`` expression)."""
+    return PLUGIN.format(name=name, cls=cls, loss=loss)
+
+
 # ---- dataset writers ---------------------------------------------------------------------------------
 
 # Ids that occur in real label files but are not evaluated (unlabeled, ego vehicle, ground, ...).

@@ -2,6 +2,7 @@
 and docs: installed outside the repository, run from an empty folder, a suite of one's own extending a built-in one."""
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -56,8 +57,10 @@ class LocalPlugin(Method):
 '''
 
 
-@pytest.mark.slow
-def test_a_wheel_installed_elsewhere_lists_and_runs_the_builtins_from_an_empty_folder(tmp_path, toy_cache):
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A folder that udabench, built as a wheel from the checkout's files, is installed into (``pip --target``)."""
+    tmp_path = tmp_path_factory.mktemp("wheel")
     source = tmp_path / "src"                          # the checkout's files only: no build/ or egg-info left here
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.split()
@@ -72,15 +75,25 @@ def test_a_wheel_installed_elsewhere_lists_and_runs_the_builtins_from_an_empty_f
     target = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True,
                    capture_output=True, timeout=600)
+    return target
 
+
+def from_folder(target: Path, folder: Path, **env):
+    """A runner of the installed ``udabench`` command (and of Python with it) in ``folder``, not the checkout's."""
+    env = {**os.environ, "PYTHONPATH": str(target), **env}
+    python = lambda code: subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True,
+                                         text=True)
+    where = python("import udabench; print(udabench.__file__)")
+    assert where.stdout.startswith(str(target)), where.stdout + where.stderr   # not the checkout
+    return (lambda *args: subprocess.run([str(target / "bin" / "udabench"), *args], cwd=folder, env=env,
+                                         capture_output=True, text=True, timeout=900)), python
+
+
+@pytest.mark.slow
+def test_a_wheel_installed_elsewhere_lists_and_runs_the_builtins_from_an_empty_folder(installed, tmp_path, toy_cache):
     empty = tmp_path / "empty"
     empty.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(target), "UDABENCH_CACHE": str(toy_cache)}
-    udabench = lambda *args: subprocess.run([str(target / "bin" / "udabench"), *args], cwd=empty, env=env,
-                                            capture_output=True, text=True, timeout=900)
-    where = subprocess.run([sys.executable, "-c", "import udabench; print(udabench.__file__)"], cwd=empty, env=env,
-                           capture_output=True, text=True)
-    assert where.stdout.startswith(str(target)), where.stdout + where.stderr   # not the checkout
+    udabench, _ = from_folder(installed, empty, UDABENCH_CACHE=str(toy_cache))
 
     methods = udabench("list", "methods")
     listed = {line.split()[0] for line in methods.stdout.splitlines() if line and not line.startswith(" ")}
@@ -107,8 +120,8 @@ def test_a_wheel_installed_elsewhere_lists_and_runs_the_builtins_from_an_empty_f
     assert mine.returncode == 0 and '"name": "mine"' in mine.stdout, mine.stderr[-3000:]
     typo = udabench("run", "toy_sim2real", "--dry-run", "--set", "train.iteratons=5")
     assert typo.returncode == 2 and "--set train.iteratons=5: unknown key" in typo.stderr
-    assert str(target) not in typo.stderr                                      # not the built-in file in site/
-    docs = target / "udabench" / "builtin_docs"
+    assert str(installed) not in typo.stderr                                   # not the built-in file in site/
+    docs = installed / "udabench" / "builtin_docs"
     assert sorted(p.name for p in docs.glob("*.md")) == sorted(p.name for p in (ROOT / "docs").glob("*.md"))
     assert str(docs / "launching.md") in udabench("status", "--help").stdout.replace("\n", "")
 
@@ -136,3 +149,32 @@ def test_the_dev_extra_installs_what_the_tests_import():
     missing = {d: files for d, files in imported.items() if d not in requirement_names(PROJECT["dependencies"]) | dev}
     assert not missing, f"imported by the tests but not installed by pip install -e '.[dev]': {missing}"
     assert {"scikit-learn", "opencv-python-headless"} <= dev   # the reference confusion matrix; the SYNTHIA tests
+
+
+SUBCLASS = '''
+from udabench import register
+from udabench.builtin_methods.maxsquare import MaxSquare
+
+
+@register
+class MaxSquareL05(MaxSquare):
+    name = "maxsquare_l05"
+'''
+
+
+@pytest.mark.slow
+def test_an_installed_udabench_lets_a_plugin_subclass_a_builtin_and_names_its_own_code(installed, tmp_path):
+    """Issue 23: in a wheel, a plugin importing a built-in registered the built-ins again under its own file
+    ("method 'maxsquare' is defined twice ... rename it in maxsquare_l05.py"), and `list methods` showed BROKEN
+    with exit 0; env.json had no git revision and nothing else identifying the installed code."""
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "maxsquare_l05.py").write_text(SUBCLASS)
+    udabench, python = from_folder(installed, tmp_path)
+    listed = udabench("list", "methods")
+    assert listed.returncode == 0 and "maxsquare_l05" in listed.stdout and "BROKEN" not in listed.stdout, listed
+    (tmp_path / "methods" / "broken_one.py").write_text("import no_such_module_xyz\n")
+    assert udabench("list", "methods").returncode == 1
+    from udabench.provenance import udabench_code
+
+    code = python("import json; from udabench.provenance import udabench_code; print(json.dumps(udabench_code()))")
+    assert json.loads(code.stdout) == {**udabench_code(), "git_revision": None, "git_dirty": None}, code.stderr

@@ -379,6 +379,10 @@ def cmd_list(args) -> int:
             print(f"{name:<{width}}  {cls.paper}\n{'':<{width}}  {cls.description}")
         for file, error in found.broken.items():
             print(f"{file.stem:<{width}}  BROKEN plugin {file}: {cite_docs(str(error))}")
+        if found.broken:   # a check of one's plugins (CI, a launcher's first step) must not pass
+            print(f"{len(found.broken)} plugin file(s) broken: {', '.join(map(str, found.broken))}; their methods "
+                  f"are unavailable, the others work.", file=sys.stderr)
+            return 1
     elif args.what == "suites":
         import yaml
 

@@ -46,7 +46,7 @@ class Method:
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    display_name: ClassVar[str] = ""     # row label in tables (defaults to the name)
+    display_name: ClassVar[str] = ""     # row label in tables (defaults to the name; not inherited by another name)
     role: ClassVar[str] = Role.UDA       # in tables: what the method is for (vocabulary.Role), checked at registration
     uses_source: ClassVar[bool] = True
     uses_target: ClassVar[bool] = True   # False: target images never reach the model in training
@@ -99,7 +99,10 @@ class Method:
 
     @classmethod
     def row_label(cls) -> str:
-        return cls.display_name or cls.name
+        """``display_name``, unless it was given to a parent of another name (a plugin that subclasses MaxSquare is
+        not labelled "MaxSquare"); else the name."""
+        labelled = next(c for c in cls.__mro__ if "display_name" in vars(c))
+        return cls.display_name if cls.display_name and labelled.name == cls.name else cls.name
 
 
 def check_logs(logs, method: type[Method], step: int) -> dict[str, float]:

@@ -7,12 +7,18 @@ or whose class breaks the plugin contract (``@register`` checks the name, ``Hpar
 methods keep working. Which methods exist is worked out per set of folders, built-ins first: a file
 registering a name that an earlier file of those folders registered (e.g. a copy of a built-in that kept
 its name) is reported as broken, and asking for that name is an error naming both files.
+
+The built-in files are imported as the modules of the package ``udabench.builtin_methods`` (which a wheel ships; in
+a checkout the built-in folder is made that package), before any other folder's. A plugin that imports a built-in
+to subclass it (``from udabench.builtin_methods.maxsquare import MaxSquare``) therefore gets the module and classes
+the registry loaded, and registers only its own class. ``code_of`` tells which files (and contents) a method's
+class comes from: the code its runs are trained by (``provenance.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import importlib.machinery
 import importlib.util
 import inspect
 import os
@@ -25,6 +31,7 @@ from pathlib import Path
 from . import builtin
 from .errors import ConfigError, PluginError
 from .method import Method
+from .provenance import MethodCode, digest, file_digest
 from .schema import FOLDER_NAME, FOLDER_NAME_RULE, check_supported, closest
 from .vocabulary import Role
 
@@ -35,16 +42,40 @@ _LOADED: dict[Path, str] = {}                  # plugin file -> digest of the co
 _current_file: Path | None = None
 
 BUILTIN_DIR = builtin.METHODS_DIR      # inside the package when installed (udabench/builtin.py)
+BUILTIN_PACKAGE = "udabench.builtin_methods"   # the built-in files' modules: udabench.builtin_methods.<file stem>
+
+
+def _builtin_package() -> None:
+    """Make the built-in folder the package ``udabench.builtin_methods`` where it is not one (a checkout, whose
+    methods/ setup.py ships as that package), so a plugin imports a built-in the same way everywhere."""
+    try:
+        importlib.import_module(BUILTIN_PACKAGE)   # a wheel's
+    except ModuleNotFoundError:
+        spec = importlib.machinery.ModuleSpec(BUILTIN_PACKAGE, None, is_package=True)
+        spec.submodule_search_locations = [str(BUILTIN_DIR)]
+        sys.modules[BUILTIN_PACKAGE] = importlib.util.module_from_spec(spec)
+        setattr(sys.modules["udabench"], "builtin_methods", sys.modules[BUILTIN_PACKAGE])
+
+
+_builtin_package()
+
+
+def _module_file(cls: type) -> Path | None:
+    module = sys.modules.get(cls.__module__)
+    file = getattr(module, "__file__", None)
+    return Path(file).resolve() if file else None
 
 
 def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: make a Method subclass available under ``cls.name``."""
-    where = _current_file or Path(sys.modules[cls.__module__].__file__ or "?")
+    """Class decorator: make a Method subclass available under ``cls.name``, for the plugin file being imported
+    (a built-in's class for its own file, whoever imports it)."""
+    owner = _module_file(cls) if cls.__module__.startswith(BUILTIN_PACKAGE + ".") else _current_file
+    where = owner or _module_file(cls) or "?"
     problem = contract_problem(cls)
     if problem:
         raise PluginError(f"{where}: @register {getattr(cls, '__name__', cls)!r}: {problem}")
-    if _current_file is not None:
-        _BY_FILE.setdefault(_current_file, []).append(cls)
+    if owner is not None:
+        _BY_FILE.setdefault(owner, []).append(cls)
     elif cls.name in METHODS and METHODS[cls.name] is not cls:
         raise PluginError(f"{where}: method name {cls.name!r} is already registered by "
                           f"{inspect.getfile(METHODS[cls.name])}. Rename one of them.")
@@ -122,23 +153,34 @@ def load(file: Path) -> None:
     """Import one plugin file unless these contents were imported: its classes go to ``_BY_FILE``, or its error
     to ``BROKEN``."""
     global _current_file
-    digest = hashlib.sha256(file.read_bytes()).hexdigest()
-    if _LOADED.get(file) == digest:
+    contents = digest(file.read_bytes())
+    if _LOADED.get(file) == contents:
         return
-    _LOADED[file] = digest
+    _LOADED[file] = contents
     _BY_FILE.pop(file, None)     # what an earlier version of the file registered
     BROKEN.pop(file, None)
     _current_file = file
+    package = BUILTIN_PACKAGE if file.parent == BUILTIN_DIR.resolve() else "udabench_methods"
     try:
-        spec = importlib.util.spec_from_file_location(f"udabench_methods.{file.stem}", file)
+        spec = importlib.util.spec_from_file_location(f"{package}.{file.stem}", file)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
+        if package in sys.modules:
+            setattr(sys.modules[package], file.stem, module)
         spec.loader.exec_module(module)
     except Exception as exc:  # any error in a third-party plugin must not break the others
         BROKEN[file] = import_error(exc, file)
         _BY_FILE.pop(file, None)   # a class registered before the error is not usable either
     finally:
         _current_file = None
+
+
+def code_of(cls: type[Method]) -> MethodCode:
+    """The files of a method's class and of the methods it subclasses (its own first), each with the digest of the
+    contents imported; a class defined outside a file (a notebook cell) has none."""
+    files = [_module_file(c) for c in cls.__mro__ if isinstance(c, type) and issubclass(c, Method) and c is not Method]
+    unique = [f for f in dict.fromkeys(files) if f is not None]
+    return MethodCode(tuple((f, _LOADED.get(f) or file_digest(f)) for f in unique))
 
 
 def import_error(exc: Exception, file: Path) -> str:

@@ -12,7 +12,8 @@ cross-city suite are the exception: they are the columns of a report (``eval_tar
 ``describe`` adds to every record:
 - ``config``: the key of its row (a hash of the configuration);
 - ``suite_key``: the hash of the suite part alone: a row's Source-only baseline and oracle share it;
-- ``label``: the row's name in tables and figures;
+- ``label``: the row's name in tables and figures ("mixed code" where its runs were trained by different code of
+  their method, ``codes.py``);
 - ``label_legend``: the legend of the tags its label uses (``label_notes``);
 - ``row_order``: its place: lower bound first, then controls and UDA methods (in the suite's order when
   known, else alphabetical), upper bound last; then unfinished runs (``report --include-running``), then
@@ -31,6 +32,7 @@ from ..engine.identity import comparable_run, config_key, flatten
 from ..engine.rundir import RunDir
 from ..errors import UdabenchError
 from ..vocabulary import Kind, Role
+from .codes import MIXED, mixed_code
 
 log = logging.getLogger("udabench")
 
@@ -80,9 +82,9 @@ def describe(records: pd.DataFrame, settings: dict[str, Configuration], orders: 
     each ``run_dir`` to its configuration, ``orders`` each suite to its method order."""
     records = records.assign(config=records["run_dir"].map({d: s.key for d, s in settings.items()}),
                              suite_key=records["run_dir"].map({d: s.suite_key for d, s in settings.items()}))
-    labels, legends, order = {}, {}, {}
+    labels, legends, order, mixed = {}, {}, {}, mixed_code(records)
     for suite, runs in records.drop_duplicates("config").groupby("suite"):
-        parts = _labels(runs, settings)
+        parts = _labels(runs, settings, mixed)
         order |= _order(runs, _unique({c: p.text() for c, p in parts.items()}, runs), orders.get(suite, []))
         short, legend = _shortened(parts, order)
         labels |= _unique(short, runs)
@@ -116,11 +118,12 @@ class _Label:
         return f"{self.method} ({', '.join(qualifiers)})" if qualifiers else self.method
 
 
-def _labels(configs: pd.DataFrame, settings: dict[str, Configuration]) -> dict[str, _Label]:
+def _labels(configs: pd.DataFrame, settings: dict[str, Configuration], mixed: set[str]) -> dict[str, _Label]:
     """Each configuration's label: its method label and the settings that tell it apart.
 
     Suite settings are compared across every row of the same kind, a run's own settings across the rows
-    of its method; released checkpoints and unfinished runs say so (``KIND_QUALIFIER``).
+    of its method; released checkpoints and unfinished runs say so (``KIND_QUALIFIER``), and so do the ``mixed``
+    configurations, trained by different code.
     """
     labels = {}
     for kind, same_kind in configs.groupby("kind"):
@@ -134,8 +137,9 @@ def _labels(configs: pd.DataFrame, settings: dict[str, Configuration]) -> dict[s
             for r in same_method.itertuples():
                 values = {**of[r.config].suite, **of[r.config].own}
                 shown = lambda fields: [(f, names[f], str(values.get(f, "-"))) for f in fields]
-                labels[r.config] = _Label(r.method_label, [KIND_QUALIFIER[kind]] if kind in KIND_QUALIFIER else [],
-                                          shown(suite_fields), shown(own_fields))
+                qualifiers = [KIND_QUALIFIER[kind]] if kind in KIND_QUALIFIER else []
+                qualifiers += [MIXED] if r.config in mixed else []
+                labels[r.config] = _Label(r.method_label, qualifiers, shown(suite_fields), shown(own_fields))
     return labels
 
 

@@ -17,6 +17,7 @@ from ..engine.rundir import REFERENCES
 from ..errors import UdabenchError
 from ..selection import Selection, get_selection, select
 from ..vocabulary import RECIPE_SETTINGS, Kind, Role
+from .codes import code_notes
 from .configurations import label_notes
 from .published import published
 from .records import protocol_field
@@ -37,13 +38,13 @@ def build_report(records: pd.DataFrame, fmt: str = "text", selection: str | None
         name = selection or suite_selection(runs, suites_dir)
         sel, group = get_selection(name), select(runs, name)
         if tables:
-            parts += _suite_tables(suite, group, sel, fmt, Path(suites_dir))
+            parts += _suite_tables(suite, group, sel, fmt, Path(suites_dir), code_notes(runs))
         elif not compare:
-            runs = group[["label", "seed", "step", "miou"]]
-            runs = runs.rename(columns={"label": "method", "miou": "mIoU"})
+            listed = group[["label", "seed", "step", "miou"]]
+            listed = listed.rename(columns={"label": "method", "miou": "mIoU"})
             which = "runs" if (group["kind"] == Kind.UNFINISHED).any() else "finished runs"
-            parts.append(render(runs.set_index("method"), fmt, f"{suite}: {which}, selection: {sel.title}",
-                                notes=sel.notes() + label_notes(group) + _unfinished_notes(group)))
+            parts.append(render(listed.set_index("method"), fmt, f"{suite}: {which}, selection: {sel.title}",
+                                notes=sel.notes() + label_notes(group) + _unfinished_notes(group) + code_notes(runs)))
         if compare:   # seeds of finished runs only
             comparisons = _comparisons(suite, group[group["kind"] != Kind.UNFINISHED], compare, sel, fmt)
             parts += comparisons
@@ -59,10 +60,13 @@ def suite_selection(records: pd.DataFrame, suites_dir: str | Path) -> str:
     return published(records["suite_dir"].iloc[0], records["suite"].iloc[0], suites_dir).selection or "last"
 
 
-def _suite_tables(suite: str, group: pd.DataFrame, sel: Selection, fmt: str, suites_dir: Path) -> list[str]:
+def _suite_tables(suite: str, group: pd.DataFrame, sel: Selection, fmt: str, suites_dir: Path,
+                  code: list[str]) -> list[str]:
+    """The tables of one suite; ``code``: the notes on its rows' code (of all their evaluations, not only the
+    selected ones)."""
     references, ref_notes = _references(group["suite_dir"].iloc[0], suites_dir, suite, group)
     notes = (sel.notes() + label_notes(group) + _recipe_notes(group) + _ensemble_notes(group, sel)
-             + _unfinished_notes(group) + ref_notes)
+             + _unfinished_notes(group) + code + ref_notes)
     targets = sorted(group["eval_target"].unique())
     class_sets = list(group["class_sets"].iloc[0])
     parts = []

@@ -2,7 +2,8 @@
 
 Every writer (the trainer, ensembles, scored released checkpoints, tests) builds its rows here, so a new
 field is added once. A row says what it scores (suite, method, role, kind, seed, run id, step), the scores
-of every class set from one confusion matrix, and the protocol that produced them.
+of every class set from one confusion matrix, the protocol that produced them and the code (``code``: the method's
+files and udabench's, ``provenance.py``).
 
 ``role`` says what a method is for in a table and ``kind`` where the numbers come from (``vocabulary.py``:
 ``Role``, ``Kind``).
@@ -14,6 +15,7 @@ import time
 
 from ..config import DomainAugment, Suite
 from ..models.weights import resolve_input_norm
+from ..provenance import udabench_code
 from ..schema import to_dict
 from ..vocabulary import PROTOCOL_DEFAULTS, Kind
 
@@ -23,15 +25,17 @@ TIMING_FIELDS = ("step_time", "data_time", "compute_time", "images_per_s", "peak
 
 def metrics_row(suite: Suite, *, method: str, method_label: str, role: str, seed: int, run_id: str, step: int,
                 scores: dict, hparams: dict, kind: str = Kind.MEASURED, world_size: int = 1,
-                stages: list[dict] = (), row_protocol: dict | None = None, **extra) -> dict:
+                stages: list[dict] = (), row_protocol: dict | None = None, code: dict | None = None,
+                **extra) -> dict:
     """The row of one evaluation; ``scores`` as ``evaluate.scores`` returns them, ``extra`` adds fields;
     ``stages``: the run's stage chain (``RunSpec.stages``), recorded in the protocol. ``row_protocol`` replaces
-    the suite's training protocol where the model was not trained here (released)."""
+    the suite's training protocol where the model was not trained here (released). ``code``: the code that trained
+    the run (``RunSpec.code``); udabench's alone where no method was trained (an ensemble, a released model)."""
     return {"suite": suite.name, "method": method, "method_label": method_label, "role": role, "kind": kind,
             "seed": seed, "run_id": run_id, "step": step, "iterations": suite.train.iterations, **scores,
             **extra, "hparams": hparams,
             "protocol": protocol(suite, seed, world_size, stages) if row_protocol is None else row_protocol,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "code": udabench_code() if code is None else code, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 def protocol(suite: Suite, seed: int, world_size: int = 1, stages: list[dict] = ()) -> dict:

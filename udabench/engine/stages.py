@@ -26,7 +26,7 @@ from pathlib import Path
 from ..config import Suite, stage_suite
 from ..errors import ConfigError
 from ..method import Method
-from ..registry import get_method
+from ..registry import code_of, get_method
 from ..schema import from_dict, to_dict
 from .identity import config_key, identity_of, stage_settings
 from .rundir import WARMUP_FOLDER, RunDir
@@ -58,6 +58,11 @@ class RunSpec:
     # selection protocols whose chosen checkpoint the run keeps as it trains (``RunDir.selected_checkpoint``): its
     # suite's report.selection (ensembles combine those) and every stage's start_selection that starts from it
     keep: tuple[str, ...] = ()
+
+    @property
+    def code(self) -> dict:
+        """The code the run is trained by, as env.json and its rows record it (``provenance.MethodCode.record``)."""
+        return code_of(self.method).record()
 
     def upstream(self) -> list[RunSpec]:
         """The runs that must be finished before this one starts."""
@@ -116,7 +121,7 @@ class Planner:
         own = self._views[name]
         cls.check(hparams, own)   # the plugin's own configuration errors, before anything trains
         stage = suite.stages.get(name)
-        run: dict = {"method": name, "hparams": hparams}
+        run: dict = {"method": name, "hparams": hparams, **code_identity(cls)}
         if settings := stage_settings(suite, own):
             run["stage"] = settings
         start = teacher = None
@@ -128,6 +133,8 @@ class Planner:
             run["teacher"] = link(teacher)
         elif own.train.source_warmup and cls.uses_source:   # implied by the suite's settings: not in the identity
             start = Start(self._warmup(own, seed), restart=False)
+            # ... but the code of its steps is (nothing for the released Source-only)
+            run |= {f"warmup_{k}": v for k, v in code_identity(start.spec.method).items()}
         if cls.uses_teacher_labels != (teacher is not None):
             fix = (f"give it one: stages: {{{name}: {{teacher: <method>}}}}" if cls.uses_teacher_labels else
                    f"remove stages.{name}.teacher (or use a method that learns from one, e.g. self_distill)")
@@ -142,13 +149,21 @@ class Planner:
         t = own.train
         suite = replace(own, train=replace(t, iterations=t.source_warmup, poly_horizon=t.poly_horizon or t.iterations,
                                            source_warmup=0))
-        run = {"method": WARMUP_METHOD, "hparams": {}, "stage": stage_settings(self.suite, suite), "warmup": True}
+        cls = get_method(WARMUP_METHOD, self.methods_dirs)
+        run = {"method": WARMUP_METHOD, "hparams": {}, "stage": stage_settings(self.suite, suite), "warmup": True,
+               **code_identity(cls)}
         rundir = RunDir(self.results, self.suite.name, WARMUP_FOLDER,
                         identity_of(self.suite, seed, world_size=self.world_size, **run))
         if rundir.id not in self._warmups:
-            cls = get_method(WARMUP_METHOD, self.methods_dirs)
             self._warmups[rundir.id] = RunSpec(suite, cls, cls.Hparams(), seed, rundir, hidden=True)
         return self._warmups[rundir.id]
+
+
+def code_identity(method: type[Method]) -> dict:
+    """The code part of a run identity: the digest of a plugin's files, or of a built-in file not as udabench
+    released it, so that an edit makes a new run; nothing for a released built-in (its runs keep their ids)."""
+    code = code_of(method).identity
+    return {"code": code} if code else {}
 
 
 def link(spec: RunSpec) -> dict:

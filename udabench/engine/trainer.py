@@ -87,7 +87,8 @@ class Trainer:
         rundir = self.spec.rundir
         if not rundir.checkpoint.exists():
             if self.dist.is_main:
-                rundir.prepare(collect_env(self.device, self.dist.world_size, self.cfg.batch_size))
+                rundir.prepare({**collect_env(self.device, self.dist.world_size, self.cfg.batch_size),
+                                "code": self.spec.code})
             return 0
         fix = "Delete that file to restart this run from step 0 (its earlier rows are then discarded)."
         state = checkpoint.load(rundir.checkpoint, self.device, fix, purpose="resume from checkpoint")
@@ -300,7 +301,7 @@ class Trainer:
         """The fields that say whose row it is (also written into the rows a loaded warm-up copies)."""
         method = self.spec.method
         return {"method": method.name, "method_label": self.spec.label(), "role": method.role,
-                "run_id": self.spec.rundir.id, "hparams": asdict(self.spec.hparams)}
+                "run_id": self.spec.rundir.id, "hparams": asdict(self.spec.hparams), "code": self.spec.code}
 
     def _protocol(self) -> dict:
         return protocol(self.spec.suite, self.spec.seed, self.dist.world_size, self.spec.stages())
