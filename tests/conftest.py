@@ -1,5 +1,5 @@
-"""Shared fixtures: tiny datasets written in the exact GTA5 / Cityscapes on-disk formats, tiny suites
-(the writers are in tests/helpers.py)."""
+"""Shared fixtures: tiny datasets written in the exact GTA5 / Cityscapes on-disk formats, tiny suites (the writers
+are in tests/helpers.py), a signalling test plugin, the embedded suite's generated data; the ``gpu`` marker's skip."""
 
 from __future__ import annotations
 
@@ -12,6 +12,16 @@ import yaml
 from helpers import tiny_suite_dict, write_cityscapes, write_gta5
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` take the CUDA paths: where CUDA is not available they are skipped, saying so."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="marked gpu: needs CUDA, and torch.cuda.is_available() is False here")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
