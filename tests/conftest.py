@@ -1,5 +1,5 @@
-"""Shared fixtures: tiny datasets written in the exact GTA5 / Cityscapes on-disk formats, tiny suites
-(the writers are in tests/helpers.py)."""
+"""Shared fixtures: tiny datasets written in the exact GTA5 / Cityscapes on-disk formats, tiny suites (the writers
+are in tests/helpers.py), a signalling test plugin, the embedded suite's generated data; the ``gpu`` marker's skip."""
 
 from __future__ import annotations
 
@@ -12,6 +12,16 @@ import yaml
 from helpers import tiny_suite_dict, write_cityscapes, write_gta5
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` take the CUDA paths: where CUDA is not available they are skipped, saying so."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="marked gpu: needs CUDA, and torch.cuda.is_available() is False here")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -36,10 +46,12 @@ def write_suite(tmp_path, tiny_data):
     return _write
 
 
-SLOW_PLUGIN = '''
-"""Test plugin: source cross-entropy, a pause per step (so other processes can act mid-run) and an RNG draw.
+SIGNAL_PLUGIN = '''
+"""Test plugin: source cross-entropy and one RNG draw per step (resumed runs must restore the generator).
 
-``$TEST_SLOW_SIGNAL`` = "STEP:SIGNUM" makes the run send itself that signal during that step."""
+``$TEST_SIGNAL_AT`` = "STEP:SIGNUM" makes the run send itself that signal during that step: it arrives mid-step,
+with nothing to wait for. ``$TEST_STEP_PAUSE`` (seconds; unset: none) pauses every step, for the slow tests in
+which another process acts mid-run."""
 import os
 import time
 
@@ -49,33 +61,35 @@ from udabench import Method, register
 
 
 @register
-class Slow(Method):
-    name = "test_slow"
+class Signal(Method):
+    name = "test_signal"
     paper = "test"
-    description = "source CE, {pause} s per step, one torch.rand draw per step"
+    description = "source CE, one torch.rand draw per step; a signal to itself at a chosen step"
     uses_target = False
 
     def train_step(self, source, target, step):
-        time.sleep({pause})
-        at = os.environ.get("TEST_SLOW_SIGNAL", "").split(":")
+        if os.environ.get("TEST_STEP_PAUSE"):
+            time.sleep(float(os.environ["TEST_STEP_PAUSE"]))
+        at = os.environ.get("TEST_SIGNAL_AT", "").split(":")
         if at[0] == str(step):
             os.kill(os.getpid(), int(at[1]))   # arrives mid-step: the step must still complete
         logs = self.ctx.supervised_step(source)
-        return {{**logs, "draw": float(torch.rand(()))}}   # resumed runs must restore the generator
+        return {**logs, "draw": float(torch.rand(()))}
 '''
 
 
 @pytest.fixture(scope="session")
-def slow_plugin(tmp_path_factory) -> Path:
-    """A methods folder with ``test_slow`` (one file for every test: a method name is registered once)."""
+def signal_plugin(tmp_path_factory) -> Path:
+    """A methods folder with ``test_signal`` (one file for every test: a method name is registered once)."""
     folder = tmp_path_factory.mktemp("plugins")
-    (folder / "test_slow.py").write_text(SLOW_PLUGIN.format(pause=0.2))
+    (folder / "test_signal.py").write_text(SIGNAL_PLUGIN)
     return folder
 
 
 @pytest.fixture(scope="session")
 def toy_cache(tmp_path_factory) -> Path:
-    """A UDABENCH_CACHE holding the embedded toy suite's generated data (about a minute, once per session)."""
+    """A UDABENCH_CACHE holding the embedded toy suite's generated data (about a minute, once per session), for the
+    slow tests that run the suite as it is."""
     from udabench.config import load_suite
     from udabench.data.synthetic import ensure_generated
 

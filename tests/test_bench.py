@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from test_methods import BUILTIN
+from helpers import BUILTIN
 from torch import nn
 from torch.utils.data import default_collate
 

@@ -12,6 +12,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import udabench.engine.claim as claim_module
+import udabench.engine.runner as runner
 from udabench.config import load_suite
 from udabench.engine.claim import (
     HOST,
@@ -23,6 +25,33 @@ from udabench.engine.claim import (
 from udabench.engine.plan import make_plan
 from udabench.engine.runner import run_suite
 from udabench.errors import UdabenchError
+
+
+class FakeClock:
+    """``time`` as the claim and runner modules see it: ``time()`` stands still until ``sleep`` or ``advance``
+    moves it (every other name is the real module's), so a heartbeat goes stale when a test says so."""
+
+    def __init__(self):
+        self.now = time.time()
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+    def time(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    sleep = advance
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(claim_module, "time", fake)
+    monkeypatch.setattr(runner, "time", fake)   # the runner's wait for an upstream run of another process
+    return fake
 
 
 def foreign_claim(path, heartbeat=None, host="elsewhere", pid=4242):
@@ -74,44 +103,42 @@ def test_a_live_foreign_claim_blocks_and_a_stale_one_is_taken_over(tmp_path):
 
 
 def test_a_killed_owner_on_this_host_is_replaced_at_once(tmp_path):
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])   # lives until a signal
     path = tmp_path / "c.json"
     foreign_claim(path, host=HOST, pid=child.pid)
     assert not Claim(path, timeout=600).acquire()       # alive: fresh heartbeat, live pid
     child.send_signal(signal.SIGKILL)
-    deadline = time.time() + 10
-    while process_alive(child.pid) and time.time() < deadline:   # a zombie until reaped: counts as dead
-        time.sleep(0.05)
-    assert not process_alive(child.pid)
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)   # until it has died, left unreaped: a zombie
+    assert not process_alive(child.pid)                 # which counts as dead
     claim = Claim(path, timeout=600)
     assert claim.acquire() and claim.replaced.endswith("its process is gone")
     child.wait()
 
 
-def test_an_owner_whose_claim_was_taken_over_stops_and_keeps_off_the_new_claim(tmp_path):
+def test_an_owner_whose_claim_was_taken_over_stops_and_keeps_off_the_new_claim(tmp_path, clock):
     path = tmp_path / "c.json"
-    slow, quick = Claim(path, timeout=0.2), Claim(path, timeout=0.2)
+    slow, quick = Claim(path, timeout=60), Claim(path, timeout=60)
     assert slow.acquire()
-    time.sleep(0.3)                                     # slow's heartbeat goes stale (say, the host hung)
+    clock.advance(61)                                   # slow's heartbeat goes stale (say, the host hung)
     assert quick.acquire() and "no heartbeat" in quick.replaced
     assert not slow.beat(5, force=True) and not slow.held
     slow.release()                                      # must not delete the new owner's claim
     assert quick.read()["token"] == quick._token
 
 
-def test_heartbeats_are_throttled_and_measure_steps_per_second(tmp_path):
-    claim = Claim(tmp_path / "c.json", timeout=2.0)     # beats at most every 0.5 s (margin for a loaded machine)
+def test_heartbeats_are_throttled_and_measure_steps_per_second(tmp_path, clock):
+    claim = Claim(tmp_path / "c.json", timeout=2.0)     # beats at most every 0.5 s
     claim.acquire()
-    start = time.time()
     claim.beat(1, 100)                                  # the first progress is written at once
     written = claim.read()["heartbeat"]
+    clock.advance(0.4)
     claim.beat(2, 100)
     assert claim.read()["heartbeat"] == written and claim.read()["step"] == 1    # not rewritten yet
-    time.sleep(0.6)
+    clock.advance(0.4)
     claim.beat(11, 100)
-    elapsed, record = time.time() - start, claim.read()
-    assert record["step"] == 11 and record["heartbeat"] > written
-    assert 10 / elapsed <= record["steps_per_s"] <= 10 / 0.6    # 10 steps over the time between two writes
+    record = claim.read()
+    assert record["step"] == 11 and record["heartbeat"] == pytest.approx(written + 0.8)
+    assert record["steps_per_s"] == pytest.approx(10 / 0.8)    # 10 steps over the time between two writes
 
 
 def test_stale_reason_of_a_fresh_claim_elsewhere_is_empty():
@@ -127,15 +154,16 @@ def test_the_timeout_comes_from_the_environment_and_bad_values_are_explained(tmp
 
 
 def test_a_run_waits_for_a_warmup_run_claimed_elsewhere_and_trains_it_once_its_holder_is_gone(
-        write_suite, tmp_path, monkeypatch, capsys):
+        write_suite, tmp_path, monkeypatch, capsys, clock):
     """The shared warm-up is a run like any (``_warmup/<run-id>/``), claimed like any: while a live process holds
     it, the runs that start from it are left until last (other runs go first), never trained without it; when the
-    holder's heartbeat goes stale, this process trains the warm-up and then them."""
+    holder's heartbeat goes stale, this process trains the warm-up and then them. The clock moves only while the
+    runner waits (``WAIT_POLL_S`` a look), so the holder goes stale on the second look, however slow training is."""
     path, results = write_suite(source_warmup=2), tmp_path / "res"
     minent = make_plan(load_suite(path), results, ["minent"]).requested[0]
     warmup = minent.start.spec.rundir
-    monkeypatch.setenv("UDABENCH_CLAIM_TIMEOUT", "3")
-    foreign_claim(warmup.claim_file)
+    monkeypatch.setenv("UDABENCH_CLAIM_TIMEOUT", str(1.5 * runner.WAIT_POLL_S))
+    foreign_claim(warmup.claim_file, heartbeat=clock.now)
     capsys.readouterr()
     outcomes = run_suite(load_suite(path), results, methods=["minent", "oracle"])
     out = capsys.readouterr().out
@@ -149,15 +177,16 @@ def test_a_run_waits_for_a_warmup_run_claimed_elsewhere_and_trains_it_once_its_h
     assert minent.rundir.rows()[0]["warmup_from"] == warmup.id
 
 
-def test_a_run_claimed_by_a_live_process_is_skipped_and_a_stale_one_finished(write_suite, tmp_path, monkeypatch):
+def test_a_run_claimed_by_a_live_process_is_skipped_and_a_stale_one_finished(write_suite, tmp_path, monkeypatch,
+                                                                            clock):
+    monkeypatch.setenv("UDABENCH_CLAIM_TIMEOUT", "60")
     path, results = write_suite(), tmp_path / "res"
     rundir = make_plan(load_suite(path), results, ["source_only"]).requested[0].rundir
-    foreign_claim(rundir.claim_file)
+    foreign_claim(rundir.claim_file, heartbeat=clock.now)
     outcome = run_suite(load_suite(path), results, methods=["source_only"])[0]
     assert outcome.status == "busy" and "elsewhere pid 4242" in outcome.message and not rundir.path.joinpath(
         "config.yaml").exists()
-    monkeypatch.setenv("UDABENCH_CLAIM_TIMEOUT", "1")
-    time.sleep(1.1)
+    clock.advance(61)                                    # its holder stopped beating: stale
     outcome = run_suite(load_suite(path), results, methods=["source_only"])[0]
     assert outcome.status == "trained" and rundir.status == "done" and not rundir.claim_file.exists()
     assert [r["step"] for r in rundir.rows()] == [2, 4]

@@ -64,13 +64,16 @@ def test_three_processes_share_the_embedded_suite_and_match_a_serial_run(toy_cac
 
 
 @pytest.mark.slow
-def test_a_killed_runs_claim_is_taken_over_at_once_and_the_run_finished(write_suite, slow_plugin, tmp_path, capsys):
+def test_a_killed_runs_claim_is_taken_over_at_once_and_the_run_finished(write_suite, signal_plugin, tmp_path,
+                                                                        capsys):
     path = str(write_suite(iterations=8, eval_every=4, checkpoint_every=2, log_every=1))
-    cmd = [sys.executable, "-m", "udabench", "run", path, "--methods", "test_slow", "--methods-dir", str(slow_plugin),
-           "--results", str(tmp_path / "r")]
-    proc = subprocess.Popen(cmd, env=subprocess_env(UDABENCH_CLAIM_TIMEOUT="600"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)   # a long timeout: only the dead pid can free the run
-    rundir = make_plan(load_suite(path), tmp_path / "r", ["test_slow"], methods_dirs=[str(slow_plugin)]).requested[0].rundir
+    cmd = [sys.executable, "-m", "udabench", "run", path, "--methods", "test_signal", "--methods-dir",
+           str(signal_plugin), "--results", str(tmp_path / "r")]
+    env = subprocess_env(UDABENCH_CLAIM_TIMEOUT="600",   # a long timeout: only the dead pid can free the run
+                         TEST_STEP_PAUSE="0.2")           # steps slow enough to be killed mid-run
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rundir = make_plan(load_suite(path), tmp_path / "r", ["test_signal"],
+                       methods_dirs=[str(signal_plugin)]).requested[0].rundir
     deadline = time.time() + 300
     while not rundir.checkpoint.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -79,10 +82,10 @@ def test_a_killed_runs_claim_is_taken_over_at_once_and_the_run_finished(write_su
     assert rundir.claim_file.exists() and rundir.status == "partial"
 
     capsys.readouterr()
-    outcome = run_suite(load_suite(path), tmp_path / "r", methods=["test_slow"], methods_dirs=[str(slow_plugin)])[0]
+    outcome = run_suite(load_suite(path), tmp_path / "r", methods=["test_signal"], methods_dirs=[str(signal_plugin)])[0]
     out = capsys.readouterr().out
     assert outcome.status == "trained" and "its process is gone" in out and "resuming from" in out
-    straight = run_suite(load_suite(path), tmp_path / "s", methods=["test_slow"],
-                         methods_dirs=[str(slow_plugin)])[0].spec.rundir
+    straight = run_suite(load_suite(path), tmp_path / "s", methods=["test_signal"],
+                         methods_dirs=[str(signal_plugin)])[0].spec.rundir
     assert strip(rundir) == strip(straight) and [r["step"] for r in rundir.rows()] == [4, 8]
     assert rundir.status == "done" and not rundir.claim_file.exists()

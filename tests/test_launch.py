@@ -124,19 +124,19 @@ def test_local_launcher_runs_the_children_side_by_side(write_suite, tmp_path, mo
 
 
 @pytest.mark.slow
-def test_submitit_requeues_a_preempted_run_which_then_resumes(write_suite, slow_plugin, tmp_path, monkeypatch):
+def test_submitit_requeues_a_preempted_run_which_then_resumes(write_suite, signal_plugin, tmp_path, monkeypatch):
     """submitit's local executor: USR2 (SLURM's warning) -> ChildJob.checkpoint -> the child's SIGTERM path ->
     requeue -> the same job resumes the run from its checkpoint."""
     pytest.importorskip("submitit")
     from udabench.launch import plan_jobs
     from udabench.launch.slurm import submit
 
-    for key, value in subprocess_env(UDABENCH_CLAIM_TIMEOUT="8").items():
+    for key, value in subprocess_env(UDABENCH_CLAIM_TIMEOUT="8", TEST_STEP_PAUSE="0.2").items():
         monkeypatch.setenv(key, value)
     path = str(write_suite(iterations=20, eval_every=10, checkpoint_every=100, log_every=1))
-    args = SimpleNamespace(results=str(tmp_path / "r"), methods=["test_slow"], seeds=None,
-                           methods_dir=[str(slow_plugin)])
-    argv = ["run", path, "--methods-dir", str(slow_plugin), "--results", args.results]
+    args = SimpleNamespace(results=str(tmp_path / "r"), methods=["test_signal"], seeds=None,
+                           methods_dir=[str(signal_plugin)])
+    argv = ["run", path, "--methods-dir", str(signal_plugin), "--results", args.results]
     jobs = plan_jobs(load_suite(path), args, argv, 1)
     handle = submit(jobs, load_suite(path).launcher, tmp_path / "jobs", "tiny", cluster="local")[0]
     claim = next_claim(tmp_path / "r", lambda record: record.get("step", 0) >= 2)
@@ -151,7 +151,7 @@ def test_submitit_requeues_a_preempted_run_which_then_resumes(write_suite, slow_
     log = "\n".join(p.read_text() for p in (tmp_path / "jobs").rglob("*_log.*"))
     assert rundir.status == "done" and "Requeued job" in log and "interrupted by SIGTERM at step" in log
     assert "resuming from" in log
-    straight = run_suite(load_suite(path), tmp_path / "straight", methods=["test_slow"],
-                         methods_dirs=[str(slow_plugin)])[0].spec.rundir
+    straight = run_suite(load_suite(path), tmp_path / "straight", methods=["test_signal"],
+                         methods_dirs=[str(signal_plugin)])[0].spec.rundir
     strip = lambda rundir: [{k: v for k, v in r.items() if k not in VOLATILE} for r in rundir.rows()]
     assert strip(rundir) == strip(straight) and [r["step"] for r in straight.rows()] == [10, 20]

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import BUILTIN
 from torch.utils.data import default_collate
 
 from udabench import checkpoint
@@ -10,10 +11,8 @@ from udabench.engine.build import build_run
 from udabench.engine.rundata import build_data
 from udabench.engine.runner import run_suite
 from udabench.models import build_model
-from udabench.registry import BUILTIN_DIR, available, discover
+from udabench.registry import discover
 
-# every method the built-in folder registers (test modules register plugins of their own: not these)
-BUILTIN = sorted(name for name, file in available().origin.items() if file.parent == BUILTIN_DIR.resolve())
 OPTIONS = {  # every documented option runs too
     "minent": {"entropy_ranking": True, "class_prior": True},
     "advent": {"class_prior": True},

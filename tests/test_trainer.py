@@ -16,12 +16,14 @@ from udabench.losses import entropy_map
 
 @register
 class Recorder(Method):
-    """Test plugin: source CE + a small target entropy term; records every step's loss."""
+    """Test plugin: source CE + a small target entropy term; records every step's loss and target images (read
+    and reset through the ``recorder`` fixture)."""
 
     name = "test_recorder"
     paper = "test"
     description = "records losses"
-    calls: list = []
+    calls: list = []                    # (step, loss, whether the target batch has labels)
+    targets: dict = {}                  # step -> the target images of that step
     crash_at: int | None = None
 
     def train_step(self, source, target, step):
@@ -32,7 +34,20 @@ class Recorder(Method):
             loss = loss + 0.1 * entropy_map(self.ctx.model(target["image"]).main.softmax(1)).mean()
         self.ctx.backward(loss)
         Recorder.calls.append((step, loss.item(), "label" in target))
+        Recorder.targets[step] = target["image"].clone()
         return {"loss": loss.item()}
+
+    @classmethod
+    def reset(cls, crash_at: int | None = None) -> None:
+        cls.calls, cls.targets, cls.crash_at = [], {}, crash_at
+
+
+@pytest.fixture
+def recorder():
+    """``Recorder``, emptied before and after the test."""
+    Recorder.reset()
+    yield Recorder
+    Recorder.reset()
 
 
 @register
@@ -87,28 +102,26 @@ def test_run_id_changes_with_the_synthetic_generator(tmp_path, monkeypatch):
     assert before.rundir.id != after.rundir.id and before.start.spec.rundir.id != after.start.spec.rundir.id
 
 
-def test_resume_gives_the_same_next_loss_as_an_uninterrupted_run(write_suite, tmp_path):
+def test_resume_gives_the_same_next_loss_as_an_uninterrupted_run(write_suite, tmp_path, recorder):
     suite = lambda: load_suite(write_suite())
-    Recorder.calls, Recorder.crash_at = [], None
     run_suite(suite(), tmp_path / "straight", methods=["test_recorder"])
-    straight = list(Recorder.calls)
+    straight = list(recorder.calls)
 
-    Recorder.calls, Recorder.crash_at = [], 2  # checkpoint after 2 steps, then interrupted
+    recorder.reset(crash_at=2)  # checkpoint after 2 steps, then interrupted
     with pytest.raises(KeyboardInterrupt):
         run_suite(suite(), tmp_path / "resumed", methods=["test_recorder"])
-    Recorder.crash_at = None
+    recorder.crash_at = None
     outcome = run_suite(suite(), tmp_path / "resumed", methods=["test_recorder"])[0]
-    resumed = Recorder.calls
+    resumed = recorder.calls
     assert [s for s, _, _ in resumed] == [0, 1, 2, 3]  # steps 0-1, interrupted, resumed at 2
     assert resumed[2][1] == straight[2][1]  # bit-identical next loss after resume
     assert resumed[3][1] == straight[3][1]
     assert [r["step"] for r in outcome.spec.rundir.rows()] == [2, 4]
 
 
-def test_target_labels_are_withheld_from_unsupervised_methods(write_suite, tmp_path):
-    Recorder.calls, Recorder.crash_at = [], None
+def test_target_labels_are_withheld_from_unsupervised_methods(write_suite, tmp_path, recorder):
     run_suite(load_suite(write_suite()), tmp_path, methods=["test_recorder"])
-    assert Recorder.calls and not any(has_label for _, _, has_label in Recorder.calls)
+    assert recorder.calls and not any(has_label for _, _, has_label in recorder.calls)
 
 
 class ExplodingDataset(torch.utils.data.Dataset):
@@ -207,7 +220,7 @@ def test_two_process_distributed_run_on_cpu(write_suite, tmp_path):
     import sys
 
     path = write_suite()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",   # a free port
            "-m", "udabench", "run", str(path), "--methods", "source_only", "--results", str(tmp_path / "ddp")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -230,15 +243,23 @@ def test_two_process_distributed_run_on_cpu(write_suite, tmp_path):
     assert checkpoint.load(ddp_dir / "checkpoints" / "last.pt")["world_size"] == 2
 
 
-def test_source_warmup_then_same_target_batches_as_without_skipping(write_suite, tmp_path):
-    """Warm-up steps are plain source steps; afterwards step s sees the target batch at position s."""
-    Recorder.calls, Recorder.crash_at = [], None
+def test_source_warmup_then_same_target_batches_as_without_warmup_and_an_exact_resume(write_suite, tmp_path,
+                                                                                   recorder):
+    """Warm-up steps are plain source steps; afterwards step s sees the target batch that a run without warm-up
+    sees at step s (the warm-up skips the target stream's first batches, it does not delay the stream). A run
+    interrupted after its warm-up resumes to the rows of a straight one."""
+    run_suite(load_suite(write_suite()), tmp_path / "none", methods=["test_recorder"])
+    without = recorder.targets
+    assert [s for s, _, _ in recorder.calls] == [0, 1, 2, 3] and not torch.equal(without[0], without[2])
+    recorder.reset()
     run_suite(load_suite(write_suite(source_warmup=2)), tmp_path / "w", methods=["test_recorder"])
-    assert [s for s, _, _ in Recorder.calls] == [2, 3]  # the method's own step only after warm-up
-    Recorder.calls, Recorder.crash_at = [], 3  # interrupted after the checkpoint at step 2, then resumed
+    assert [s for s, _, _ in recorder.calls] == [2, 3]  # the method's own step only after warm-up
+    assert all(torch.equal(recorder.targets[s], without[s]) for s in (2, 3))
+
+    recorder.reset(crash_at=3)  # interrupted after the checkpoint at step 2, then resumed
     with pytest.raises(KeyboardInterrupt):
         run_suite(load_suite(write_suite(source_warmup=2)), tmp_path / "r", methods=["test_recorder"])
-    Recorder.crash_at = None
+    recorder.crash_at = None
     run_suite(load_suite(write_suite(source_warmup=2)), tmp_path / "r", methods=["test_recorder"])
     straight = run_suite(load_suite(write_suite(source_warmup=2)), tmp_path / "w", methods=["test_recorder"])
     assert straight[0].status == "skipped"

@@ -4,9 +4,8 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import palette_png
+from helpers import palette_png, write_nthu
 from PIL import Image
-from test_datasets import write_nthu
 
 from udabench.data.base import read_label_ids
 
