@@ -18,6 +18,7 @@ import html
 import math
 import re
 import textwrap
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,8 +107,28 @@ def _markdown(layout: _Layout, title: str, notes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _greek_letters() -> dict[str, str]:
+    """Greek letters (``λ`` in a label such as "MaxSquare (λ 0.5)") in math mode: LaTeX's text fonts have none.
+    Capitals that look Latin (Α, Β, ...) have no command of their own and print as the Latin letter."""
+    letters = {}
+    for code in range(0x391, 0x3CA):
+        named = re.fullmatch(r"GREEK (SMALL|CAPITAL) LETTER ([A-Z]+|FINAL SIGMA)", unicodedata.name(chr(code), ""))
+        if named:
+            word = {"lamda": "lambda", "final sigma": "varsigma"}.get(named[2].lower(), named[2].lower())
+            if named[1] == "SMALL":
+                letters[chr(code)] = "o" if word == "omicron" else rf"$\{word}$"
+            else:
+                letters[chr(code)] = (rf"$\{word.title()}$" if word in _GREEK_CAPITALS
+                                      else chr(code).translate(_LOOKALIKE))
+    return letters
+
+
+_GREEK_CAPITALS = {"gamma", "delta", "theta", "lambda", "xi", "pi", "sigma", "upsilon", "phi", "psi", "omega"}
+_LOOKALIKE = str.maketrans("ΑΒΕΖΗΙΚΜΝΟΡΤΧ", "ABEZHIKMNOPTX")
 _LATEX = str.maketrans({"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$",
-                        "±": r"$\pm$", "†": r"$^\dagger$", "‡": r"$^\ddagger$"})
+                        "±": r"$\pm$", "†": r"$^\dagger$", "‡": r"$^\ddagger$", "→": r"$\rightarrow$",
+                        "×": r"$\times$", "≤": r"$\leq$", "≥": r"$\geq$", "·": r"$\cdot$", "−": "-",
+                        "°": r"$^\circ$", **_greek_letters()})
 
 
 def _latex(layout: _Layout, title: str, notes: list[str]) -> str:
