@@ -25,3 +25,8 @@ class PluginError(UdabenchError):
 
 class NonFiniteLoss(UdabenchError):
     """A method logged a NaN or infinite loss: the update is not applied and the run is marked failed."""
+
+
+class DiskFull(UdabenchError):
+    """A write found no space left on its filesystem: the message names the file, the space it needs and the space
+    there is. The file's previous version stays and nothing partial is left behind; the run is marked failed."""
