@@ -269,7 +269,7 @@ def test_no_file_udabench_loads_can_run_code(route, finished, tmp_path, capsys):
         plant(run / "checkpoints" / "last.pt")
         argv = ["viz", str(run), "--device", "cpu"]
     code = main(argv)
-    err = capsys.readouterr().err
+    err = "".join(capsys.readouterr())   # a run's FAILED line is on stdout (its run failed, the suite went on)
     assert not RAN, "a pickled payload was executed"
     assert "Traceback" not in err and "would run code" in err
     assert ("_warmup" if route == "warmup" else "last.pt") in err
@@ -292,8 +292,8 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_the_suite_goes_on(write_s
     code = main(["run", path, "--results", str(tmp_path / "r"), "--methods", "source_only,oracle"])
     err = capsys.readouterr().err
     run = next((tmp_path / "r" / "tiny" / "source_only").glob("seed0-*"))
-    assert code == 1 and "source_only seed 0" in err                  # some runs failed: exit 1, named
-    assert "No space left" in (run / "failed").read_text()
+    assert code == 2 and "source_only seed 0" in err                  # a full disk is bad input: exit 2, named
+    assert "no space left on device" in (run / "failed").read_text()
     assert checkpoint.load(run / "checkpoints" / "last.pt")["step"] == 2   # the previous checkpoint is intact
     assert not list(run.rglob("*.tmp.*"))                                  # no partial file left behind
     assert (next((tmp_path / "r" / "tiny" / "oracle").glob("seed0-*")) / "done").exists()

@@ -1,12 +1,14 @@
 """``udabench run | status | eval | report | bench | list | data check | data prepare | viz`` — the command line.
 
 Bad input ends with one clear paragraph on stderr and exit code 2 (``--debug`` shows the traceback);
-a run that fails mid-way is marked ``failed``, the others go on, and the exit code is 1.
+a run that fails mid-way is marked ``failed``, the others go on, and the exit code is 1 (2 when what failed was its
+input: an unreadable checkpoint, a broken plugin, a full disk).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -288,7 +290,7 @@ def cmd_run(args) -> int:
         return exit_code(stopped[0].signum)
     if runs("failed"):
         print(f"failed: {runs('failed')}", file=sys.stderr)
-        return 1
+        return 2 if any(o.bad_input for o in outcomes if o.status == "failed") else 1   # bad input: as before runs
     return 0
 
 
@@ -298,7 +300,7 @@ def cmd_status(args) -> int:
     if args.suite_file:
         states = planned_states(plan_of(args, args.suite_file, launched=True))
     else:
-        states = found_states(args.results, args.suite)
+        states = found_states(args.results, suite_name(args.suite))
     print(render(states), end="")
     return 0
 
@@ -334,7 +336,7 @@ def cmd_report(args) -> int:
     from .analysis.report import build_report
     from .vocabulary import Kind
 
-    records = load_records(args.results, args.suite, args.include_running, args.where)
+    records = load_records(args.results, suite_name(args.suite), args.include_running, args.where)
     text = build_report(records, args.format, args.selection, args.table, args.compare, args.suites_dir)
     finished = records[records["kind"] != Kind.UNFINISHED]   # CCD, speed, figures, the page: finished runs only
     if (args.ccd or args.speed or args.figures or args.html) and finished.empty:
@@ -351,16 +353,42 @@ def cmd_report(args) -> int:
     if args.figures or args.html:
         from .analysis.publish import publish
 
-        written = publish(args.results, finished, args.selection, args.suites_dir, html=args.html, ccd=args.ccd,
-                          samples_per_class=args.ccd_samples, device=args.device)
+        with writing("the figures and the page go into RESULTS/<suite>/figures/ and RESULTS/<suite>/report.html"):
+            written = publish(args.results, finished, args.selection, args.suites_dir, html=args.html, ccd=args.ccd,
+                              samples_per_class=args.ccd_samples, device=args.device)
         folders = sorted({str(p.parent) for p in written})
         print(f"{len(written)} files written to {', '.join(folders)}", file=sys.stderr)
     if args.out:
-        Path(args.out).write_text(text)
+        with writing("--out names the file the report is written to"):
+            Path(args.out).write_text(text)
         print(f"report written to {args.out}")
     else:
         print(text, end="")
     return 0
+
+
+@contextlib.contextmanager
+def writing(where: str):
+    """A file the report cannot write (a read-only results folder, a full disk) is a clean error naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise UdabenchError(f"report: cannot write {exc.filename or 'a file'} ({exc.strerror or exc}); {where}. "
+                            f"Make that folder writable, or copy the results folder somewhere writable and pass "
+                            f"--results COPY (the tables alone, without --figures/--html, write nothing).") from None
+
+
+def suite_name(name: str | None) -> str | None:
+    """``--suite`` of `report` and `status`: a suite's folder under --results, never a path out of it (as the
+    suite names `run` accepts)."""
+    import re
+
+    from .schema import FOLDER_NAME, FOLDER_NAME_RULE
+
+    if name is not None and not re.fullmatch(FOLDER_NAME, name):
+        raise UdabenchError(f"--suite {name!r} is not a suite name: a suite's runs are the folder RESULTS/<name>, and "
+                            f"a name is {FOLDER_NAME_RULE}. Pass the name as `udabench status` lists it.")
+    return name
 
 
 def cmd_bench(args) -> int:

@@ -15,13 +15,18 @@ class DataError(UdabenchError):
 
 
 class CheckpointError(UdabenchError):
-    """A checkpoint that cannot be read or does not fit the run; it stops the suite (bad input)."""
+    """A checkpoint that cannot be read or does not fit the run: bad input that fails its run (the others go on)."""
 
 
 class PluginError(UdabenchError):
     """A method plugin that breaks the plugin contract (docs/adding-a-method.md); the message names its file.
-    Met inside a run (e.g. what ``train_step`` returns), it stops the suite like a ``CheckpointError``."""
+    Met inside a run (e.g. what ``train_step`` returns), it fails that run like a ``CheckpointError``."""
 
 
 class NonFiniteLoss(UdabenchError):
     """A method logged a NaN or infinite loss: the update is not applied and the run is marked failed."""
+
+
+class DiskFull(UdabenchError):
+    """A write found no space left on its filesystem: the message names the file, the space it needs and the space
+    there is. The file's previous version stays and nothing partial is left behind; the run is marked failed."""

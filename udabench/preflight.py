@@ -16,6 +16,9 @@ anything (docs/datasets.md, "Pre-flight"):
   define and (except GTA5's known frames) labels of another size than their image are errors, as are
   unlabelled eval splits and an unlabelled target for the oracle. The id and size checks also run on
   every label decoded in training (``Decoder``).
+- **prepared caches**: where a split has a current prepared cache (``udabench data prepare``), training reads it,
+  not the originals, so it is checked too: every image file's ``.npy`` header against its size (one small read each)
+  and the sampled items read whole (``data/cache.py``, ``cache_problems``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def preflight(suite: Suite, results: str | Path, specs, check_data: str = "sampl
     """Raise a ``UdabenchError`` for anything that would stop a run; print one summary line; return warnings."""
     start = time.perf_counter()
     folder = Path(results) / suite.name
-    todo = [s for s in specs if s.rundir.status != "done"]
+    todo = [s for s in specs if s.rundir.status != "done" or s.rundir.damage()]   # damaged: repaired
     free = writable_space(folder) if todo else None
     warnings = []
     if todo:
@@ -63,6 +66,8 @@ def preflight(suite: Suite, results: str | Path, specs, check_data: str = "sampl
     errors += [f"{r.dataset} {r.split}: it is the suite's data.target and has no labels, but {', '.join(supervised)} "
                f"trains on target labels; set oracle: false or leave it out of --methods."
                for r in reports if supervised and "target" in r.roles and r.images and not r.labelled]
+    if check_data != "none":
+        errors += prepared_cache_errors(specs, None if check_data == "all" else SAMPLE)
     if errors:
         more = ("" if check_data == "all" else " (Only a sample of each split was decoded: `udabench run --check-data "
                 "all` or `udabench data check SUITE` decodes every file.)")
@@ -77,6 +82,32 @@ def preflight(suite: Suite, results: str | Path, specs, check_data: str = "sampl
     for warning in warnings:
         say(f"warning: {warning}")
     return warnings
+
+
+def prepared_cache_errors(specs, sample: int | None) -> list[str]:
+    """The problems of the prepared caches the runs will read (``cache_problems``), each split once."""
+    import numpy as np
+
+    from .data.cache import cache_problems
+    from .data.catalog import open_original, suite_datasets
+
+    errors, seen = [], set()
+    for suite in {id(s.suite): s.suite for s in specs}.values():
+        for _, ds, resize_label in suite_datasets(suite):
+            key = (ds.dataset, ds.root, ds.split, tuple(ds.size or ()), suite.classes, resize_label, ds.limit)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                original, cache_key = open_original(ds.dataset, ds.root, ds.split, ds.size, suite.classes,
+                                                    resize_label, suite.synthetic)
+            except DataError:
+                continue   # the scan of the originals has said why
+            count = min(ds.limit or len(original.samples), len(original.samples))
+            picked = range(count) if sample is None or count <= sample else \
+                np.unique(np.linspace(0, count - 1, sample).round().astype(int)).tolist()
+            errors += cache_problems(original, cache_key, count, list(picked))
+    return errors
 
 
 def writable_space(folder: Path) -> int:

@@ -68,6 +68,10 @@ def load_records(results: str | Path, suite: str | None = None, include_running:
 
 def _usable_rows(run: RunDir) -> list[dict]:
     """The metrics rows of a finished run that a table can use; what is missing is named in a warning."""
+    if run.torn_final_row():   # its score is lost: an earlier evaluation must not stand in for it
+        log.warning(f"skipped {run.path}: it is marked done but the last line of {run.metrics} is torn (a crash "
+                    f"while it was written), so the run is damaged; `udabench run` of its suite evaluates it again")
+        return []
     rows = run.rows()     # torn lines are skipped there, with a warning naming file and line
     if not rows:
         log.warning(f"skipped {run.path}: it is marked done but {run.metrics} holds no metrics row")

@@ -157,6 +157,37 @@ def why_stale(original: SegmentationDataset, key: CacheKey) -> str:
     return ""
 
 
+def cache_problems(original: SegmentationDataset, key: CacheKey, count: int, sample: list[int]) -> list[str]:
+    """What is wrong with the files of the current cache of ``original`` that training reads (its first ``count``
+    items), checked as the pre-flight does: every image's ``.npy`` header against its file size (no pixel read:
+    one small read per file) and the items at the indices ``sample`` read whole. [] when no current cache exists."""
+    folder = key.folder
+    if not folder.is_dir() or why_stale(original, key):
+        return []
+    problems = [f"{path}: {why}" for path in (_image_file(folder, i) for i in range(count)) if (why := _npy_size(path))]
+    for index in sample:
+        try:
+            PreparedDataset(original, folder)[index]
+        except DataError as exc:
+            problems.append(str(exc))
+    return [f"prepared cache {problem}" for problem in problems] + \
+        ([f"Delete {folder} or run `udabench data prepare SUITE` again."] if problems else [])
+
+
+def _npy_size(path: Path) -> str:
+    """Why ``path`` is not a whole ``.npy`` file ("" when its header's array fits its size exactly)."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)
+            expected = f.tell() + int(np.prod(shape)) * dtype.itemsize
+        size = path.stat().st_size
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({exc})"
+    return f"{size} bytes, its header says {expected} (cut short?)" if size != expected else ""
+
+
 def prepare(original: SegmentationDataset, key: CacheKey, workers: int = 0) -> str:
     """Write the cache of ``original`` unless a current one exists; returns "prepared" or "up to date"."""
     folder = key.folder

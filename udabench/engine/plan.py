@@ -37,10 +37,17 @@ class Plan:
     ensembles: list[PlannedEnsemble]
 
     def listed(self) -> list[tuple[str, int, RunDir]]:
-        """(name, seed, run directory) of every run that is a table row, in execution order, then the ensembles:
-        what `status` lists and `results/<suite>/plan.json` records."""
+        """(name, seed, run directory) of every run that is a table row, in execution order, then the ensembles
+        this plan can score (``scored``): what `status` lists and `results/<suite>/plan.json` records."""
         return [(s.method.name, s.seed, s.rundir) for s in self.runs if not s.hidden] + \
-            [(e.name, e.seed, e.rundir) for e in self.ensembles]
+            [(e.name, e.seed, e.rundir) for e in self.ensembles if self.scored(e)]
+
+    def scored(self, ensemble: PlannedEnsemble) -> bool:
+        """Whether running this plan scores ``ensemble`` (or did): each member is planned or finished already, or
+        the ensemble is on disk. An ensemble of methods left out of ``--methods`` is not this command's."""
+        planned = {s.rundir.id for s in self.runs}
+        return ensemble.rundir.path.is_dir() or all(m.rundir.id in planned or m.rundir.status == "done"
+                                                    for m in ensemble.members)
 
     def suites(self) -> list[Suite]:
         """The distinct suites the runs train with (a stage's own settings merged), first appearance first."""

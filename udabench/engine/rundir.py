@@ -4,7 +4,12 @@ A run directory is named by its run's identity (``identity.py``; written to ``co
 suite finds its finished runs (``done``) and resumes unfinished ones from ``checkpoints/last.pt``. ``metrics.jsonl`` holds one self-describing row per
 evaluation and ``eval/step<S>.npz`` its per-image confusion matrices; reports read nothing else. Damage is
 contained here: a torn row is skipped with a warning naming file and line, an unreadable eval file is a
-``CheckpointError`` the caller turns into a skipped run, never a crash. The models in a run directory are read by
+``CheckpointError`` the caller turns into a skipped run, never a crash.
+
+A run is finished only when its marker, its last row and its final checkpoint agree: each row is fsynced before the
+checkpoint of its step is written, so a checkpoint whose step has no row says that row was lost (it is evaluated
+again). ``damage`` checks a run marked ``done`` cheaply (rows parse, the last one at the final step, the final
+checkpoint's zip directory intact); ``udabench run`` repairs what it names, ``status`` shows it. The models in a run directory are read by
 ``trained.py``; this module reads files and rows only (no torch), so reading results is fast.
 """
 
@@ -14,6 +19,7 @@ import copy
 import json
 import logging
 import shutil
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +28,7 @@ import yaml
 
 from ..config import Suite
 from ..errors import CheckpointError, UdabenchError
-from ..io import atomic_path, atomic_write_text
+from ..io import append_line, atomic_path, atomic_write_text
 from ..schema import from_dict
 from ..vocabulary import RunKind
 from .identity import run_id, run_kind
@@ -138,8 +144,7 @@ class RunDir:
         atomic_write_text(self.path / "env.json", json.dumps(env, indent=2))
 
     def append_row(self, row: dict) -> None:
-        with self.metrics.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_line(self.metrics, json.dumps(row))   # fsynced: on disk before the checkpoint of its step
 
     def truncate_rows(self, max_step: int) -> None:
         """Drop rows newer than the checkpoint we resume from (they will be evaluated again)."""
@@ -185,10 +190,17 @@ class RunDir:
     # -- reading -----------------------------------------------------------------------------------
     def rows(self) -> list[dict]:
         """Every metrics row; a torn or non-JSON line (a kill mid-write) is skipped with a warning."""
+        rows, torn = self._read_rows()
+        for number in torn:
+            log.warning(f"{self.metrics}:{number}: not a metrics row (torn write?), skipped")
+        return rows
+
+    def _read_rows(self) -> tuple[list[dict], list[int]]:
+        """(the rows, the numbers of the lines that are not rows)."""
         if not self.metrics.exists():
-            return []
-        rows = []
-        for number, line in enumerate(self.metrics.read_text().splitlines(), 1):
+            return [], []
+        rows, torn = [], []
+        for number, line in enumerate(self.metrics.read_text(errors="replace").splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -198,8 +210,39 @@ class RunDir:
             if isinstance(row, dict) and "step" in row:
                 rows.append(row)
             else:
-                log.warning(f"{self.metrics}:{number}: not a metrics row (torn write?), skipped")
-        return rows
+                torn.append(number)
+        return rows, torn
+
+    def torn_final_row(self) -> bool:
+        """Whether the last line of ``metrics.jsonl`` is not a row (a crash while it was appended)."""
+        rows, torn = self._read_rows()
+        lines = self.metrics.read_text(errors="replace").strip().splitlines() if self.metrics.exists() else []
+        return bool(torn) and torn[-1] == len(lines)
+
+    def final_step(self) -> int:
+        """The step a finished run's final checkpoint (and, unless it is a warm-up, its last row) is at."""
+        train = self.identity["suite"].get("train", {})
+        return int(self.run.get("stage", {}).get("train.iterations", train.get("iterations", 0)))
+
+    def damage(self) -> list[str]:
+        """What is wrong with a run marked ``done`` ([] when nothing): cheap, no torch, no checkpoint loaded.
+
+        Rows must parse, a trained run's last row be at its final step, and its final checkpoint's zip directory
+        (at the end of the file: a truncated file has none) name the pickle of a torch file. The directory is read,
+        the tensors are not: milliseconds whatever the checkpoint's size."""
+        problems = []
+        rows, torn = self._read_rows()
+        if not rows:
+            problems.append(f"{self.metrics.name} {'holds no row' if self.metrics.exists() else 'is missing'}")
+        elif torn:
+            problems.append(f"{self.metrics.name} line {', '.join(map(str, torn))} is torn")
+        if self.kind in (RunKind.TRAINED, RunKind.WARMUP):
+            final = self.final_step()
+            if rows and self.kind == RunKind.TRAINED and rows[-1]["step"] != final:
+                problems.append(f"its last row is at step {rows[-1]['step']}, not the final step {final}")
+            if problem := checkpoint_damage(self.checkpoint):
+                problems.append(problem)
+        return problems
 
     def load_eval(self, relative: str) -> tuple[np.ndarray, list[str]]:
         """(per-image matrices n×C×C, image names) saved by ``save_eval``."""
@@ -214,3 +257,16 @@ class RunDir:
         """The member runs of an ensemble (beside it in the suite folder); a missing one is a ``UdabenchError``."""
         return [RunDir.open(self.suite_dir / method / run_id)
                 for method, run_id in zip(self.run["member_methods"], self.run["members"])]
+
+
+def checkpoint_damage(path: Path) -> str:
+    """Why the checkpoint at ``path`` cannot be read ("" when its zip directory is intact and names its pickle)."""
+    if not path.is_file():
+        return f"{path.name} is missing"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if not any(name.endswith("/data.pkl") for name in archive.namelist()):
+                return f"{path.name} is not a PyTorch checkpoint"
+    except (zipfile.BadZipFile, OSError) as exc:
+        return f"{path.name} is truncated or damaged ({exc})"
+    return ""

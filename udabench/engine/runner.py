@@ -2,7 +2,9 @@
 
 All input is checked before the first step (methods exist, hyper-parameters are valid, datasets are
 readable), so bad input never costs training time. A run that fails is marked ``failed`` and the
-others go on; finished runs are skipped on a re-run. A run that starts from another (a stage,
+others go on, whatever failed (an unreadable checkpoint, a broken plugin, a full disk: then the exit code says bad
+input); finished runs are skipped on a re-run once their files are checked (``RunDir.damage``), and a damaged one is
+repaired: a lost final row is evaluated again from the final checkpoint, a damaged final checkpoint retrained. A run that starts from another (a stage,
 ``engine/stages.py``; the shared source warm-up is one) is trained after it, and each such upstream run once,
 whoever needs it.
 
@@ -15,9 +17,11 @@ marks it ``interrupted`` and starts nothing more.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 import traceback
@@ -31,7 +35,7 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from ..config import Suite
-from ..errors import CheckpointError, ConfigError, PluginError, UdabenchError
+from ..errors import CheckpointError, ConfigError, DiskFull, PluginError, UdabenchError
 from ..io import atomic_write_text
 from ..models import build_model
 from ..preflight import preflight
@@ -49,7 +53,7 @@ from .environment import collect_env
 from .plan import Plan, make_plan
 from .preempt import RunInterrupted, StopRequest, stop_on_signals
 from .rundata import DataCache, SuiteData
-from .rundir import REFERENCES
+from .rundir import REFERENCES, RunDir, checkpoint_damage
 from .stages import RunSpec
 from .status import record_plan
 from .trainer import Trainer
@@ -65,6 +69,10 @@ class Outcome:
     status: str          # "trained" (now), "skipped" (done already), "busy" (a live process has it), "failed",
     message: str = ""    # "interrupted" (a stop signal; checkpointed), "lost" (another process took it over),
     signum: int = 0      # "stopped" (not started: a stop signal came first); the signal of the last two
+    bad_input: bool = False   # failed on its input (a checkpoint, a plugin, a full disk): `run` exits 2
+
+
+BAD_INPUT = (CheckpointError, PluginError, DiskFull)   # fail their run with a clean message; the suite goes on
 
 
 def resolve_device(name: str) -> torch.device:
@@ -184,10 +192,9 @@ def run_one(spec: RunSpec, data: SuiteData, device, dist: DistInfo, stop: StopRe
         say(f"{label}: {note}")
     if verdict != "run":
         return Outcome(spec, verdict, note)
+    failure = None
     try:
         rows = Trainer(spec, data, device, dist, claim, stop).run()
-    except (CheckpointError, PluginError):
-        raise  # bad input: stop with exit code 2; finished runs and this run's files stay as they are
     except RunInterrupted as exc:
         if dist.is_main:
             spec.rundir.mark_interrupted(f"{exc} ({HOST} pid {os.getpid()}, {time.strftime('%Y-%m-%dT%H:%M:%S')})")
@@ -205,13 +212,21 @@ def run_one(spec: RunSpec, data: SuiteData, device, dist: DistInfo, stop: StopRe
         if debug:
             raise
         detail = str(exc) if isinstance(exc, UdabenchError) else traceback.format_exc()
+        failure = detail, str(exc) or type(exc).__name__, isinstance(exc, BAD_INPUT)
+    finally:
+        if claim is not None and failure is None:
+            claim.release()
+    if failure is not None:   # out of the handler: what the failed run held (a file on a full disk) is let go first
+        detail, summary, bad_input = failure
+        gc.collect()
         if dist.is_main:
             spec.rundir.mark_failed(detail)
-        say(f"{label}: FAILED: {str(exc) or type(exc).__name__} (details in {spec.rundir.failed_marker})")
-        return Outcome(spec, "failed", str(exc))
-    finally:
         if claim is not None:
             claim.release()
+        where = f"details in {spec.rundir.failed_marker}" if spec.rundir.failed_marker.exists() else \
+            f"{spec.rundir.failed_marker} could not be written"
+        say(f"{label}: FAILED: {summary} ({where})")
+        return Outcome(spec, "failed", summary, bad_input=bad_input)
     scored = f"mIoU {rows[-1]['miou']:.2f}" if rows else "not evaluated"   # a warm-up may end before its first eval
     say(f"{label}: done, {scored} ({spec.rundir.path})")
     return Outcome(spec, "trained")
@@ -219,18 +234,35 @@ def run_one(spec: RunSpec, data: SuiteData, device, dist: DistInfo, stop: StopRe
 
 def take(spec: RunSpec, claim: Claim) -> tuple[str, str]:
     """("run", note) once this process holds the run's claim; ("skipped" | "busy", why) otherwise."""
-    done = f"done already ({spec.rundir.path}), skipped"
-    if spec.rundir.status == "done":
+    rundir = spec.rundir
+    done = f"done already ({rundir.path}), skipped"
+    if rundir.status == "done" and not rundir.damage():
         return "skipped", done
     if not claim.acquire():
         return "busy", f"claimed by {describe(claim.holder)}, which is alive; skipped"
-    if spec.rundir.status == "done":   # finished by another process while we looked
+    damage = rundir.damage() if rundir.status == "done" else []
+    if rundir.status == "done" and not damage:   # finished by another process while we looked
         claim.release()
         return "skipped", done
     notes = [f"taken over from {claim.replaced}"] if claim.replaced else []
+    if damage:
+        notes.append(f"marked done but damaged ({'; '.join(damage)}): {repair(rundir)}")
     if spec.rundir.checkpoint.exists():
         notes.append(f"resuming from {spec.rundir.checkpoint}")
     return "run", "; ".join(notes)
+
+
+def repair(rundir: RunDir) -> str:
+    """Make a damaged finished run resumable (its claim held); what will be redone. A readable final checkpoint
+    is resumed at the final step, which evaluates a lost final row again; an unreadable one is trained again from
+    step 0, the rows it had kept beside it (``metrics.before-repair.jsonl``)."""
+    rundir.done_marker.unlink(missing_ok=True)
+    if not checkpoint_damage(rundir.checkpoint):
+        return "its final row is evaluated again from its final checkpoint"
+    if rundir.metrics.exists():
+        shutil.copyfile(rundir.metrics, rundir.path / "metrics.before-repair.jsonl")
+    rundir.checkpoint.unlink(missing_ok=True)
+    return "its final checkpoint is unreadable, so the run is trained again from step 0"
 
 
 def write_references(suite: Suite, results, methods: list[str] | None = None) -> None:
@@ -257,14 +289,16 @@ def run_ensembles(plan: Plan, data: SuiteData, device, say) -> None:
     A member whose files are damaged leaves its ensemble unscored with a warning; the suite goes on."""
     for ensemble in plan.ensembles:
         name, seed, members, rundir = ensemble.name, ensemble.seed, ensemble.members, ensemble.rundir
-        if rundir.status == "done" or any(s.rundir.status != "done" for s in members):
+        intact = lambda: rundir.status == "done" and not rundir.damage()   # a damaged one is scored again
+        if intact() or any(s.rundir.status != "done" for s in members):
             continue
         claim = Claim(rundir.claim_file)
         if not claim.acquire():
             continue   # another process is scoring it
         try:
-            if rundir.status == "done":
+            if intact():
                 continue
+            rundir.done_marker.unlink(missing_ok=True)
             row = evaluate_ensemble(plan.suite, name, members, rundir, data.eval, device,
                                     collect_env(device, plan.world_size))
         except UdabenchError as exc:

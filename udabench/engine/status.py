@@ -1,11 +1,13 @@
 """`udabench status`: where each run of a suite stands, read from its run directory and its claim.
 
-States: ``done``; ``running`` (host, pid, step, steps/s and ETA from the claim's heartbeat); ``interrupted`` (a stop
+States: ``done`` (marker, rows and final checkpoint agree: ``RunDir.damage``); ``damaged`` (marked done, or a
+checkpoint to resume from, but a file is torn or missing: `udabench run` repairs it); ``running`` (host, pid, step, steps/s and ETA from the claim's heartbeat); ``interrupted`` (a stop
 signal; its checkpoint resumes it); ``failed`` (the first line of the reason); ``partial`` (a checkpoint but no
 marker and no live claim: its process was killed; it resumes); ``pending`` (not started). Given the suite file
 (and the options it is run with), every run it plans is listed. Given only a suite name (or nothing): every run
 that `udabench run` planned there, as ``results/<suite>/plan.json`` records it (so pending runs too), then any
-other run directory found under the results folder.
+other run directory found under the results folder. A folder that is not a run directory (its ``config.yaml`` is
+not a run's) is named in a warning, not listed.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ from filelock import FileLock, Timeout
 from ..errors import UdabenchError
 from ..io import atomic_write_text
 from .claim import LOCK_WAIT_S, Claim, claim_timeout, describe, stale_reason
-from .rundir import WARMUP_FOLDER, RunDir
+from .rundir import WARMUP_FOLDER, RunDir, checkpoint_damage
 
 if TYPE_CHECKING:   # status from the results folder alone imports no torch (the plan imports the models)
     from .plan import Plan
 
 log = logging.getLogger("udabench")
 
-STATES = ("done", "running", "interrupted", "failed", "partial", "pending")
+STATES = ("done", "damaged", "running", "interrupted", "failed", "partial", "pending")
 PLAN = "plan.json"   # results/<suite>/plan.json: every run `udabench run` planned there (record_plan)
 
 
@@ -107,7 +109,10 @@ def found_states(results, suite: str | None = None) -> list[RunState]:
         files = [f for pattern in ("config.yaml", "claim.json") for f in suite_dir.glob(f"*/*/{pattern}")]
         found = {f.parent for f in files if f.parent.parent.name != WARMUP_FOLDER}   # shared warm-ups: no rows
         for folder in [*planned, *sorted(found - set(planned))]:
-            run, name, seed = _open(folder, planned.get(folder))
+            opened = _open(folder, planned.get(folder))
+            if opened is None:
+                continue
+            run, name, seed = opened
             states.append(RunState(suite_dir.name, name, seed, *state_of(run, timeout), folder))
     return states
 
@@ -116,16 +121,19 @@ def state_of(run: RunDir, timeout: float) -> tuple[str, str]:
     """(state, detail) of a run directory (which need not exist yet)."""
     record = Claim(run.claim_file, timeout).read()
     status = run.status
-    if status == "done":
-        return "done", ""
     if record and not stale_reason(record, timeout):
         return "running", _progress(record)
+    if status == "done":
+        damage = run.damage() if hasattr(run, "identity") else ["its config.yaml is unreadable"]
+        return ("damaged", f"marked done, but {'; '.join(damage)}; `udabench run` repairs it") if damage else ("done", "")
     stale = f"; stale claim of {describe(record)} ({stale_reason(record, timeout)})" if record else ""
     if status in ("interrupted", "failed"):
         marker = run.interrupted_marker if status == "interrupted" else run.failed_marker
         lines = marker.read_text(errors="replace").strip().splitlines()
         return status, (lines[0] if lines else "") + stale
     if status == "partial":
+        if problem := checkpoint_damage(run.checkpoint):
+            return "damaged", f"stopped without a marker, and {problem}: it cannot resume{stale}"
         return "partial", f"stopped without a marker (killed?); resumes from {run.checkpoint.name}{stale}"
     return "pending", stale.lstrip("; ")
 
@@ -168,15 +176,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _open(folder: Path, entry: dict | None = None) -> tuple[RunDir, str, int | str]:
+def _open(folder: Path, entry: dict | None = None) -> tuple[RunDir, str, int | str] | None:
     """The run directory, its method (or ensemble) and seed; one not written yet (claimed, or only planned:
-    ``entry``) too."""
+    ``entry``) too. None (a warning) for a folder whose ``config.yaml`` is not a run's and that no plan names."""
     if (folder / "config.yaml").is_file():
         try:
             run = RunDir.open(folder)
             return run, run.run.get("method") or run.run.get("ensemble") or folder.parent.name, run.seed
-        except UdabenchError:
-            pass
+        except UdabenchError as exc:
+            if entry is None:
+                log.warning(f"{folder} is not listed: not a run directory of udabench ({exc})")
+                return None
     run = RunDir.__new__(RunDir)   # only its files are looked at
     run.path, run.id = folder, folder.name
     if entry is not None:

@@ -64,12 +64,14 @@ class Trainer:
     def run(self) -> list[dict]:
         spec, began = self.spec, time.perf_counter()
         reset_peak_memory(self.device)
-        start = self._resume()
+        start, evaluated = self._resume()
         self.monitor = self._open_monitor(start)
         try:
             if start == 0 and spec.start is not None:
                 start = self._start_from(spec.start)
             self.data.prepare()
+            if evaluated is not None:
+                self._evaluate_again(start, evaluated)
             self._stage(start, self.cfg.iterations, WARMUP_TITLE if spec.hidden else spec.label())
             self._train(start)
         finally:
@@ -82,14 +84,16 @@ class Trainer:
         return spec.rundir.rows()
 
     # -- the phases of a run -----------------------------------------------------------------------
-    def _resume(self) -> int:
-        """The step to continue from: that of ``checkpoints/last.pt``, or 0 (the run directory is prepared)."""
+    def _resume(self) -> tuple[int, dict | None]:
+        """The step to continue from: that of ``checkpoints/last.pt``, or 0 (the run directory is prepared); and,
+        when the row of an evaluation due at that step is missing (lost in a crash: rows are fsynced before the
+        checkpoint of their step), what that row was built from besides the model (``_save``'s ``evaluated``)."""
         rundir = self.spec.rundir
         if not rundir.checkpoint.exists():
             if self.dist.is_main:
                 rundir.prepare({**collect_env(self.device, self.dist.world_size, self.cfg.batch_size),
                                 "code": self.spec.code})
-            return 0
+            return 0, None
         fix = "Delete that file to restart this run from step 0 (its earlier rows are then discarded)."
         state = checkpoint.load(rundir.checkpoint, self.device, fix, purpose="resume from checkpoint")
         self._check_world_size(state, rundir.checkpoint, fix)
@@ -100,10 +104,31 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"checkpoint {rundir.checkpoint} does not fit this run "
                                   f"({str(exc).splitlines()[0]}). {fix}") from None
+        step = state["step"]
         if self.dist.is_main:
-            rundir.truncate_rows(state["step"])
+            rundir.truncate_rows(step)
             rundir.clear_markers()
-        return state["step"]
+        lost = self._due(step) and step not in {row["step"] for row in rundir.rows()}
+        # every rank evaluates (the evaluation is distributed); rank 0's rows decide
+        lost = max_over_ranks(1 if lost else 0, self.dist.world_size, self.device) > 0
+        return step, (state.get("evaluated") or {}) if lost and step > 0 else None
+
+    def _due(self, step: int) -> bool:
+        """Whether an evaluation (and its row) belongs to ``step``; a shared warm-up's only at eval_every."""
+        return step % self.cfg.eval_every == 0 or (step == self.cfg.iterations and not self.spec.hidden)
+
+    def _evaluate_again(self, step: int, evaluated: dict) -> None:
+        """The row of ``step`` from its checkpoint's weights, with the losses, LR and FLOPs the checkpoint kept of it
+        (``_save``): the row the uninterrupted run wrote, but for its timings."""
+        if self.dist.is_main:
+            self.spec.rundir.log(f"step {step}: its metrics row is missing (lost in a crash?); evaluated again "
+                                 f"from {self.spec.rundir.checkpoint.name}")
+        running = self.meter.state_dict()
+        self.meter.load_state_dict(evaluated.get("meter", {"losses": {}}))
+        self.flops_per_step = evaluated.get("flops_per_step", self.flops_per_step)
+        lr = evaluated["lr"] if "lr" in evaluated else self.ctx.start_step(step - 1)   # an older checkpoint
+        self._evaluate(step, lr)
+        self.meter.load_state_dict(running)
 
     def _check_world_size(self, state: dict, path: Path, fix: str) -> None:
         """A run keeps its number of processes: the effective batch (world × train.batch_size) is its protocol."""
@@ -190,12 +215,14 @@ class Trainer:
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.iterations:
                 self._log_line(done, lr)
+            evaluated = None
             # a shared warm-up's rows open its users' curves: only at their own eval steps (no extra final one)
-            if done % cfg.eval_every == 0 or (done == cfg.iterations and not self.spec.hidden):
+            if self._due(done):
+                evaluated = {"meter": self.meter.state_dict(), "lr": lr, "flops_per_step": self.flops_per_step}
                 self._evaluate(done, lr)
                 self.meter.clear()
             if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
-                self._save(done)
+                self._save(done, evaluated)
             self._tick(done)
         bar.close()
 
@@ -213,12 +240,14 @@ class Trainer:
             barrier(self.dist.world_size)   # rank 0's checkpoint is on disk before any process leaves
             raise RunInterrupted(step, self.stop.signum or signal.SIGTERM)
 
-    def _save(self, step: int) -> None:
+    def _save(self, step: int, evaluated: dict | None = None) -> None:
+        """The checkpoint of ``step``, written after that step's row; ``evaluated``: the losses, LR and FLOPs that
+        row was made of, so a row lost in a crash is made again from this checkpoint as it was (``_resume``)."""
         if self.dist.is_main:
             self.monitor.flush()   # what was logged up to this checkpoint survives a kill (resume purges after it)
             checkpoint.save(self.spec.rundir.checkpoint, step=step, **self.ctx.state_dict(),
                             rng=checkpoint.rng_state(), running=self.meter.state_dict(),
-                            world_size=self.dist.world_size)
+                            world_size=self.dist.world_size, **({"evaluated": evaluated} if evaluated else {}))
 
     def _check_finite(self, logs: dict[str, float], step: int) -> None:
         bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
