@@ -164,8 +164,10 @@ def test_unreadable_checkpoint_exits_2_and_keeps_finished_runs(capsys, write_sui
     (run / "done").unlink()                                                 # an unfinished run ...
     (run / "checkpoints" / "last.pt").write_bytes(b"truncated")             # ... with a corrupt checkpoint
     capsys.readouterr()
-    code, _, err = run_cli(capsys, "run", suite, "--results", str(results))
-    assert code == 2 and "cannot resume" in err and "last.pt" in err and "Traceback" not in err
+    code, out, err = run_cli(capsys, "run", suite, "--results", str(results))
+    said = out + err                                                        # the run's FAILED line is on stdout
+    assert code == 2 and "cannot resume" in said and "last.pt" in said and "Traceback" not in said
+    assert "failed: source_only seed 0" in err
     assert next((results / "tiny" / "oracle").glob("seed0-*/done")).exists()
     assert (run / "metrics.jsonl").read_text()                             # its metrics rows are kept
 

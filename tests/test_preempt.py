@@ -68,8 +68,9 @@ def test_sigint_stops_with_130_and_a_resume_under_another_world_size_is_refused(
     checkpoint.save(rundir.checkpoint, **{**state, "world_size": 2})   # as if written under torchrun
     capsys.readouterr()
     assert run() == 2
-    err = capsys.readouterr().err.replace("\n", " ")
-    assert "written by 2 training process(es), this run has 1" in err and "torchrun --nproc_per_node=2" in err
+    said = capsys.readouterr()
+    said = (said.out + said.err).replace("\n", " ")          # the run's FAILED line is on stdout
+    assert "written by 2 training process(es), this run has 1" in said and "torchrun --nproc_per_node=2" in said
 
 
 def test_a_signal_in_the_last_step_finishes_that_run_and_starts_no_other(write_suite, signal_plugin, tmp_path, capsys,
