@@ -201,6 +201,17 @@ class StageConfig:
 
 
 @dataclass
+class ValidatorConfig:
+    """Label-free validators scored at every evaluation (udabench/validators.py, docs/selection.md) on a fixed, seeded
+    sample of the target *training* split (never the eval split, never a label), and of the source training split
+    for the discriminator's accuracy. They change no training number: the sample is drawn from its own generators."""
+    images: int = setting(16, at_least(0))    # images in the sample (0: no validators)
+    pixels: int = setting(100, at_least(2))   # pixels drawn per image for SND and BNM (SND's segmentation recipe)
+    temperature: float = setting(0.05, above(0))   # of SND's similarities (Saito et al.)
+    seed: int = setting(0, SEED)              # of the image sample and of the pixel draws
+
+
+@dataclass
 class ReportConfig:
     selection: str = "last"                   # the default checkpoint selection of `udabench report`
 
@@ -239,6 +250,7 @@ class Suite:
     synthetic: SyntheticConfig | None = None
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    validators: ValidatorConfig = field(default_factory=ValidatorConfig)
     source_file: str = ""                     # set by load_suite, not read from YAML
 
     @property
