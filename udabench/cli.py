@@ -156,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "(and a figure with --figures); cached in each run directory")
     rep.add_argument("--ccd-samples", type=int, default=2000, metavar="N",
                      help="CCD feature budget: at most N feature cells per class and domain (default: 2000)")
+    rep.add_argument("--validators", action="store_true",
+                     help="label-free model selection: each validator's pick, regret and rank, its weighted Spearman "
+                          "with target mIoU, and the ranking of methods under it (docs/selection.md); with "
+                          "--figures, a scatter per validator")
     rep.add_argument("--speed", action="store_true",
                      help="a table per suite of what the steps cost: step time split into data wait and compute, "
                           "images/s, counted FLOPs per step, TFLOP/s, peak memory")
@@ -344,6 +348,12 @@ def cmd_report(args) -> int:
         from .analysis.publish import ccd_tables
 
         text += "\n" + "\n".join(ccd_tables(args.results, finished, args.format, args.ccd_samples, args.device))
+    if args.validators:
+        from .analysis.validators import validator_tables, write_validator_figures
+
+        text += "\n" + "\n".join(validator_tables(finished, args.format))
+        if args.figures:
+            print(f"{len(write_validator_figures(finished, args.results))} validator figures written", file=sys.stderr)
     if args.speed:
         from .analysis.speed import speed_tables
 
