@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     # what selects the runs of a suite: `status` takes the options `run` was given
     plan = argparse.ArgumentParser(add_help=False, parents=[methods, overrides, results])
     plan.add_argument("--seeds", type=_csv_int, help="comma-separated seeds (default: the suite's)")
+    plan.add_argument("--sweep", dest="sweeps", action="append", default=[], metavar="KEY=V1,V2,...",
+                      help="run every value of a suite key, e.g. --sweep methods.advent.lambda_adv=1e-4,1e-3,1e-2 "
+                           "(repeatable: the grid of all combinations; values parsed as YAML; replaces the suite's "
+                           "sweep: of the same key; docs/selection.md)")
     plan.add_argument("--quick", action="store_true",
                       help="smoke test: a few iterations, batch 2, at most 8 images per split, tiny inputs; a suite "
                            "of its own, SUITE-quick (RESULTS/<suite>-quick/), never in the real runs' tables")
@@ -248,9 +252,24 @@ def plan_of(args, suite_file: str, launched: bool):
     from .config import load_suite
     from .engine.plan import make_plan
 
-    suite = load_suite(find_suite(suite_file), args.overrides, quick=args.quick)
-    return make_plan(suite, args.results, args.methods, args.seeds, args.methods_dir,
-                     world_size_of(args, suite, launched))
+    path = find_suite(suite_file)
+    suite = load_suite(path, args.overrides, quick=args.quick)
+    world_size = world_size_of(args, suite, launched)
+    axes = sweep_axes(args, suite)
+    if axes:
+        from .engine.sweep import sweep_plan
+
+        return sweep_plan(path, suite, axes, args.results, args.overrides, args.quick, args.methods, args.seeds,
+                          args.methods_dir, world_size)
+    return make_plan(suite, args.results, args.methods, args.seeds, args.methods_dir, world_size)
+
+
+def sweep_axes(args, suite) -> list:
+    """The sweep of this command: the suite's ``sweep:`` block with the command line's --sweep and --set over it."""
+    from .sweep import file_axes, merge_axes, parse_sweep
+
+    return merge_axes(file_axes(suite.sweep, suite.source_file), [parse_sweep(s) for s in args.sweeps],
+                      args.overrides)
 
 
 def world_size_of(args, suite, launched: bool) -> int:

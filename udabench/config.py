@@ -251,6 +251,8 @@ class Suite:
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     validators: ValidatorConfig = field(default_factory=ValidatorConfig)
+    # dotted key -> values: one point per combination, each the suite with those --set (sweep.py; not identity)
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
     source_file: str = ""                     # set by load_suite, not read from YAML
 
     @property
@@ -459,6 +461,10 @@ def validate(suite: Suite) -> None:
                           f"FrozenBatchNorm2d, i.e. bn_mode: frozen; otherwise keep the default 1e-5.")
     _validate_selection(suite, suite.report.selection, "report.selection")
     _validate_stages(suite)
+    if suite.sweep:
+        from .sweep import file_axes, merge_axes
+
+        merge_axes(file_axes(suite.sweep, src), [], [])
     names, sets = CLASS_SETS[suite.classes].names, [suite.classes, *suite.eval_class_sets]
     for label, row in suite.references.items():
         for key, known in (("iou", names), ("miou", sets)):

@@ -22,9 +22,10 @@ MISSING = object()
 # Suite fields (dotted) that do not define a run: adding a method or a seed must not orphan finished runs; where
 # runs execute (the launcher: block) and how a run is watched (its loggers, engine/loggers.py) do not change what
 # it computes. A run's own stage settings are in its own part of the identity ("stage", see ``stage_settings``);
-# report: how tables read; ensembles are identified by their own run directories (engine/ensemble.py).
+# report: how tables read; ensembles are identified by their own run directories (engine/ensemble.py); sweep: a
+# point's runs are identified by the settings it sets, so a point equal to the suite is the suite's run.
 NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "ensemble_combine", "description", "launcher",
-                "train.loggers", "train.panel_images", "stages", "report")
+                "train.loggers", "train.panel_images", "stages", "report", "sweep")
 
 # Settings added after runs were made, as (dotted key, default): at the default they compute what those runs
 # computed (udabench's eval protocol; ImageNet input for timm backbones; no compilation, no augmentation, the

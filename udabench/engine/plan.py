@@ -38,8 +38,9 @@ class Plan:
 
     def listed(self) -> list[tuple[str, int, RunDir]]:
         """(name, seed, run directory) of every run that is a table row, in execution order, then the ensembles:
-        what `status` lists and `results/<suite>/plan.json` records."""
-        return [(s.method.name, s.seed, s.rundir) for s in self.runs if not s.hidden] + \
+        what `status` lists and `results/<suite>/plan.json` records (a sweep point's runs by name and point label, so
+        that the points of one (method, seed) are entries of their own)."""
+        return [(s.row_name, s.seed, s.rundir) for s in self.runs if not s.hidden] + \
             [(e.name, e.seed, e.rundir) for e in self.ensembles]
 
     def suites(self) -> list[Suite]:
