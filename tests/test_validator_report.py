@@ -113,3 +113,23 @@ def test_report_validators_prints_every_table(records, tmp_path, capsys):
         assert title in out, title
     assert main(["report", "--results", str(tmp_path), "--validators", "--format", "csv"]) == 0
     assert main(["report", "--results", str(tmp_path), "--table", "--selection", "snd"]) == 0
+
+
+def test_report_help_lists_every_registered_selection(capsys):
+    from udabench.selection import SELECTIONS
+
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    out = " ".join(capsys.readouterr().out.split()).replace("- ", "-")   # argparse wraps at hyphens
+    for name in [*SELECTIONS, "entropy", "info-max", "bnm", "snd", "disc-acc"]:
+        assert name in out, name
+
+
+def test_validator_figures_one_scatter_per_recorded_validator(records, tmp_path):
+    # (`report --figures` also draws prediction panels, which these crafted runs lack: the function alone here)
+    from udabench.analysis.validators import write_validator_figures
+
+    written = write_validator_figures(records, tmp_path / "out")
+    assert sorted(p.name for p in written) == ["validator-entropy.png", "validator-snd.png"]
+    assert all(p.is_file() and p.stat().st_size > 1000 and p.parent == tmp_path / "out" / "toy" / "figures"
+               for p in written)

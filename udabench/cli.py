@@ -141,11 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "repeatable, all must hold)")
     rep.add_argument("--format", choices=FORMATS, default="text", help="table format (default: text)")
     rep.add_argument("--out", help="write the report to this file instead of stdout")
-    rep.add_argument("--selection", default=None, metavar="NAME",
-                     help="checkpoint selection protocol: last, source-val, target-entropy, or oracle-target-val "
-                          "(uses target labels; flagged in every output). Default: the suite's report.selection "
-                          "(recipes of papers that picked the best snapshot on target labels say "
-                          "oracle-target-val), else last")
+    selection = rep.add_argument("--selection", default=None, metavar="NAME")
+    # the names come from the registry (label-free validators included) when the help is shown: set after
+    # add_argument, so that no argparse check expands it while the parser is built (it imports pandas and torch)
+    selection.help = ("checkpoint selection protocol: %(protocols)s (‡: uses target labels; flagged in every output). "
+                      "Default: the suite's report.selection (recipes of papers that picked the best snapshot on "
+                      "target labels say oracle-target-val), else last")
+    selection.protocols = _SelectionNames()
     rep.add_argument("--compare", nargs=2, metavar=("A", "B"),
                      help="paired comparison of two methods (names as in `udabench list methods`): per-class "
                           "delta A - B over paired seeds with a bootstrap CI over eval images")
@@ -471,6 +473,15 @@ def cmd_viz(args) -> int:
     out = export_run(args.run, resolve_device(args.device), args.out, args.limit, args.overlays)
     print(f"predictions written to {out} (labelIds/, {'overlays/, ' if args.overlays else ''}scores.json)")
     return 0
+
+
+class _SelectionNames:
+    """The registered selection protocols, listed when a help text is formatted (``%(protocols)s``)."""
+
+    def __str__(self) -> str:
+        from .selection import SELECTIONS
+
+        return ", ".join(s.name + s.marker for s in SELECTIONS.values())
 
 
 def _csv(text: str) -> list[str]:

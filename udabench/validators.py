@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:   # the registry below is read by `udabench report` (selection.py), which starts without torch
+    import torch
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ def batch_nuclear_norm(pixels: torch.Tensor) -> float:
     Situations", CVPR 2020, eq. (8) (the loss −‖A‖_*/B, here with its sign turned: higher is better). ``pixels``
     N×K×C (or B×C): all sampled pixels of the sample are the rows of one matrix.
     """
+    import torch
+
     a = pixels.double().reshape(-1, pixels.shape[-1])
     return float(torch.linalg.matrix_norm(a, "nuc") / a.shape[0])
 
@@ -85,6 +89,8 @@ def soft_neighbourhood_density(pixels: torch.Tensor, temperature: float = 0.05) 
     uses the natural log; the image means are averaged (the code divides by the image count minus one, a slip
     not reproduced). ``pixels``: N×K×C. Higher is better (dense neighbourhoods: clustered predictions).
     """
+    import torch
+
     x = torch.nn.functional.normalize(pixels.double(), dim=-1)
     sim = torch.softmax(x @ x.transpose(1, 2) / temperature, dim=-1)
     entropy = -(sim * sim.clamp_min(1e-30).log()).sum(-1)
@@ -106,6 +112,8 @@ def discriminator_accuracy(source_logits: torch.Tensor, target_logits: torch.Ten
 def sample_pixels(prob: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """N×K×C: K pixels of each image drawn without replacement (all of them when an image has fewer), as SND's
     code draws them (a ``randperm`` per image), from ``generator`` only (never the global RNG)."""
+    import torch
+
     n, c = prob.shape[:2]
     flat = prob.reshape(n, c, -1)
     k = min(k, flat.shape[-1])

@@ -94,8 +94,9 @@ def pooled_correlation(rows: pd.DataFrame) -> pd.DataFrame:
             scored = group[group[v.field].notna()]
             score = scored[v.field] if v.higher_is_better else -scored[v.field]
             values.append(weighted_spearman(score, scored["miou"]))
-        out.append({"validator": v.label, "pooled": np.nanmean(values) if values else np.nan,
-                    "pooled std": np.nanstd(values, ddof=1) if len(values) > 1 else np.nan})
+        known = [x for x in values if not np.isnan(x)]   # NaN: a constant score or mIoU (no ranking)
+        out.append({"validator": v.label, "pooled": np.mean(known) if known else np.nan,
+                    "pooled std": np.std(known, ddof=1) if len(known) > 1 else np.nan})
     return pd.DataFrame(out).set_index("validator")
 
 
