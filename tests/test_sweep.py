@@ -96,7 +96,8 @@ def test_status_and_launcher_children_see_the_points(tmp_path, capsys):
     sweep = ["--methods", "advent", "--sweep", "methods.advent.lambda_adv=1e-4,1e-2", "--results", str(tmp_path)]
     assert main(["status", TOY, *sweep]) == 0
     out = capsys.readouterr().out
-    assert "lambda_adv=1e-4" in out and "lambda_adv=1e-2" in out
+    assert "advent (lambda_adv=1e-4)" in out and "advent (lambda_adv=1e-2)" in out
+    assert "AdvEnt+MinEnt (lambda_adv=1e-4)" in out   # the suite's ensemble, one per point
     assert main(["run", TOY, "--launcher", "print", *sweep]) == 0
     children = capsys.readouterr().out.strip().splitlines()
     assert len(children) == 2 and all("--sweep" not in c for c in children)

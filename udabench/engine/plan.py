@@ -24,6 +24,11 @@ class PlannedEnsemble:
     seed: int
     members: list[RunSpec]
     rundir: RunDir
+    point_label: str = ""   # of a sweep: the swept settings that tell it apart (engine/sweep.py)
+
+    @property
+    def row_name(self) -> str:
+        return self.name + (f" ({self.point_label})" if self.point_label else "")
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,7 @@ class Plan:
         what `status` lists and `results/<suite>/plan.json` records (a sweep point's runs by name and point label, so
         that the points of one (method, seed) are entries of their own)."""
         return [(s.row_name, s.seed, s.rundir) for s in self.runs if not s.hidden] + \
-            [(e.name, e.seed, e.rundir) for e in self.ensembles]
+            [(e.row_name, e.seed, e.rundir) for e in self.ensembles]
 
     def suites(self) -> list[Suite]:
         """The distinct suites the runs train with (a stage's own settings merged), first appearance first."""

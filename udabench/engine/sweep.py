@@ -9,6 +9,7 @@ point and is planned once.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import Suite, load_suite
@@ -48,17 +49,21 @@ def merge_plans(suite: Suite, plans: list[tuple[tuple, Plan]], keys: list[str]) 
             requested.setdefault(spec.rundir.id, spec)
         for ensemble in plan.ensembles:
             ensembles.setdefault(ensemble.rundir.path, ensemble)
+            seen.setdefault(ensemble.rundir.path, []).append(dict(point))
     varied = [k for k in keys if len({dict(point)[k] for point, _ in plans}) > 1]
     short = short_names(keys)
+
+    def label(key) -> str:
+        own = seen[key]
+        return ", ".join(f"{short[k]}={own[0][k]}" for k in varied if len({p[k] for p in own}) == 1)
+
     order = {}   # methods × seeds as a plain plan lists them, the points of each together
     for spec in requested.values():
         order.setdefault((spec.method.name, spec.seed), len(order))
     requested = sorted(requested.values(), key=lambda s: order[(s.method.name, s.seed)])
     runs = execution_order(requested)
     for spec in runs:
-        own = seen[spec.rundir.id]
-        spec.point = tuple(own[0].items())
-        spec.point_label = ", ".join(f"{short[k]}={own[0][k]}" for k in varied if len({p[k] for p in own}) == 1)
+        spec.point, spec.point_label = tuple(seen[spec.rundir.id][0].items()), label(spec.rundir.id)
     first = plans[0][1]
     return Plan(suite, first.results, first.world_size, first.seeds, requested, runs,
-                list(ensembles.values()))
+                [replace(e, point_label=label(path)) for path, e in ensembles.items()])
