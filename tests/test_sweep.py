@@ -73,7 +73,9 @@ def test_the_suite_sweep_block_and_the_command_line(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--sweep", "train.lrr=1e-3,1e-2"], r"--sweep train.lrr=1e-3: unknown key 'train.lrr'. Did you mean 'lr'"),
     (["--sweep", "train.lr=-1"], r"--sweep train.lr=-1: key 'train.lr' must be greater than 0"),
-    (["--sweep", "methods.advent.lambda_adb=1,2"], r"lambda_adb.*lambda_adv"),
+    (["--sweep", "methods.advent.lambda_adb=1,2"], r"--sweep methods.advent.lambda_adb=1: unknown key 'lambda_adb'. "
+                                                    r"Did you mean 'lambda_adv'"),
+    (["--sweep", "methods.advent.d_width=wide"], r"--sweep methods.advent.d_width=wide: key 'd_width' must be an "),
     (["--sweep", "train.lr="], r"must look like KEY=V1,V2"),
     (["--sweep", "train.lr=1,,2"], r"empty value"),
     (["--sweep", "seeds=1,2"], r"'seeds' cannot be swept.*--seeds"),

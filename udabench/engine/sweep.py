@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ..config import Suite, load_suite
 from ..errors import ConfigError
+from ..registry import get_method
+from ..schema import check_setting
 from ..sweep import Axis, points, short_names
 from .plan import Plan, make_plan
 from .stages import execution_order
@@ -26,10 +28,15 @@ def sweep_plan(path: str | Path, suite: Suite, axes: list[Axis], results: str | 
     names = methods or suite.method_names()
     for axis in axes:
         parts = axis.key.split(".")
-        if parts[0] == "methods" and len(parts) > 2 and parts[1] not in names:
+        if parts[0] != "methods" or len(parts) < 3:
+            continue
+        if parts[1] not in names:
             raise ConfigError(f"{axis.origin} {axis.key} sweeps a hyper-parameter of {parts[1]!r}, which this command "
                               f"does not run (methods: {', '.join(names)}); every point would plan the same runs. "
                               f"Add {parts[1]} to --methods (or to the suite's methods), or drop the sweep.")
+        hparams = get_method(parts[1], methods_dirs).Hparams   # a misspelt one is blamed on the sweep, not the file
+        for text, value in axis.values:
+            check_setting(hparams, parts[2:], value, f"{axis.origin} {axis.key}={text}")
     plans = []
     for point in points(axes):
         sets = [f"{key}={text}" for key, text in point]
