@@ -66,6 +66,11 @@ class AdvEnt(Method):
         """Softmax maps of every adapted level, at the input size."""
         return {level: self.ctx.upsample(logits.float(), size).softmax(1) for level, logits in out.levels().items()}
 
+    def domain_logits(self, out, image):
+        """The main level's discriminator on the image's self-information map (> 0: target, as in training)."""
+        prob = self.ctx.upsample(out.main.float(), image.shape[-2:]).softmax(1)
+        return self.discriminators["main"](self_information(prob))
+
     def train_step(self, source, target, step):
         ctx = self.ctx
         with ctx.autocast():

@@ -74,6 +74,13 @@ class FADA(Method):
     def discriminate(self, features: torch.Tensor, batch: dict) -> torch.Tensor:
         return self.at_loss_resolution(self.d(features), batch)
 
+    def domain_logits(self, out, image):
+        """log P(target) − log P(source) of each location: the mass of the target half of D's 2K-way softmax
+        against the source half's."""
+        d = self.discriminate(out.features, {"image": image}).float()
+        k = d.shape[1] // 2
+        return d[:, k:].logsumexp(1) - d[:, :k].logsumexp(1)
+
     def at_loss_resolution(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         """Logits (of the segmenter or of D) where the adversarial losses compare them: the feature grid, or the
         batch's input size."""

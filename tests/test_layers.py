@@ -17,9 +17,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "udabench"
 FLOORS = [
     ("udabench.errors", "udabench.io", "udabench.schema", "udabench.builtin", "udabench.vocabulary", "udabench.version",
      "udabench.selection", "udabench.classes", "udabench.metrics", "udabench.losses", "udabench.checkpoint",
-     "udabench.tracking", "udabench.progress", "udabench.arguments", "udabench.provenance"),
+     "udabench.tracking", "udabench.progress", "udabench.arguments", "udabench.provenance", "udabench.validators"),
     ("udabench.data", "udabench.models", "udabench.method", "udabench.registry"),
-    ("udabench.config",),
+    ("udabench.config", "udabench.sweep"),
     ("udabench.data.check", "udabench.data.prepare", "udabench.preflight"),
     ("udabench.engine",),
     ("udabench.analysis", "udabench.bench", "udabench.launch"),

@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     # what selects the runs of a suite: `status` takes the options `run` was given
     plan = argparse.ArgumentParser(add_help=False, parents=[methods, overrides, results])
     plan.add_argument("--seeds", type=_csv_int, help="comma-separated seeds (default: the suite's)")
+    plan.add_argument("--sweep", dest="sweeps", action="append", default=[], metavar="KEY=V1,V2,...",
+                      help="run every value of a suite key, e.g. --sweep methods.advent.lambda_adv=1e-4,1e-3,1e-2 "
+                           "(repeatable: the grid of all combinations; values parsed as YAML; replaces the suite's "
+                           "sweep: of the same key; docs/selection.md)")
     plan.add_argument("--quick", action="store_true",
                       help="smoke test: a few iterations, batch 2, at most 8 images per split, tiny inputs; a suite "
                            "of its own, SUITE-quick (RESULTS/<suite>-quick/), never in the real runs' tables")
@@ -139,11 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "repeatable, all must hold)")
     rep.add_argument("--format", choices=FORMATS, default="text", help="table format (default: text)")
     rep.add_argument("--out", help="write the report to this file instead of stdout")
-    rep.add_argument("--selection", default=None, metavar="NAME",
-                     help="checkpoint selection protocol: last, source-val, target-entropy, or oracle-target-val "
-                          "(uses target labels; flagged in every output). Default: the suite's report.selection "
-                          "(recipes of papers that picked the best snapshot on target labels say "
-                          "oracle-target-val), else last")
+    selection = rep.add_argument("--selection", default=None, metavar="NAME")
+    # the names come from the registry (label-free validators included) when the help is shown: set after
+    # add_argument, so that no argparse check expands it while the parser is built (it imports pandas and torch)
+    selection.help = ("checkpoint selection protocol: %(protocols)s (‡: uses target labels; flagged in every output). "
+                      "Default: the suite's report.selection (recipes of papers that picked the best snapshot on "
+                      "target labels say oracle-target-val), else last")
+    selection.protocols = _SelectionNames()
     rep.add_argument("--compare", nargs=2, metavar=("A", "B"),
                      help="paired comparison of two methods (names as in `udabench list methods`): per-class "
                           "delta A - B over paired seeds with a bootstrap CI over eval images")
@@ -158,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "(and a figure with --figures); cached in each run directory")
     rep.add_argument("--ccd-samples", type=int, default=2000, metavar="N",
                      help="CCD feature budget: at most N feature cells per class and domain (default: 2000)")
+    rep.add_argument("--validators", action="store_true",
+                     help="label-free model selection: each validator's pick, regret and rank, its weighted Spearman "
+                          "with target mIoU, and the ranking of methods under it (docs/selection.md); with "
+                          "--figures, a scatter per validator")
     rep.add_argument("--speed", action="store_true",
                      help="a table per suite of what the steps cost: step time split into data wait and compute, "
                           "images/s, counted FLOPs per step, TFLOP/s, peak memory")
@@ -246,9 +256,24 @@ def plan_of(args, suite_file: str, launched: bool):
     from .config import load_suite
     from .engine.plan import make_plan
 
-    suite = load_suite(find_suite(suite_file), args.overrides, quick=args.quick)
-    return make_plan(suite, args.results, args.methods, args.seeds, args.methods_dir,
-                     world_size_of(args, suite, launched))
+    path = find_suite(suite_file)
+    suite = load_suite(path, args.overrides, quick=args.quick)
+    world_size = world_size_of(args, suite, launched)
+    axes = sweep_axes(args, suite)
+    if axes:
+        from .engine.sweep import sweep_plan
+
+        return sweep_plan(path, suite, axes, args.results, args.overrides, args.quick, args.methods, args.seeds,
+                          args.methods_dir, world_size)
+    return make_plan(suite, args.results, args.methods, args.seeds, args.methods_dir, world_size)
+
+
+def sweep_axes(args, suite) -> list:
+    """The sweep of this command: the suite's ``sweep:`` block with the command line's --sweep and --set over it."""
+    from .sweep import file_axes, merge_axes, parse_sweep
+
+    return merge_axes(file_axes(suite.sweep, suite.source_file), [parse_sweep(s) for s in args.sweeps],
+                      args.overrides)
 
 
 def world_size_of(args, suite, launched: bool) -> int:
@@ -346,6 +371,12 @@ def cmd_report(args) -> int:
         from .analysis.publish import ccd_tables
 
         text += "\n" + "\n".join(ccd_tables(args.results, finished, args.format, args.ccd_samples, args.device))
+    if args.validators:
+        from .analysis.validators import validator_tables, write_validator_figures
+
+        text += "\n" + "\n".join(validator_tables(finished, args.format))
+        if args.figures:
+            print(f"{len(write_validator_figures(finished, args.results))} validator figures written", file=sys.stderr)
     if args.speed:
         from .analysis.speed import speed_tables
 
@@ -470,6 +501,15 @@ def cmd_viz(args) -> int:
     out = export_run(args.run, resolve_device(args.device), args.out, args.limit, args.overlays)
     print(f"predictions written to {out} (labelIds/, {'overlays/, ' if args.overlays else ''}scores.json)")
     return 0
+
+
+class _SelectionNames:
+    """The registered selection protocols, listed when a help text is formatted (``%(protocols)s``)."""
+
+    def __str__(self) -> str:
+        from .selection import SELECTIONS
+
+        return ", ".join(s.name + s.marker for s in SELECTIONS.values())
 
 
 def _csv(text: str) -> list[str]:

@@ -201,6 +201,17 @@ class StageConfig:
 
 
 @dataclass
+class ValidatorConfig:
+    """Label-free validators scored at every evaluation (udabench/validators.py, docs/selection.md) on a fixed, seeded
+    sample of the target *training* split (never the eval split, never a label), and of the source training split
+    for the discriminator's accuracy. They change no training number: the sample is drawn from its own generators."""
+    images: int = setting(16, at_least(0))    # images in the sample (0: no validators)
+    pixels: int = setting(100, at_least(2))   # pixels drawn per image for SND and BNM (SND's segmentation recipe)
+    temperature: float = setting(0.05, above(0))   # of SND's similarities (Saito et al.)
+    seed: int = setting(0, SEED)              # of the image sample and of the pixel draws
+
+
+@dataclass
 class ReportConfig:
     selection: str = "last"                   # the default checkpoint selection of `udabench report`
 
@@ -239,6 +250,9 @@ class Suite:
     synthetic: SyntheticConfig | None = None
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    validators: ValidatorConfig = field(default_factory=ValidatorConfig)
+    # dotted key -> values: one point per combination, each the suite with those --set (sweep.py; not identity)
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
     source_file: str = ""                     # set by load_suite, not read from YAML
 
     @property
@@ -447,6 +461,10 @@ def validate(suite: Suite) -> None:
                           f"FrozenBatchNorm2d, i.e. bn_mode: frozen; otherwise keep the default 1e-5.")
     _validate_selection(suite, suite.report.selection, "report.selection")
     _validate_stages(suite)
+    if suite.sweep:
+        from .sweep import file_axes, merge_axes
+
+        merge_axes(file_axes(suite.sweep, src), [], [])
     names, sets = CLASS_SETS[suite.classes].names, [suite.classes, *suite.eval_class_sets]
     for label, row in suite.references.items():
         for key, known in (("iou", names), ("miou", sets)):

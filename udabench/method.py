@@ -75,6 +75,12 @@ class Method:
     def train_step(self, source: dict | None, target: dict | None, step: int) -> dict[str, float]:
         raise NotImplementedError
 
+    def domain_logits(self, out, image):
+        """For the discriminator-accuracy validator (udabench/validators.py): the method's domain discriminator's
+        logits on the segmenter's output ``out`` for the images ``image`` (any shape; > 0 says "target"), or None
+        for a method without a discriminator (the default)."""
+        return None
+
     def register_module(self, name: str, module: nn.Module, optimizer: str | None = "adam", lr: float = 1e-4,
                         **optim_kwargs) -> nn.Module:
         """Hand a module to the harness: it is moved to the device, optimised with the poly schedule,

@@ -93,6 +93,30 @@ def _oracle_in_training_val(run: pd.DataFrame) -> pd.Series:
     return run.loc[run["val_miou"].idxmax()]
 
 
+def _register_validators() -> None:
+    """One protocol per label-free validator of the rows (udabench/validators.py): its best evaluation of a run."""
+    from .validators import VALIDATORS
+
+    for v in VALIDATORS.values():
+        if v.selection in SELECTIONS:   # source-val: registered above, with its own hint
+            continue
+        best = "highest" if v.higher_is_better else "lowest"
+        missing = (f"Selection {v.selection!r} needs the validator {v.field!r} at every evaluation, which these rows "
+                   f"lack: runs record the validators since udabench scored them at every evaluation "
+                   f"(validators.images > 0)" + ("; the discriminator's accuracy only for methods with a domain "
+                                                 "discriminator (AdvEnt, FADA)" if v.field == "validator_disc_acc"
+                                                 else "") + ". Re-run them, or pick another protocol.")
+        register(v.selection, f"label-free: {best} {v.description}",
+                 requires=v.field, missing=missing)(_by(v.field, v.higher_is_better))
+
+
+def _by(field: str, higher: bool) -> Callable[[pd.DataFrame], pd.Series]:
+    return lambda run: run.loc[run[field].idxmax() if higher else run[field].idxmin()]
+
+
+_register_validators()
+
+
 def get_selection(name: str) -> Selection:
     try:
         return SELECTIONS[name]

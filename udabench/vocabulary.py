@@ -41,7 +41,8 @@ class Kind(StrEnum):
 # Protocol fields recorded only away from these values (udabench's protocol), so older rows and new ones read alike.
 PROTOCOL_DEFAULTS = {"poly_horizon": None, "source_sampler": "uniform", "augment": {}, "stages": [],
                      "param_listing": "unique", "train_align_corners": False, "head_bias_init": "zeros",
-                     "bn_eps": 1e-5, "freeze_stem_bn": False}
+                     "bn_eps": 1e-5, "freeze_stem_bn": False,
+                     "validators": {"images": 16, "pixels": 100, "temperature": 0.05, "seed": 0}}
 
 # What each of the official recipes' training settings means, for the notes under a report's tables.
 RECIPE_SETTINGS = {

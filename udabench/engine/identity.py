@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from ..config import AugmentConfig, EvalConfig, Suite, resolved_dict
+from ..config import AugmentConfig, EvalConfig, Suite, ValidatorConfig, resolved_dict
 from ..data.synthetic import GENERATOR_VERSION
 from ..schema import to_dict
 from ..vocabulary import RunKind
@@ -22,21 +22,23 @@ MISSING = object()
 # Suite fields (dotted) that do not define a run: adding a method or a seed must not orphan finished runs; where
 # runs execute (the launcher: block) and how a run is watched (its loggers, engine/loggers.py) do not change what
 # it computes. A run's own stage settings are in its own part of the identity ("stage", see ``stage_settings``);
-# report: how tables read; ensembles are identified by their own run directories (engine/ensemble.py).
+# report: how tables read; ensembles are identified by their own run directories (engine/ensemble.py); sweep: a
+# point's runs are identified by the settings it sets, so a point equal to the suite is the suite's run.
 NOT_IDENTITY = ("methods", "seeds", "oracle", "ensembles", "ensemble_combine", "description", "launcher",
-                "train.loggers", "train.panel_images", "stages", "report")
+                "train.loggers", "train.panel_images", "stages", "report", "sweep")
 
 # Settings added after runs were made, as (dotted key, default): at the default they compute what those runs
 # computed (udabench's eval protocol; ImageNet input for timm backbones; no compilation, no augmentation, the
 # poly schedule over the iterations, uniform sampling; each tensor listed once in the SGD, training losses on
-# logits up-sampled without align_corners, zeroed head biases, BN epsilon 1e-5, a trainable stem BN), so they
+# logits up-sampled without align_corners, zeroed head biases, BN epsilon 1e-5, a trainable stem BN;
+# the label-free validators at their default sample: they change no training number), so they
 # stay out of the identity and finished runs keep their ids. (A VGG-16 run from the caffe file now gets its BGR
 # input under the same id.)
 LATER_DEFAULTS = (("eval", to_dict(EvalConfig())), ("model.input_norm", "auto"), ("train.compile", False),
                   ("augment", to_dict(AugmentConfig())), ("train.poly_horizon", None),
                   ("train.source_sampler", "uniform"), ("train.param_listing", "unique"),
                   ("train.align_corners", False), ("model.head_bias_init", "zeros"), ("model.bn_eps", 1e-5),
-                  ("model.freeze_stem_bn", False))
+                  ("model.freeze_stem_bn", False), ("validators", to_dict(ValidatorConfig())))
 
 
 def suite_identity(suite: Suite) -> dict:

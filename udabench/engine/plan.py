@@ -24,6 +24,11 @@ class PlannedEnsemble:
     seed: int
     members: list[RunSpec]
     rundir: RunDir
+    point_label: str = ""   # of a sweep: the swept settings that tell it apart (engine/sweep.py)
+
+    @property
+    def row_name(self) -> str:
+        return self.name + (f" ({self.point_label})" if self.point_label else "")
 
 
 @dataclass(frozen=True)
@@ -38,9 +43,10 @@ class Plan:
 
     def listed(self) -> list[tuple[str, int, RunDir]]:
         """(name, seed, run directory) of every run that is a table row, in execution order, then the ensembles
-        this plan can score (``scored``): what `status` lists and `results/<suite>/plan.json` records."""
-        return [(s.method.name, s.seed, s.rundir) for s in self.runs if not s.hidden] + \
-            [(e.name, e.seed, e.rundir) for e in self.ensembles if self.scored(e)]
+        this plan can score (``scored``): what `status` lists and `results/<suite>/plan.json` records (a sweep
+        point's runs by name and point label, so that the points of one (method, seed) are entries of their own)."""
+        return [(s.row_name, s.seed, s.rundir) for s in self.runs if not s.hidden] + \
+            [(e.row_name, e.seed, e.rundir) for e in self.ensembles if self.scored(e)]
 
     def scored(self, ensemble: PlannedEnsemble) -> bool:
         """Whether running this plan scores ``ensemble`` (or did): each member is planned or finished already, or

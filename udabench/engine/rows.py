@@ -20,7 +20,7 @@ from ..schema import to_dict
 from ..vocabulary import PROTOCOL_DEFAULTS, Kind
 
 # Measured times and memory of a row: they differ between two runs that are otherwise identical.
-TIMING_FIELDS = ("step_time", "data_time", "compute_time", "images_per_s", "peak_mem_gb")
+TIMING_FIELDS = ("step_time", "data_time", "compute_time", "images_per_s", "peak_mem_gb", "validator_seconds")
 
 
 def metrics_row(suite: Suite, *, method: str, method_label: str, role: str, seed: int, run_id: str, step: int,
@@ -47,7 +47,8 @@ def protocol(suite: Suite, seed: int, world_size: int = 1, stages: list[dict] = 
     m, d, t = suite.model, suite.data, suite.train
     later = {"poly_horizon": t.poly_horizon, "source_sampler": t.source_sampler, "augment": augment_record(suite),
              "stages": list(stages), "param_listing": t.param_listing, "train_align_corners": t.align_corners,
-             "head_bias_init": m.head_bias_init, "bn_eps": m.bn_eps, "freeze_stem_bn": m.freeze_stem_bn}
+             "head_bias_init": m.head_bias_init, "bn_eps": m.bn_eps, "freeze_stem_bn": m.freeze_stem_bn,
+             "validators": to_dict(suite.validators)}   # the sample the validator_* fields were scored on
     return {
         "pretrained": m.pretrained, "bn_mode": m.bn_mode,
         "source": f"{d.source.dataset}/{d.source.split}", "target": f"{d.target.dataset}/{d.target.split}",

@@ -54,7 +54,8 @@ class DataCache:
     """The datasets of each distinct data configuration among a plan's runs (stages may have their own)."""
 
     def __init__(self, specs: list[RunSpec]):
-        self._needs_target = {self._key(s.suite) for s in specs if s.method.uses_target}
+        # the label-free validators read target training images whatever the method trains on
+        self._needs_target = {self._key(s.suite) for s in specs if s.method.uses_target or s.suite.validators.images}
         self._made: dict[str, SuiteData] = {}
 
     def __getitem__(self, suite: Suite) -> SuiteData:

@@ -58,11 +58,20 @@ class RunSpec:
     # selection protocols whose chosen checkpoint the run keeps as it trains (``RunDir.selected_checkpoint``): its
     # suite's report.selection (ensembles combine those) and every stage's start_selection that starts from it
     keep: tuple[str, ...] = ()
+    # of a sweep (engine/sweep.py): the --set items of the point that planned it (a launcher's child gets them), and
+    # the swept settings that tell it apart from the other points' runs ("lambda_adv=1e-3"; "" when none do)
+    point: tuple[tuple[str, str], ...] = ()
+    point_label: str = ""
 
     @property
     def code(self) -> dict:
         """The code the run is trained by, as env.json and its rows record it (``provenance.MethodCode.record``)."""
         return code_of(self.method).record()
+
+    @property
+    def row_name(self) -> str:
+        """The method's name, and the sweep point's label where it has one: "advent (lambda_adv=1e-3)"."""
+        return self.method.name + (f" ({self.point_label})" if self.point_label else "")
 
     def upstream(self) -> list[RunSpec]:
         """The runs that must be finished before this one starts."""
@@ -70,7 +79,8 @@ class RunSpec:
 
     def title(self) -> str:
         """The run in log lines and messages: "minent seed 0", "source_only seed 0 (shared source warm-up)"."""
-        return f"{self.method.name} seed {self.seed}" + (f" ({WARMUP_TITLE})" if self.hidden else "")
+        note = WARMUP_TITLE if self.hidden else self.point_label
+        return f"{self.method.name} seed {self.seed}" + (f" ({note})" if note else "")
 
     def label(self) -> str:
         """The row label: the method's, after those of the runs it starts or learns from
@@ -189,11 +199,12 @@ def execution_order(specs: list[RunSpec]) -> list[RunSpec]:
 def describe_plan(spec: RunSpec) -> dict:
     """One planned run for ``udabench run --dry-run``: who, where it starts, its id and resolved config."""
     config = to_dict(spec.suite)
-    for key in ("source_file", "references", "stages", "methods", "ensembles", "seeds", "oracle"):
+    for key in ("source_file", "references", "stages", "methods", "ensembles", "seeds", "oracle", "sweep"):
         config.pop(key, None)
     records = spec.stages()
     chain = [r["method"] + (f" (selected by {after['start_selection']})" if "start_selection" in after else "")
              for r, after in zip(records, records[1:] + [{}])] or \
         (["source warm-up", spec.method.name] if spec.start else [spec.method.name])
     return {"method": spec.method.name, "seed": spec.seed, "stages": " → ".join(chain), "run_id": spec.rundir.id,
-            "status": spec.rundir.status, "hidden": spec.hidden, "hparams": to_dict(spec.hparams), "config": config}
+            "status": spec.rundir.status, "hidden": spec.hidden, "hparams": to_dict(spec.hparams), "config": config,
+            **({"sweep_point": dict(spec.point)} if spec.point else {})}

@@ -43,6 +43,7 @@ from .rundata import RunData, SuiteData
 from .speed import count_flops, peak_memory_gb, reset_peak_memory, synchronize
 from .stages import WARMUP_TITLE, RunSpec, Start
 from .trained import load_selected
+from .validate import score_validators, validator_sample
 
 
 class Trainer:
@@ -59,6 +60,7 @@ class Trainer:
         self.ctx, self.method = build_run(spec.suite, spec.method, spec.hparams, device, dist,
                                           self.data.source_class_histogram)
         self.meter, self.pace, self.flops_per_step = Meter(), None, None
+        self.validator_sample = validator_sample(spec.suite, data.target, data.source)   # fixed: same every evaluation
         self.monitor: Monitor | None = None   # opened by run(), which knows where the run starts
 
     def run(self) -> list[dict]:
@@ -282,6 +284,8 @@ class Trainer:
             if dataset is not None:   # the in-training validations, with their own options
                 scored = self._score(dataset, suite.eval.for_validation())
                 extra[field] = scores(suite, scored.cm, scored.entropy)["miou"]
+        if self.validator_sample is not None:   # label-free, on target training images (engine/validate.py)
+            extra |= score_validators(model, self.method, self.validator_sample, suite, self.device, self.ctx.autocast)
         panel = self.monitor.panel(model, self.device)   # in eval mode; None on other ranks or without loggers
         model.train()
         if self.dist.is_main:
