@@ -35,7 +35,7 @@ LAUNCHED_ENV = "UDABENCH_LAUNCHED"    # set in every child: a child never launch
 
 # Options of `udabench run` that a child does not inherit: the launcher's own, and the parent's choice of runs.
 _VALUED = ("--launcher", "--gpus", "--jobs", "--gpus-per-run", "--partition", "--time", "--cpus-per-run",
-           "--mem-gb", "--array-parallelism", "--sbatch", "--slurm-folder", "--methods", "--seeds")
+           "--mem-gb", "--array-parallelism", "--sbatch", "--slurm-folder", "--methods", "--seeds", "--rungs")
 _FLAGS = ("--dry-run",)
 
 
@@ -124,7 +124,8 @@ def launcher_settings(suite: Suite, args) -> LauncherConfig:
 def plan_jobs(plan: Plan, argv: list[str]) -> list[Job]:
     """One job per requested run of ``plan`` that is not done yet (a child trains the runs it starts from first)."""
     base = child_arguments(argv)
-    return [Job(s.method.name, s.seed, s.rundir, child_command(base, s.method.name, s.seed, plan.world_size))
+    return [Job(s.method.name, s.seed, s.rundir,
+                child_command([*base, *plan.narrow.get(s.rundir.id, [])], s.method.name, s.seed, plan.world_size))
             for s in plan.requested if s.rundir.status != "done"]
 
 
