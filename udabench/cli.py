@@ -418,20 +418,17 @@ def cmd_report(args) -> int:
 
         written = publish(args.results, finished, args.selection, args.suites_dir, html=args.html, ccd=args.ccd,
                           samples_per_class=args.ccd_samples, device=args.device)
-        folders = sorted({str(p.parent) for p in written})
-        print(f"{len(written)} files written to {', '.join(folders)}", file=sys.stderr)
-    if args.out:
-        Path(args.out).write_text(text)
-        print(f"report written to {args.out}")
-    else:
-        print(text, end="")
-    return 0
+    return _deliver(args, text, written if args.figures or args.html else [])
 
 
 def report_ladder(args) -> int:
     from .analysis.ladder import ladder_report
 
-    text, written = ladder_report(args.results, args.ladder or None, args.format, args.figures)
+    return _deliver(args, *ladder_report(args.results, args.ladder or None, args.format, args.figures))
+
+
+def _deliver(args, text: str, written: list) -> int:
+    """A report's text to --out or stdout; the files it wrote named on stderr."""
     if written:
         print(f"{len(written)} files written to {', '.join(sorted({str(p.parent) for p in written}))}",
               file=sys.stderr)

@@ -144,9 +144,9 @@ def ladder_waterfall(steps: list[tuple[str, float]], title: str) -> Figure:
         total += change
     bottoms.append(0.0)
     heights.append(values[-1])
-    palette = sns.color_palette("vlag", 3)
-    colours = [palette[1] if i in (0, len(steps) - 1) else palette[0] if h >= 0 else palette[2]
-               for i, h in enumerate(heights)]
+    deep = sns.color_palette("deep")
+    up, down = deep[0], deep[3]   # blue: the factor raises the gain; red: it lowers it
+    colours = ["0.6" if i in (0, len(steps) - 1) else up if h >= 0 else down for i, h in enumerate(heights)]
     with sns.axes_style(STYLE):
         fig = Figure(figsize=(1.5 + 0.9 * len(steps), 4.5))
         ax = fig.add_subplot()

@@ -126,7 +126,7 @@ def waterfall_steps(manifest: dict, values: ChainValues) -> list[tuple[str, floa
     """(label, value) bars: the gain at FROM, each factor's change, the gain at TO."""
     means = values.gain.mean(axis=1).tolist()
     steps = [(f"FROM {manifest['from_name']}", means[0])]
-    steps += [(manifest["factors"][r["factor"]]["title"], means[i] - means[i - 1])
+    steps += [(r["factor"], means[i] - means[i - 1])
               for i, r in enumerate(values.rungs) if i]
     return [*steps, (f"TO {manifest['to_name']}", means[-1])]
 

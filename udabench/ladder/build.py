@@ -62,6 +62,11 @@ def build_ladder(source: Suite, target: Suite, method: str, order: list[str] | N
                  name: str | None = None, methods_dirs=()) -> Ladder:
     """The rungs from ``source`` to ``target`` for ``method``: in ``order`` (default: ``factors.FACTORS``' order of
     the factors that differ), and with ``both`` the same chain in the reverse order too."""
+    for suite in (source, target):
+        if method not in suite.method_names():
+            raise ConfigError(f"{suite.source_file} has no method {method!r} (its methods: "
+                              f"{', '.join(suite.method_names())}); a ladder compares the runs of one method under "
+                              f"two suites, so give a method of both.")
     methods = ladder_methods(method, source, target)
     flat = [settings(s, methods, methods_dirs) for s in (source, target)]
     differing = {k for k in flat[0].keys() | flat[1].keys()
