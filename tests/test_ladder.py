@@ -4,6 +4,8 @@ per rung, dedup of identical runs, selection rungs that train nothing, the teles
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -202,3 +204,18 @@ def test_manifest_keeps_earlier_seeds(tmp_path):
     path = write_manifest(ladder, tmp_path, [2])
     data = json.loads(path.read_text())
     assert data["seeds"] == [0, 2] and set(data["rungs"][0]["runs"]["minent"]) == {"0", "2"}
+
+
+def test_report_ladder_starts_without_torch(tmp_path):
+    craft_ladder(tmp_path, [[1.0, 2.0], [4.0, 3.0]])
+    probe = ("import sys\nfrom udabench.cli import main\nmain(['report', '--ladder', '--results', %r])\n"
+             "print('torch' in sys.modules)" % str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stdout + done.stderr
+
+
+def test_status_lists_every_run_of_the_ladder(capsys, tmp_path):
+    code = main(["ladder", "suites/toy_sim2real.yaml", "suites/toy_recipe.yaml", "--method", "minent", "--status",
+                 "--seeds", "0,1", "--results", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "16 runs: 16 pending" in out   # 8 per seed: warm-ups are not listed, as in `status`
