@@ -138,7 +138,8 @@ def test_launcher_children_train_one_rung_each(capsys, tmp_path):
                  "--launcher", "print", "--results", str(tmp_path)])
     lines = capsys.readouterr().out.splitlines()
     assert code == 0 and len(lines) == 8   # 4 trained rungs × (Source-only, MinEnt); the warm-ups come with them
-    assert all("--rungs" in line and "--methods" in line and "--seeds 0" in line for line in lines)
+    assert all("ladder suites/toy_sim2real.yaml suites/toy_recipe.yaml --method minent" in line and "--rungs" in line
+               and "--methods" in line and "--seeds 0" in line for line in lines)
     manifest = json.loads(manifest_path(tmp_path, "ladder_toy_sim2real_to_toy_recipe", "minent").read_text())
     assert manifest["order"] == ["optimizer", "bn", "selection", "schedule"] and len(manifest["rungs"]) == 5
 

@@ -37,6 +37,8 @@ LAUNCHED_ENV = "UDABENCH_LAUNCHED"    # set in every child: a child never launch
 _VALUED = ("--launcher", "--gpus", "--jobs", "--gpus-per-run", "--partition", "--time", "--cpus-per-run",
            "--mem-gb", "--array-parallelism", "--sbatch", "--slurm-folder", "--methods", "--seeds", "--rungs")
 _FLAGS = ("--dry-run",)
+# Whole options of some command that look like abbreviations of those above, kept (`ladder --method M`)
+_WHOLE = ("--method",)
 
 
 @dataclass
@@ -155,7 +157,7 @@ def child_command(base: list[str], method: str, seed: int, gpus_per_run: int) ->
 
 
 def _strips(name: str, options: tuple[str, ...]) -> bool:
-    return name in options or (len(name) > 3 and any(option.startswith(name) for option in options))
+    return name in options or (len(name) > 3 and name not in _WHOLE and any(o.startswith(name) for o in options))
 
 
 def _key_value(item: str) -> tuple[str, str]:
