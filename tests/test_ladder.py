@@ -220,3 +220,15 @@ def test_status_lists_every_run_of_the_ladder(capsys, tmp_path):
                  "--seeds", "0,1", "--results", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0 and "16 runs: 16 pending" in out   # 8 per seed: warm-ups are not listed, as in `status`
+
+
+@pytest.mark.slow
+def test_a_quick_ladder_in_both_orders_trains_and_reports(capsys, tmp_path):
+    """End to end on the embedded suite (`--quick`): every run trained once, the report's sums telescope."""
+    argv = ["suites/toy_sim2real.yaml", "suites/toy_recipe.yaml", "--method", "minent", "--quick", "--both-orders",
+            "--results", str(tmp_path)]
+    assert main(["ladder", *argv]) == 0
+    assert "12 of 12 runs finished" in capsys.readouterr().out   # warm-ups aside: 8 forward, 4 more in reverse
+    assert main(["report", "--ladder", "--results", str(tmp_path), "--figures"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Telescoping: Σ Δ gain") == 2 and "in both orders" in out

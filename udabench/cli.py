@@ -16,6 +16,7 @@ from pathlib import Path
 from .arguments import Parser
 from .builtin import cite_docs, find_suite
 from .errors import UdabenchError
+from .ladder.factors import BY_NAME, OTHER
 from .launch import LAUNCHED_ENV, positive_int
 from .launch import add_arguments as add_launch_arguments
 from .version import __version__
@@ -107,8 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     lad.add_argument("--method", required=True, help="the method whose gain over Source-only is decomposed")
     lad.add_argument("--order", type=_csv, metavar="F1,F2,...",
                      help="the order in which the factors move (every factor in which the suites differ, once; "
-                          "--dry-run lists them). Default: optimizer, upsampling, init, bn, network, selection, "
-                          "schedule, batch, augmentation, evaluation, hparams, other")
+                          f"--dry-run lists them). Default: {', '.join([*BY_NAME, OTHER])}")
     lad.add_argument("--both-orders", action="store_true",
                      help="also the chain in the reverse order: each factor's effect is reported as the pair")
     lad.add_argument("--name", help="the ladder's suite name in the results folder (default: ladder_<FROM>_to_<TO>)")
