@@ -96,6 +96,8 @@ def test_order_is_checked_and_changes_the_chain():
         build_ladder(a, b, "minent", ["schedule", "bn", "optimizer", "augmentation"])
     with pytest.raises(ConfigError, match="missing: selection"):
         build_ladder(a, b, "minent", ["schedule", "bn", "optimizer"])
+    with pytest.raises(ConfigError, match="this ladder has rungs 0 to 4"):
+        ladder_plan(ladder, "results", rungs=[5])
     with pytest.raises(ConfigError, match="has no method 'fada'"):
         build_ladder(a, load_suite(SUITES / "paper/advent/gta5_r101.yaml"), "fada")
 

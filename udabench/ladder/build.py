@@ -176,6 +176,9 @@ def ladder_plan(ladder: Ladder, results: str | Path, methods: list[str] | None =
     for name in asked:
         if name not in ladder.methods:
             raise ConfigError(f"--methods {name}: the runs of this ladder are those of {', '.join(ladder.methods)}.")
+    if rungs is not None and not set(rungs) <= {r.index for r in ladder.rungs}:
+        raise ConfigError(f"--rungs {','.join(map(str, rungs))}: this ladder has rungs 0 to {len(ladder.rungs) - 1} "
+                          f"(`udabench ladder ... --dry-run` lists them).")
     chosen = [r for r in ladder.rungs if rungs is None or r.index in rungs]
     plans = [(r, make_plan(r.suite, results, asked, seeds, methods_dirs, world_size)) for r in chosen]
     runs, requested, narrow = {}, {}, {}
@@ -190,6 +193,6 @@ def ladder_plan(ladder: Ladder, results: str | Path, methods: list[str] | None =
         for spec in plan.requested:
             requested.setdefault(spec.rundir.id, runs[spec.rundir.id])
             narrow.setdefault(spec.rundir.id, ["--rungs", str(rung.index)])
-    last = plans[-1][1] if plans else make_plan(ladder.rungs[-1].suite, results, [], seeds, methods_dirs, world_size)
+    last = plans[-1][1]
     return Plan(last.suite, last.results, world_size, last.seeds, list(requested.values()), list(runs.values()), [],
                 narrow)
