@@ -110,10 +110,10 @@ def chain_table(manifest: dict, values: ChainValues) -> pd.DataFrame:
 def pair_table(manifest: dict, chains: dict[str, ChainValues]) -> pd.DataFrame:
     """Per factor: the change of the gain it makes moved in the forward order, and in the reverse one."""
     effects = {chain: _effects(values) for chain, values in chains.items()}
-    rows = [{"factor": manifest["factors"][f]["title"], "forward": effects["forward"].get(f, np.nan),
-             "reverse": effects["reverse"].get(f, np.nan)} for f in manifest["order"]]
+    rows = [{"factor": manifest["factors"][f]["title"], "Δ gain forward": effects["forward"].get(f, np.nan),
+             "Δ gain reverse": effects["reverse"].get(f, np.nan)} for f in manifest["order"]]
     table = pd.DataFrame(rows).set_index("factor")
-    table["interaction"] = table["forward"] - table["reverse"]
+    table["interaction"] = table["Δ gain forward"] - table["Δ gain reverse"]
     return table
 
 
