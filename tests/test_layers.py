@@ -22,7 +22,7 @@ FLOORS = [
     ("udabench.config", "udabench.sweep"),
     ("udabench.data.check", "udabench.data.prepare", "udabench.preflight"),
     ("udabench.engine",),
-    ("udabench.analysis", "udabench.bench", "udabench.launch"),
+    ("udabench.analysis", "udabench.bench", "udabench.launch", "udabench.ladder"),
     ("udabench.cli", "udabench.__main__", "udabench"),
 ]
 

@@ -1,4 +1,4 @@
-"""``udabench run | status | eval | report | bench | list | data check | data prepare | viz`` — the command line.
+"""``udabench run | ladder | status | eval | report | bench | list | data check | data prepare | viz`` — the command line.
 
 Bad input ends with one clear paragraph on stderr and exit code 2 (``--debug`` shows the traceback);
 a run that fails mid-way is marked ``failed``, the others go on, and the exit code is 1 (2 when what failed was its
@@ -18,11 +18,12 @@ from pathlib import Path
 from .arguments import Parser
 from .builtin import cite_docs, find_suite
 from .errors import UdabenchError
+from .ladder.factors import BY_NAME, OTHER
+from .launch import LAUNCHED_ENV, positive_int
 from .launch import add_arguments as add_launch_arguments
-from .launch import positive_int
 from .version import __version__
 
-FORMATS = ("text", "md", "csv", "latex")
+FORMATS = ("text", "md", "csv", "latex", "html")
 CHECKPOINT_FORMATS = ("udabench", "advent", "maxsquare", "fada")   # = udabench.models.released.FORMATS (tested)
 
 
@@ -99,6 +100,35 @@ def build_parser() -> argparse.ArgumentParser:
     add_launch_arguments(run)
     run.set_defaults(func=cmd_run)
 
+    lad = sub.add_parser("ladder", parents=[common, plan], help="a method from one suite to another, one factor "
+                         "of settings at a time",
+                         description="The protocol ladder (docs/ladder.md): the settings in which two suites differ "
+                                     "for a method's runs, grouped into factors (optimizer, up-sampling, init, BN, "
+                                     "schedule and stages, sizes, augmentation, evaluation, selection, ...), and "
+                                     "the chain of suites from FROM to TO, each rung one factor closer to TO. Every "
+                                     "rung runs the method and Source-only; runs that rungs share are trained once. "
+                                     "`udabench report --ladder` decomposes the gain over Source-only.")
+    lad.add_argument("source", metavar="FROM", help="the suite to start from (file or name), e.g. a recipe under "
+                                                    "suites/paper/")
+    lad.add_argument("target", metavar="TO", help="the suite to arrive at, e.g. the benchmark's common suite")
+    lad.add_argument("--method", required=True, help="the method whose gain over Source-only is decomposed")
+    lad.add_argument("--order", type=_csv, metavar="F1,F2,...",
+                     help="the order in which the factors move (every factor in which the suites differ, once; "
+                          f"--dry-run lists them). Default: {', '.join([*BY_NAME, OTHER])}")
+    lad.add_argument("--both-orders", action="store_true",
+                     help="also the chain in the reverse order: each factor's effect is reported as the pair")
+    lad.add_argument("--name", help="the ladder's suite name in the results folder (default: ladder_<FROM>_to_<TO>)")
+    lad.add_argument("--rungs", type=_csv_index, metavar="K,...",
+                     help="only the runs of these rungs (numbers as --dry-run lists them; launchers give one each)")
+    lad.add_argument("--dry-run", action="store_true",
+                     help="list the rungs (the factor each moves, its settings, its runs, how many are new) and "
+                          "every planned run as `run --dry-run` does; train nothing")
+    lad.add_argument("--status", action="store_true", help="where every run of the ladder stands, as `status`")
+    lad.add_argument("--check-data", choices=("sample", "all", "none"), default="sample",
+                     help="pre-flight decoding of the data before any training (as `run`)")
+    add_launch_arguments(lad)
+    lad.set_defaults(func=cmd_ladder)
+
     status = sub.add_parser("status", parents=[common, plan], help="where every run of a suite stands",
                             description="One line per run: done, running (host, pid, step, steps/s, ETA), "
                                         "interrupted, failed (the reason), partial (killed; resumes) or pending, "
@@ -141,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only the runs with this setting, e.g. --where train.iterations=120000 (a dotted key of "
                           "config.yaml, or its end as row labels show it: iterations=120000; KEY!=VALUE excludes; "
                           "repeatable, all must hold)")
+    rep.add_argument("--ladder", nargs="?", const="", default=None, metavar="NAME",
+                     help="the tables of the protocol ladders in the results folder (or of the ladder NAME): per "
+                          "rung the method's mIoU, Source-only's, the gain and its change; with --figures their "
+                          "waterfall figures (docs/ladder.md)")
     rep.add_argument("--format", choices=FORMATS, default="text", help="table format (default: text)")
     rep.add_argument("--out", help="write the report to this file instead of stdout")
     selection = rep.add_argument("--selection", default=None, metavar="NAME")
@@ -285,9 +319,13 @@ def world_size_of(args, suite, launched: bool) -> int:
 
 
 def cmd_run(args) -> int:
+    return execute(args, plan_of(args, args.suite, launched=bool(args.launcher)))
+
+
+def execute(args, plan) -> int:
+    """What `run` and `ladder` do with their plan: print it (--dry-run), launch it (--launcher) or train it here."""
     from .engine.runner import run_plan
 
-    plan = plan_of(args, args.suite, launched=bool(args.launcher))
     suite = plan.suite
     if args.dry_run and args.launcher != "slurm":
         return dry_run(plan)
@@ -317,6 +355,31 @@ def cmd_run(args) -> int:
         print(f"failed: {runs('failed')}", file=sys.stderr)
         return 2 if any(o.bad_input for o in outcomes if o.status == "failed") else 1   # bad input: as before runs
     return 0
+
+
+def cmd_ladder(args) -> int:
+    from .config import load_suite
+    from .ladder.build import build_ladder, ladder_plan
+
+    source, target = (load_suite(find_suite(f), args.overrides, quick=args.quick) for f in (args.source, args.target))
+    ladder = build_ladder(source, target, args.method, args.order, args.both_orders, args.name, args.methods_dir)
+    launched = bool(args.launcher) or args.status
+    world = world_size_of(args, ladder.rungs[-1].suite, launched)
+    plan = ladder_plan(ladder, args.results, args.methods, args.seeds, args.rungs, args.methods_dir, world)
+    if args.status:
+        from .engine.status import planned_states, render
+
+        print(render(planned_states(plan)), end="")
+        return 0
+    if args.dry_run:
+        from .ladder.listing import describe_ladder
+
+        print(describe_ladder(ladder, plan))
+    elif not os.environ.get(LAUNCHED_ENV):   # the parent writes the manifest, for every seed it plans
+        from .ladder.manifest import write_manifest
+
+        write_manifest(ladder, args.results, plan.seeds, args.methods_dir, world)
+    return execute(args, plan)
 
 
 def cmd_status(args) -> int:
@@ -361,6 +424,8 @@ def cmd_report(args) -> int:
     from .analysis.report import build_report
     from .vocabulary import Kind
 
+    if args.ladder is not None:
+        return report_ladder(args)
     records = load_records(args.results, suite_name(args.suite), args.include_running, args.where)
     text = build_report(records, args.format, args.selection, args.table, args.compare, args.suites_dir)
     finished = records[records["kind"] != Kind.UNFINISHED]   # CCD, speed, figures, the page: finished runs only
@@ -387,8 +452,20 @@ def cmd_report(args) -> int:
         with writing("the figures and the page go into RESULTS/<suite>/figures/ and RESULTS/<suite>/report.html"):
             written = publish(args.results, finished, args.selection, args.suites_dir, html=args.html, ccd=args.ccd,
                               samples_per_class=args.ccd_samples, device=args.device)
-        folders = sorted({str(p.parent) for p in written})
-        print(f"{len(written)} files written to {', '.join(folders)}", file=sys.stderr)
+    return _deliver(args, text, written if args.figures or args.html else [])
+
+
+def report_ladder(args) -> int:
+    from .analysis.ladder import ladder_report
+
+    return _deliver(args, *ladder_report(args.results, args.ladder or None, args.format, args.figures))
+
+
+def _deliver(args, text: str, written: list) -> int:
+    """A report's text to --out or stdout; the files it wrote named on stderr."""
+    if written:
+        print(f"{len(written)} files written to {', '.join(sorted({str(p.parent) for p in written}))}",
+              file=sys.stderr)
     if args.out:
         with writing("--out names the file the report is written to"):
             Path(args.out).write_text(text)
@@ -536,6 +613,16 @@ def _size(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels, e.g. 2048x1024, got {text!r}") from None
     return width, height
+
+
+def _csv_index(text: str) -> list[int]:
+    try:
+        indices = [int(t) for t in _csv(text)]
+    except ValueError:
+        indices = [-1]
+    if min(indices) < 0:
+        raise argparse.ArgumentTypeError(f"expects comma-separated rung numbers (0, 1, ...), got {text!r}")
+    return indices
 
 
 def _csv_int(text: str) -> list[int]:

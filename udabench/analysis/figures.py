@@ -133,6 +133,34 @@ def gain_over_source_only(selected: pd.DataFrame, class_set: str, title: str) ->
     return _heatmap(gain, title, cmap="vlag_r", vmin=-limit, vmax=limit, fmt="+.1f")
 
 
+def ladder_waterfall(steps: list[tuple[str, float]], title: str) -> Figure:
+    """A ladder's gain decomposed (``analysis/ladder.py``): the gain at FROM and at TO as bars from zero, each
+    factor's change between them as a bar floating from the running total (green up, red down), values printed."""
+    labels, values = [label for label, _ in steps], [value for _, value in steps]
+    bottoms, heights, total = [0.0], [values[0]], values[0]
+    for change in values[1:-1]:
+        bottoms.append(total)
+        heights.append(change)
+        total += change
+    bottoms.append(0.0)
+    heights.append(values[-1])
+    deep = sns.color_palette("deep")
+    up, down = deep[0], deep[3]   # blue: the factor raises the gain; red: it lowers it
+    colours = ["0.6" if i in (0, len(steps) - 1) else up if h >= 0 else down for i, h in enumerate(heights)]
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(1.5 + 0.9 * len(steps), 4.5))
+        ax = fig.add_subplot()
+        ax.bar(range(len(steps)), heights, bottom=bottoms, color=colours, edgecolor="black", linewidth=0.5)
+        for i, (bottom, height) in enumerate(zip(bottoms, heights)):
+            ax.annotate(f"{height:+.2f}" if 0 < i < len(steps) - 1 else f"{height:.2f}", (i, bottom + height),
+                        ha="center", va="bottom" if height >= 0 else "top", fontsize=8)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(steps)), ["\n".join(textwrap.wrap(label, 18)) for label in labels], fontsize=7,
+                      rotation=30, ha="right")
+        ax.set(title="\n".join(textwrap.wrap(title, 90)), ylabel="gain over Source-only (mIoU points)")
+    return fig
+
+
 def _heatmap(table: pd.DataFrame, title: str, fmt: str = ".1f", **kw) -> Figure:
     fig = Figure(figsize=(1.5 + 0.5 * table.shape[1], 1.2 + 0.4 * table.shape[0]))
     ax = fig.add_subplot()

@@ -9,7 +9,7 @@ and the number of processes that train each run (part of every run id).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Suite
@@ -40,6 +40,9 @@ class Plan:
     requested: list[RunSpec]  # the runs asked for, methods × seeds, in that order
     runs: list[RunSpec]       # every run to train, each after the runs it starts or learns from
     ensembles: list[PlannedEnsemble]
+    # run id -> the options that narrow this plan's command to that run's part, for a launcher's child beyond its
+    # --methods/--seeds (a ladder's --rungs: udabench/ladder/build.py); empty for a suite
+    narrow: dict[str, list[str]] = field(default_factory=dict)
 
     def listed(self) -> list[tuple[str, int, RunDir]]:
         """(name, seed, run directory) of every run that is a table row, in execution order, then the ensembles

@@ -35,8 +35,11 @@ LAUNCHED_ENV = "UDABENCH_LAUNCHED"    # set in every child: a child never launch
 
 # Options of `udabench run` that a child does not inherit: the launcher's own, and the parent's choice of runs.
 _VALUED = ("--launcher", "--gpus", "--jobs", "--gpus-per-run", "--partition", "--time", "--cpus-per-run",
-           "--mem-gb", "--array-parallelism", "--sbatch", "--slurm-folder", "--methods", "--seeds", "--sweep")
+           "--mem-gb", "--array-parallelism", "--sbatch", "--slurm-folder", "--methods", "--seeds", "--sweep",
+           "--rungs")
 _FLAGS = ("--dry-run",)
+# Whole options of some command that look like abbreviations of those above, kept (`ladder --method M`)
+_WHOLE = ("--method",)
 
 
 @dataclass
@@ -124,10 +127,11 @@ def launcher_settings(suite: Suite, args) -> LauncherConfig:
 def plan_jobs(plan: Plan, argv: list[str]) -> list[Job]:
     """One job per requested run of ``plan`` that is not done yet (a child trains the runs it starts from first)."""
     base = child_arguments(argv)
-    # a sweep point's run: its child plans that point alone, each swept key pinned by --set (engine/sweep.py)
-    return [Job(s.method.name, s.seed, s.rundir, child_command([*base, *(a for key, text in s.point for a in
-                                                                         ("--set", f"{key}={text}"))],
-                                                               s.method.name, s.seed, plan.world_size))
+    # a sweep point's child plans that point alone (each swept key pinned by --set, engine/sweep.py); a ladder's
+    # child the rung it belongs to (plan.narrow)
+    return [Job(s.method.name, s.seed, s.rundir,
+                child_command([*base, *(a for key, text in s.point for a in ("--set", f"{key}={text}")),
+                               *plan.narrow.get(s.rundir.id, [])], s.method.name, s.seed, plan.world_size))
             for s in plan.requested if s.rundir.status != "done"]
 
 
@@ -157,7 +161,7 @@ def child_command(base: list[str], method: str, seed: int, gpus_per_run: int) ->
 
 
 def _strips(name: str, options: tuple[str, ...]) -> bool:
-    return name in options or (len(name) > 3 and any(option.startswith(name) for option in options))
+    return name in options or (len(name) > 3 and name not in _WHOLE and any(o.startswith(name) for o in options))
 
 
 def _key_value(item: str) -> tuple[str, str]:

@@ -1,0 +1,47 @@
+"""What ``udabench ladder --dry-run`` says first: the rungs, the settings each moves, the runs each needs and how
+many of them no earlier rung trains (the ladder's cost)."""
+
+from __future__ import annotations
+
+from ..engine.identity import MISSING
+from ..engine.plan import Plan
+from . import factors
+from .build import Ladder
+
+
+def describe_ladder(ladder: Ladder, plan: Plan) -> str:
+    """One block per rung, then the totals: trained runs (per seed and in all), and rungs that train nothing."""
+    lines = [f"ladder {ladder.name}: {ladder.method} from {ladder.source.source_file} to "
+             f"{ladder.target.source_file}; methods {', '.join(ladder.methods)}; seeds "
+             f"{', '.join(map(str, plan.seeds))}",
+             f"factors in order: {', '.join(ladder.order) or '(none: the suites configure these runs alike)'}"]
+    for name, keys in ladder.factors.items():
+        lines.append(f"  {name}: {factors.title(name, keys)}")
+        lines += [f"    {k}: {_show(ladder.values[k][0])} → {_show(ladder.values[k][1])}" for k in keys]
+    planned = {s.rundir.id: s for s in plan.runs}
+    seen: set[str] = set()
+    free = []
+    for rung in ladder.rungs:
+        specs = [planned[i] for i in rung.runs]
+        new = [s for s in specs if s.rundir.id not in seen]
+        seen |= {s.rundir.id for s in specs}
+        what = f"+ {rung.factor}" if rung.factor else "FROM"
+        if rung.step == len(ladder.order):
+            what += " = TO"
+        lines.append(f"rung {rung.index} ({rung.chain} {rung.step}, {what}, selection {rung.suite.report.selection}): "
+                     f"{len(specs)} runs, {len(new)} new")
+        lines += [f"    {s.title()}  {s.rundir.id}  {s.rundir.status}{'' if s in new else '  (an earlier rung)'}"
+                  for s in specs]
+        if specs and not new:
+            free.append(str(rung.index))
+    trained = plan.runs
+    per_seed = len(trained) // max(len(plan.seeds), 1)
+    lines.append(f"{len(trained)} runs in all ({per_seed} per seed × {len(plan.seeds)} seeds; hidden warm-ups "
+                 f"included), {sum(s.rundir.status == 'done' for s in trained)} done; rungs that train nothing: "
+                 f"{', '.join(free) or 'none'}")
+    return "\n".join(lines)
+
+
+
+def _show(value) -> str:
+    return "(unset)" if value is MISSING else repr(value)
