@@ -99,7 +99,9 @@ def test_status_and_launcher_children_see_the_points(tmp_path, capsys):
     assert main(["status", TOY, *sweep]) == 0
     out = capsys.readouterr().out
     assert "advent (lambda_adv=1e-4)" in out and "advent (lambda_adv=1e-2)" in out
-    assert "AdvEnt+MinEnt (lambda_adv=1e-4)" in out   # the suite's ensemble, one per point
+    assert "AdvEnt+MinEnt" not in out                  # minent is not planned: the ensemble is not this command's
+    assert main(["status", TOY, *sweep, "--methods", "advent,minent"]) == 0
+    assert "AdvEnt+MinEnt (lambda_adv=1e-4)" in capsys.readouterr().out   # the suite's ensemble, one per point
     assert main(["run", TOY, "--launcher", "print", *sweep]) == 0
     children = capsys.readouterr().out.strip().splitlines()
     assert len(children) == 2 and all("--sweep" not in c for c in children)
