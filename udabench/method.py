@@ -82,6 +82,13 @@ class Method:
         frozen module (e.g. a teacher): checkpointed and resumed, never optimised. Returns the module."""
         return self.ctx.register_module(name, module, optimizer=optimizer, lr=lr, **optim_kwargs)
 
+    def register_teacher(self, name: str = "teacher", alpha: float = 0.99, step_offset: int = 0) -> nn.Module:
+        """A mean teacher of the segmenter (DACS, DAFormer): a frozen copy that the harness moves towards the
+        segmenter after every optimizer step, ``θ' ← a θ' + (1 − a) θ`` with ``a = min(1 − 1/(i + step_offset + 1),
+        alpha)`` after step ``i``; checkpointed and resumed with the run (``engine/context.py``, ``EmaTeacher``).
+        Returns the module; call it under ``torch.no_grad()``."""
+        return self.ctx.register_teacher(name, alpha, step_offset)
+
     @staticmethod
     @contextlib.contextmanager
     def frozen(*modules: nn.Module) -> Iterator[None]:
