@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from udabench import Method, register
+from udabench.errors import ConfigError
 from udabench.schema import at_least, between, setting
 
 
@@ -102,6 +103,17 @@ class DACS(Method):
         jitter_strength: float = setting(0.25, between(0, 0.5))   # transformsgpu.py:6 (s)
         jitter_skip: float = setting(0.2, between(0, 1))          # jitter when U(0,1) > this (transformsgpu.py:10)
         blur: bool = True                                          # p 0.5, σ ~ U(0.15, 1.15)
+
+    @classmethod
+    def check(cls, hparams, suite):
+        sizes = {d: tuple(getattr(suite.augment, d).crop or getattr(suite.data, d).size or ()) or None
+                 for d in ("source", "target")}
+        if None in sizes.values() or sizes["source"] != sizes["target"]:
+            shown = ", ".join(f"{d} {'x'.join(map(str, s)) if s else 'native'}" for d, s in sizes.items())
+            raise ConfigError(f"{suite.source_file}: {cls.name} pastes source pixels onto target images, so both "
+                              f"domains must train at one (W, H) size, but they train at {shown}. Set data.source.size "
+                              f"and data.target.size (or augment.source.crop and augment.target.crop) to the same "
+                              f"size; the official code crops both to 512x512.")
 
     def setup(self, model, ctx):
         self.teacher = self.register_teacher("teacher", self.hp.alpha, self.hp.ema_step_offset)

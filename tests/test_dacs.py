@@ -266,3 +266,12 @@ def test_a_killed_dacs_run_resumes_to_identical_weights_teacher_and_rows(write_s
     rows = [[{k: v for k, v in r.items() if k not in volatile} for r in o.spec.rundir.rows()]
             for o in (straight, resumed)]
     assert rows[0] == rows[1] and [r["step"] for r in rows[0]] == [2, 4, 5]
+
+
+def test_domains_of_different_training_sizes_are_refused_when_runs_are_planned(write_suite, tmp_path, capsys):
+    from udabench.cli import main
+
+    path = str(write_suite(lambda s: s["methods"].update(dacs={}) or s["data"]["target"].update(size=[48, 32])))
+    assert main(["run", path, "--dry-run", "--results", str(tmp_path)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "source 64x32, target 48x32" in err and "data.target.size" in err
