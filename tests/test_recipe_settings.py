@@ -41,7 +41,10 @@ SETTINGS = {"train.param_listing": ("unique", "deeplab_official", "param_listing
             "train.align_corners": ("false", "true", "train_align_corners"),
             "model.head_bias_init": ("zeros", "pytorch", "head_bias_init"),
             "model.bn_eps": ("1.0e-5", "0", "bn_eps"),
-            "model.freeze_stem_bn": ("false", "true", "freeze_stem_bn")}
+            "model.freeze_stem_bn": ("false", "true", "freeze_stem_bn"),
+            "train.optimizer": ("sgd", "adamw", "optimizer"),        # DAFormer/MIC (test_optimizers.py)
+            "train.warmup_iters": ("0", "2", "warmup_iters"),
+            "train.warmup_ratio": ("1.0e-6", "0.1", "warmup_ratio")}
 
 
 @pytest.mark.parametrize("key", SETTINGS)

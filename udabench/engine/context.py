@@ -17,6 +17,16 @@ from .distributed import DistInfo, average_gradients
 from .listing import segmenter_optimizer
 
 
+def lr_factor(step: int, horizon: int, train_cfg) -> float:
+    """The LR of ``step`` as a fraction of the base LR: poly over ``horizon`` steps, times mmcv's linear warm-up
+    (``LrUpdaterHook.get_warmup_lr``: ``1 − (1 − i/W)(1 − ratio)`` of the regular LR for ``i < W``)."""
+    factor = (1 - step / horizon) ** train_cfg.poly_power
+    warmup = train_cfg.warmup_iters
+    if step < warmup:
+        factor *= 1 - (1 - step / warmup) * (1 - train_cfg.warmup_ratio)
+    return factor
+
+
 @dataclass
 class Slot:
     """A module the harness optimises: its optimizer and the base LR of each parameter group."""
@@ -164,9 +174,10 @@ class MethodContext:
 
     def start_step(self, step: int) -> float:
         """Zero every gradient and apply the poly schedule (over ``train.poly_horizon`` steps, default the
-        iterations: ADVENT stops its 250k-step schedule at 120k); returns the segmenter's backbone LR."""
+        iterations: ADVENT stops its 250k-step schedule at 120k), with ``train.warmup_iters`` of linear warm-up
+        (``lr_factor``); returns the segmenter's backbone LR."""
         self._step = step
-        factor = (1 - step / self.poly_horizon) ** self._train_cfg.poly_power
+        factor = lr_factor(step, self.poly_horizon, self._train_cfg)
         for slot in self._trained():
             slot.optimizer.zero_grad(set_to_none=True)
             for group, base in zip(slot.optimizer.param_groups, slot.base_lrs):

@@ -47,7 +47,9 @@ def protocol(suite: Suite, seed: int, world_size: int = 1, stages: list[dict] = 
     m, d, t = suite.model, suite.data, suite.train
     later = {"poly_horizon": t.poly_horizon, "source_sampler": t.source_sampler, "augment": augment_record(suite),
              "stages": list(stages), "param_listing": t.param_listing, "train_align_corners": t.align_corners,
-             "head_bias_init": m.head_bias_init, "bn_eps": m.bn_eps, "freeze_stem_bn": m.freeze_stem_bn}
+             "head_bias_init": m.head_bias_init, "bn_eps": m.bn_eps, "freeze_stem_bn": m.freeze_stem_bn,
+             "optimizer": t.optimizer, "warmup_iters": t.warmup_iters,
+             "warmup_ratio": t.warmup_ratio}
     return {
         "pretrained": m.pretrained, "bn_mode": m.bn_mode,
         "source": f"{d.source.dataset}/{d.source.split}", "target": f"{d.target.dataset}/{d.target.split}",
