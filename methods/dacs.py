@@ -13,7 +13,7 @@ with w = 1 on pasted source pixels and, on target pixels, the fraction of the ba
 probability is ≥ 0.968 ("threshold_uniform", trainUDA.py:466-479); the mean runs over all pixels, ignored ones
 count as 0 (utils/loss.py:35-43). The ignore label is one of y_S's classes when drawing C, as in the official code
 (trainUDA.py:426-427, the filter commented out). Colour jitter (p 0.8, strength 0.25) and Gaussian blur (p 0.5,
-σ ~ U(0.15, 1.15), kernel the largest odd size ≤ ⌈0.1·side⌉) act on the mixed image (transformsgpu.py:6-27); the
+σ ~ U(0.15, 1.15), kernel the largest odd size ≤ ⌈0.1·side⌉) act on the mixed image (transformsgpu.py:7-30); the
 two draws deciding them are made once per step for all images (trainUDA.py:445-452). The jitter follows
 torchvision's ColorJitter (random order of the four ops), not kornia's; the official one jitters a BGR image.
 DAFormer/MIC's DACS differs in α 0.999 (with ImageNet feature distance), ``ema_step_offset`` 1 (dacs.py:320-321),
@@ -47,7 +47,7 @@ def class_mix_masks(labels: torch.Tensor) -> torch.Tensor:
 
 
 def blur_kernel_size(side: int) -> int:
-    """The official kernel size: the largest odd number ≤ ⌈0.1·side⌉ (transformsgpu.py:20-21)."""
+    """The official kernel size: the largest odd number ≤ ⌈0.1·side⌉ (transformsgpu.py:25-26)."""
     c = int(np.ceil(0.1 * side))
     return c if c % 2 else c - 1
 
@@ -100,8 +100,8 @@ class DACS(Method):
         pixel_weight: Literal["threshold_uniform", "threshold", "none"] = "threshold_uniform"
         pseudo_threshold: float = setting(0.968, between(0, 1))   # trainUDA.py:467
         color_jitter: bool = True
-        jitter_strength: float = setting(0.25, between(0, 0.5))   # transformsgpu.py:6 (s)
-        jitter_skip: float = setting(0.2, between(0, 1))          # jitter when U(0,1) > this (transformsgpu.py:10)
+        jitter_strength: float = setting(0.25, between(0, 0.5))   # transformsgpu.py:7 (s)
+        jitter_skip: float = setting(0.2, between(0, 1))          # jitter when U(0,1) > this (transformsgpu.py:12)
         blur: bool = True                                          # p 0.5, σ ~ U(0.15, 1.15)
 
     @classmethod
