@@ -1,12 +1,13 @@
 """DACS (methods/dacs.py) and the harness's mean teacher (engine/context.py, ``EmaTeacher``), each piece against
-an independent statement of the official code (vikolss/DACS ``trainUDA.py``, ``utils/transformmasks.py``,
-``utils/transformsgpu.py``, ``utils/loss.py``; lhoyer/MIC ``seg/mmseg/models/uda/dacs.py``) on fixed inputs, the
-exact resume of a run with a teacher, and that no target label reaches the teacher or the pseudo-labels."""
+an independent statement of the official code (vikolss/DACS, restated in ``official_loops.py``; lhoyer/MIC
+``seg/mmseg/models/uda/dacs.py``) on fixed inputs, the exact resume of a run with a teacher, and that no target
+label reaches the teacher or the pseudo-labels. The whole loop: test_trajectories.py."""
 
 import copy
 import random
 
 import numpy as np
+import official_loops as official
 import pytest
 import torch
 import torch.nn.functional as F
@@ -44,64 +45,19 @@ def one_step(write_suite, dacs, **hparams):
     return ctx, method, source, target
 
 
-# ---- the official code, restated (facts from it; written here from the reading, not imported) --------------
-
-def official_update_ema(ema_model, model, alpha_teacher, iteration):
-    """trainUDA.py:111-121 (single GPU branch)."""
-    alpha_teacher = min(1 - 1 / (iteration + 1), alpha_teacher)
-    for ema_param, param in zip(ema_model.parameters(), model.parameters()):
-        ema_param.data[:] = alpha_teacher * ema_param[:].data[:] + (1 - alpha_teacher) * param[:].data[:]
-
-
-def official_class_masks(labels):
-    """trainUDA.py:425-435 with transformmasks.generate_class_mask, for any batch size."""
-    masks = []
-    for image_i in range(labels.shape[0]):
-        classes = torch.unique(labels[image_i])
-        nclasses = classes.shape[0]
-        classes = classes[torch.Tensor(np.random.choice(nclasses, int((nclasses + nclasses % 2) / 2),
-                                                        replace=False)).long()]
-        pred, classes = torch.broadcast_tensors(labels[image_i].unsqueeze(0), classes.unsqueeze(1).unsqueeze(2))
-        masks.append(pred.eq(classes).sum(0).unsqueeze(0))
-    return masks
-
-
-def one_mix(mask, data=None, target=None):
-    """transformsgpu.oneMix."""
-    if data is not None:
-        m, _ = torch.broadcast_tensors(mask[0], data[0])
-        data = (m * data[0] + (1 - m) * data[1]).unsqueeze(0)
-    if target is not None:
-        m, _ = torch.broadcast_tensors(mask[0], target[0])
-        target = (m * target[0] + (1 - m) * target[1]).unsqueeze(0)
-    return data, target
-
-
-def kornia_gaussian_blur(data, kernel_size, sigma):
-    """kornia.filters.GaussianBlur2d((ky, kx), (σ, σ)), border 'reflect': the 2-D kernel, one convolution."""
-    def kernel1d(k):
-        x = torch.arange(k).float() - k // 2
-        g = torch.exp(-x.pow(2.0) / float(2 * sigma ** 2))
-        return g / g.sum()
-    ky, kx = kernel_size
-    kernel = torch.outer(kernel1d(ky), kernel1d(kx))
-    padded = F.pad(data, [(kx - 1) // 2, (kx - 1) // 2, (ky - 1) // 2, (ky - 1) // 2], mode="reflect")
-    return F.conv2d(padded, kernel.expand(data.shape[1], 1, ky, kx), groups=data.shape[1])
-
-
 # ---- the mean teacher -------------------------------------------------------------------------------------
 
 def test_ema_teacher_follows_dacs_update_ema_variables_after_each_step(write_suite, dacs):
     """After step i the harness applies update_ema_variables(iteration=i), as trainUDA.py:505-511 (after
     optimizer.step()); bit for bit. The first update copies the segmenter (a = 0)."""
     ctx, method, source, target = one_step(write_suite, dacs, color_jitter=False, blur=False)
-    official = copy.deepcopy(method.teacher)
+    reference = copy.deepcopy(method.teacher)
     for i in range(4):
         ctx.start_step(i)
         method.train_step(source, target, i)
         ctx.finish_step()
-        official_update_ema(official, ctx.model, 0.99, i)
-        assert all(torch.equal(a, b) for a, b in zip(method.teacher.parameters(), official.parameters())), i
+        official.dacs_update_ema(reference, ctx.model, 0.99, i)
+        assert all(torch.equal(a, b) for a, b in zip(method.teacher.parameters(), reference.parameters())), i
         if i == 0:
             assert all(torch.equal(a, b) for a, b in zip(method.teacher.parameters(), ctx.model.parameters()))
     assert [ctx.teachers["teacher"].factor(i) for i in (0, 1, 3, 99, 500)] == [0, 0.5, 0.75, 0.99, 0.99]
@@ -135,7 +91,7 @@ def test_class_mix_masks_are_the_official_choice(mod):
     labels[2] = 4                             # one class: ⌈1/2⌉ = 1, the whole image pasted
     for seed in range(5):
         np.random.seed(seed)
-        expected = official_class_masks(labels)
+        expected = official.dacs_class_masks(labels)
         np.random.seed(seed)
         ours = mod.class_mix_masks(labels)
         assert torch.equal(ours, torch.cat(expected).bool())
@@ -153,14 +109,14 @@ def test_threshold_uniform_weight_and_the_mixed_loss_are_the_official_ones(write
     with torch.no_grad():
         logits_u_w = ctx.upsample(method.teacher(images_remain).main, images_remain.shape[-2:])
         max_probs, targets_u_w = torch.max(torch.softmax(logits_u_w, dim=1), dim=1)
-        masks = official_class_masks(labels)
-        inputs_u_s = torch.cat([one_mix(m, data=torch.stack((images[i], images_remain[i])))[0]
+        masks = official.dacs_class_masks(labels)
+        inputs_u_s = torch.cat([official.dacs_one_mix(m, data=torch.stack((images[i], images_remain[i])))[0]
                                 for i, m in enumerate(masks)])
-        targets_u = torch.cat([one_mix(m, target=torch.stack((labels[i], targets_u_w[i])))[1]
+        targets_u = torch.cat([official.dacs_one_mix(m, target=torch.stack((labels[i], targets_u_w[i])))[1]
                                for i, m in enumerate(masks)]).long()
         unlabeled_weight = torch.sum(max_probs.ge(0.968).long() == 1).item() / np.size(targets_u.cpu().numpy())
         pixel = unlabeled_weight * torch.ones(max_probs.shape)
-        pixel = torch.cat([one_mix(m, target=torch.stack((torch.ones_like(pixel[i]), pixel[i])))[1]
+        pixel = torch.cat([official.dacs_one_mix(m, target=torch.stack((torch.ones_like(pixel[i]), pixel[i])))[1]
                            for i, m in enumerate(masks)])
         ce = F.cross_entropy(ctx.upsample(ctx.model(inputs_u_s).main, images.shape[-2:]), targets_u,
                              ignore_index=255, reduction="none")
@@ -181,7 +137,7 @@ def test_blur_is_korniass_gaussian_blur_with_the_official_kernel_size(mod):
         assert mod.blur_kernel_size(side) == int(np.floor(np.ceil(0.1 * side) - 0.5 + np.ceil(0.1 * side) % 2))
     image = torch.rand(1, 3, 40, 72) * 255
     for sigma in (0.15, 0.6, 1.15):
-        expected = kornia_gaussian_blur(image, (mod.blur_kernel_size(40), mod.blur_kernel_size(72)), sigma)
+        expected = official.kornia_gaussian_blur(image, (mod.blur_kernel_size(40), mod.blur_kernel_size(72)), sigma)
         assert torch.allclose(mod.gaussian_blur(image, sigma), expected, rtol=1e-5, atol=1e-3)
 
 
@@ -231,6 +187,7 @@ def test_the_teacher_and_pseudo_labels_never_read_target_labels(write_suite, dac
     ctx.start_step(0)
     method.train_step(source, guarded, 0)
     assert len(seen) == 1 and seen[0] is target["image"]   # the target images, nothing else
+    assert all(p.grad is None for p in method.teacher.parameters())   # and no gradient reaches it
     assert not dacs.uses_target_labels                     # so the trainer removes them before train_step
 
 
@@ -275,3 +232,25 @@ def test_domains_of_different_training_sizes_are_refused_when_runs_are_planned(w
     assert main(["run", path, "--dry-run", "--results", str(tmp_path)]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "source 64x32, target 48x32" in err and "data.target.size" in err
+
+
+@pytest.mark.slow
+def test_a_teacher_starts_from_the_weights_its_run_starts_from(write_suite, dacs, tmp_path, monkeypatch):
+    """stages.dacs.start_from: the segmenter is loaded after setup; the teacher of step 0 is a copy of it."""
+    path = write_suite(lambda s: s["methods"].update(dacs={}) or s.update(stages={"dacs": {"start_from":
+                                                                                         "source_only"}}),
+                       iterations=2, checkpoint_every=2, eval_every=2)
+    seen = []
+    original = dacs.train_step
+
+    def train_step(self, source, target, step):
+        if step == 0:
+            seen.append(all(torch.equal(a, b) for a, b in zip(self.teacher.state_dict().values(),
+                                                             self.ctx.model.state_dict().values())))
+            seen.append(next(self.ctx.model.parameters()).detach().clone())
+        return original(self, source, target, step)
+
+    monkeypatch.setattr(dacs, "train_step", train_step)
+    source_only, _ = run_suite(load_suite(path), tmp_path, methods=["source_only", "dacs"])
+    trained = checkpoint.segmenter_state(checkpoint.load(source_only.spec.rundir.checkpoint))
+    assert seen[0] and torch.equal(seen[1], next(iter(trained.values())))

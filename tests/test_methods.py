@@ -18,6 +18,7 @@ OPTIONS = {  # every documented option runs too
     "advent": {"class_prior": True},
     "maxsquare_iw": {"self_guided": True, "weight_by": "pixel_argmax"},
     "fada": {"temperature_on_source_ce": True, "loss_resolution": "input"},
+    "dacs": {"pixel_weight": "threshold", "ema_step_offset": 1, "alpha": 0.999, "color_jitter": False},
 }
 TEACHER = {"self_distill": {"teacher": "source_only"}}   # stages that the methods learning from a teacher need
 
