@@ -133,7 +133,10 @@ class TrainConfig:
     panel_images: int = setting(3, at_least(0))   # target eval images in each evaluation's logged panel (0: none)
     # Poly LR as if the schedule had this many steps (ADVENT: 250k, stopped at 120k); None = iterations.
     poly_horizon: int | None = setting(None, at_least(1))
-    source_sampler: Literal["uniform", "class_balanced"] = "uniform"   # class_balanced: FADA (engine/balanced.py)
+    source_sampler: Literal["uniform", "class_balanced", "rare_class"] = "uniform"   # class_balanced: FADA
+    # (engine/balanced.py); rare_class: DAFormer (engine/rare_class.py), with these two:
+    rcs_temperature: float = setting(0.01, above(0))   # P(c) = softmax((1 − f_c) / T)
+    rcs_min_pixels: int = setting(3000, at_least(0))   # an image is drawn for c if it has more pixels of c
     # How the segmenter's SGD lists its parameters (engine/listing.py): each once, or as the DeepLab lineage's
     # generator repeats them (ADVENT, MaxSquare: a backbone tensor takes 3-4 momentum steps per iteration)
     param_listing: Literal["unique", "deeplab_official"] = "unique"

@@ -37,7 +37,8 @@ LATER_DEFAULTS = (("eval", to_dict(EvalConfig())), ("model.input_norm", "auto"),
                   ("train.source_sampler", "uniform"), ("train.param_listing", "unique"),
                   ("train.align_corners", False), ("model.head_bias_init", "zeros"), ("model.bn_eps", 1e-5),
                   ("model.freeze_stem_bn", False), ("train.optimizer", "sgd"), ("train.warmup_iters", 0),
-                  ("train.warmup_ratio", 1e-6))
+                  ("train.warmup_ratio", 1e-6), ("train.rcs_temperature", 0.01),
+                  ("train.rcs_min_pixels", 3000))
 
 
 def suite_identity(suite: Suite) -> dict:
