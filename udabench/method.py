@@ -18,7 +18,8 @@ A method is one class in one file under ``methods/``::
             return {"loss_seg": ...}
 
 The harness owns everything else: before ``train_step`` it zeroes the gradients of every registered
-module and sets their learning rates; after it, it steps every optimizer. Gradients of several
+module and sets their learning rates; after it, it steps every optimizer, then moves each mean teacher
+(``register_teacher``) towards the segmenter. Gradients of several
 ``ctx.backward`` calls therefore accumulate into one update, as in the official ADVENT/FADA loops.
 Batches are dicts ``{"image": N×3×H×W, "label": N×H×W, "name": [...]}`` already on the device;
 ``target`` carries no "label" unless the method declares ``uses_target_labels``, and a "pseudo_label" (a
