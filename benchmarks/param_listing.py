@@ -49,7 +49,7 @@ def official_list(model) -> tuple[list, list]:
 
 def optimizers(model) -> dict:
     trunk, heads = official_list(model)
-    cfg = SimpleNamespace(lr=LR, head_lr_mult=10.0, momentum=MOMENTUM, weight_decay=DECAY)
+    cfg = SimpleNamespace(lr=LR, head_lr_mult=10.0, momentum=MOMENTUM, weight_decay=DECAY, optimizer="sgd")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # today's PyTorch warns about the duplicates
         repeated = torch.optim.SGD([{"params": trunk}, {"params": heads, "lr": 10 * LR}], lr=LR, momentum=MOMENTUM,

@@ -9,14 +9,17 @@ with the official optimizers and losses:
 - ``deeplab_1x_params``: the Pytorch-Deeplab lineage's 1× group (ADVENT ``deeplabv2.py:131-153``, MaxSquare
   ``deeplab_multi.py:132-154``): every module of each top-level trunk block, every trainable tensor below it;
 - ADVENT ``train_UDA.py:218-313`` (MinEnt) and ``:85-178`` (AdvEnt); MaxSquare ``solve_gta5.py:201-281``;
-  FADA ``train_adv.py:144-209`` and ``train_self_distill.py:124-142``.
+  FADA ``train_adv.py:144-209`` and ``train_self_distill.py:124-142``; DACS ``trainUDA.py:367-511`` with its
+  ``utils/transformmasks.py``, ``utils/transformsgpu.py`` and ``utils/loss.py`` pieces.
 Up-sampling is bilinear with ``align_corners=True`` everywhere, as in all three codes.
 """
 
 from __future__ import annotations
 
 import math
+import random
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -298,3 +301,89 @@ def fada_student_step(model, opt, i, batch, cfg) -> dict:
     loss.backward()
     opt.step()
     return {"loss_seg": loss.item()}
+
+
+# ---- DACS (vikolss/DACS) ------------------------------------------------------------------------------------------
+
+def dacs_update_ema(ema_model, model, alpha_teacher, iteration):
+    """``trainUDA.py:111-121`` (single GPU branch)."""
+    alpha_teacher = min(1 - 1 / (iteration + 1), alpha_teacher)
+    for ema_param, param in zip(ema_model.parameters(), model.parameters()):
+        ema_param.data[:] = alpha_teacher * ema_param[:].data[:] + (1 - alpha_teacher) * param[:].data[:]
+
+
+def dacs_class_masks(labels):
+    """``trainUDA.py:425-435`` with ``transformmasks.generate_class_mask``, for any batch size."""
+    masks = []
+    for image_i in range(labels.shape[0]):
+        classes = torch.unique(labels[image_i])
+        nclasses = classes.shape[0]
+        classes = classes[torch.Tensor(np.random.choice(nclasses, int((nclasses + nclasses % 2) / 2),
+                                                        replace=False)).long()]
+        pred, classes = torch.broadcast_tensors(labels[image_i].unsqueeze(0), classes.unsqueeze(1).unsqueeze(2))
+        masks.append(pred.eq(classes).sum(0).unsqueeze(0))
+    return masks
+
+
+def dacs_one_mix(mask, data=None, target=None):
+    """``transformsgpu.oneMix``."""
+    if data is not None:
+        m, _ = torch.broadcast_tensors(mask[0], data[0])
+        data = (m * data[0] + (1 - m) * data[1]).unsqueeze(0)
+    if target is not None:
+        m, _ = torch.broadcast_tensors(mask[0], target[0])
+        target = (m * target[0] + (1 - m) * target[1]).unsqueeze(0)
+    return data, target
+
+
+def kornia_gaussian_blur(data, kernel_size, sigma):
+    """``kornia.filters.GaussianBlur2d((ky, kx), (σ, σ))``, border 'reflect': the 2-D kernel, one convolution."""
+    def kernel1d(k):
+        x = torch.arange(k).float() - k // 2
+        g = torch.exp(-x.pow(2.0) / float(2 * sigma ** 2))
+        return g / g.sum()
+    ky, kx = kernel_size
+    kernel = torch.outer(kernel1d(ky), kernel1d(kx))
+    padded = F.pad(data, [(kx - 1) // 2, (kx - 1) // 2, (ky - 1) // 2, (ky - 1) // 2], mode="reflect")
+    return F.conv2d(padded, kernel.expand(data.shape[1], 1, ky, kx), groups=data.shape[1])
+
+
+def dacs_gaussian_blur(blur, data):
+    """``transformsgpu.gaussian_blur``: kernel sizes from the image, σ ~ U(0.15, 1.15)."""
+    if blur > 0.5:
+        sigma = np.random.uniform(0.15, 1.15)
+        ky = int(np.floor(np.ceil(0.1 * data.shape[2]) - 0.5 + np.ceil(0.1 * data.shape[2]) % 2))
+        kx = int(np.floor(np.ceil(0.1 * data.shape[3]) - 0.5 + np.ceil(0.1 * data.shape[3]) % 2))
+        data = kornia_gaussian_blur(data, (ky, kx), sigma)
+    return data
+
+
+def dacs_step(model, ema_model, opt, i, src, tgt, cfg) -> dict:
+    """One iteration of ``trainUDA.py:367-511`` (batch of any size; flip off; colour jitter as ``cfg``: the restated
+    loop has no kornia, so only without it), the networks returning (aux, main) with main the single head."""
+    set_lrs(opt, poly(cfg["lr"], i, cfg["max_iters"]))
+    opt.zero_grad()
+    images, labels, images_remain = src["image"], src["label"], tgt["image"]
+    size = images.shape[-2:]
+    L_l = cross_entropy(interp(model(images)[1], size), labels)
+    logits_u_w = interp(ema_model(images_remain)[1], size)
+    pseudo_label = torch.softmax(logits_u_w.detach(), dim=1)
+    max_probs, targets_u_w = torch.max(pseudo_label, dim=1)
+    masks = dacs_class_masks(labels)
+    assert not cfg["color_jitter"]
+    blur = random.uniform(0, 1) if cfg["blur"] else 0
+    inputs_u_s = torch.cat([dacs_gaussian_blur(blur, dacs_one_mix(m, data=torch.stack((images[k], images_remain[k])))[0])
+                            for k, m in enumerate(masks)])
+    logits_u_s = interp(model(inputs_u_s)[1], size)
+    targets_u = torch.cat([dacs_one_mix(m, target=torch.stack((labels[k], targets_u_w[k])))[1]
+                           for k, m in enumerate(masks)]).long()
+    unlabeled_weight = torch.sum(max_probs.ge(0.968).long() == 1).item() / np.size(targets_u.cpu().numpy())
+    pixel = unlabeled_weight * torch.ones(max_probs.shape)
+    pixel = torch.cat([dacs_one_mix(m, target=torch.stack((torch.ones_like(pixel[k]), pixel[k])))[1]
+                       for k, m in enumerate(masks)])
+    ce = F.cross_entropy(logits_u_s, targets_u, ignore_index=IGNORE, reduction="none")
+    L_u = cfg["consistency_weight"] * torch.mean(ce * pixel)
+    (L_l + L_u).backward()
+    opt.step()
+    dacs_update_ema(ema_model, model, cfg["alpha"], i)
+    return {"loss_seg": L_l.item(), "loss_mix": L_u.item() / cfg["consistency_weight"], "pseudo_weight": unlabeled_weight}

@@ -23,7 +23,7 @@ from udabench.models import DeepLabV2
 
 def train_cfg(listing="deeplab_official", **kw):
     return SimpleNamespace(**{"lr": 2.5e-4, "head_lr_mult": 10.0, "momentum": 0.9, "weight_decay": 5e-4,
-                              "param_listing": listing, **kw})
+                              "param_listing": listing, "optimizer": "sgd", **kw})
 
 
 def official_counts(net: OfficialDeepLab) -> Counter:

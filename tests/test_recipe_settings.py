@@ -41,7 +41,12 @@ SETTINGS = {"train.param_listing": ("unique", "deeplab_official", "param_listing
             "train.align_corners": ("false", "true", "train_align_corners"),
             "model.head_bias_init": ("zeros", "pytorch", "head_bias_init"),
             "model.bn_eps": ("1.0e-5", "0", "bn_eps"),
-            "model.freeze_stem_bn": ("false", "true", "freeze_stem_bn")}
+            "model.freeze_stem_bn": ("false", "true", "freeze_stem_bn"),
+            "train.optimizer": ("sgd", "adamw", "optimizer"),        # DAFormer/MIC (test_optimizers.py)
+            "train.warmup_iters": ("0", "2", "warmup_iters"),
+            "train.warmup_ratio": ("1.0e-6", "0.1", "warmup_ratio"),
+            "train.rcs_temperature": ("0.01", "0.5", "rcs_temperature"),    # DAFormer (test_rare_class.py)
+            "train.rcs_min_pixels": ("3000", "100", "rcs_min_pixels")}
 
 
 @pytest.mark.parametrize("key", SETTINGS)

@@ -133,11 +133,21 @@ class TrainConfig:
     panel_images: int = setting(3, at_least(0))   # target eval images in each evaluation's logged panel (0: none)
     # Poly LR as if the schedule had this many steps (ADVENT: 250k, stopped at 120k); None = iterations.
     poly_horizon: int | None = setting(None, at_least(1))
-    source_sampler: Literal["uniform", "class_balanced"] = "uniform"   # class_balanced: FADA (engine/balanced.py)
+    source_sampler: Literal["uniform", "class_balanced", "rare_class"] = "uniform"   # class_balanced: FADA
+    # (engine/balanced.py); rare_class: DAFormer (engine/rare_class.py), with these two:
+    rcs_temperature: float = setting(0.01, above(0))   # P(c) = softmax((1 − f_c) / T)
+    rcs_min_pixels: int = setting(3000, at_least(0))   # an image is drawn for c if it has more pixels of c
     # How the segmenter's SGD lists its parameters (engine/listing.py): each once, or as the DeepLab lineage's
     # generator repeats them (ADVENT, MaxSquare: a backbone tensor takes 3-4 momentum steps per iteration)
     param_listing: Literal["unique", "deeplab_official"] = "unique"
     align_corners: bool = False               # of the up-sampling of logits in every training loss (official: True)
+    # The segmenter's optimizer over the same groups (backbone, heads × head_lr_mult): SGD (momentum, weight_decay),
+    # or AdamW with betas (0.9, 0.999) and decoupled weight_decay (DAFormer/MIC: lr 6e-5, weight_decay 0.01)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    # mmcv's linear warm-up on top of the poly LR for the first warmup_iters steps of every optimizer: the LR of step
+    # i is poly_i × (1 − (1 − i/warmup_iters)(1 − warmup_ratio)) (DAFormer/MIC: 1500 steps, ratio 1e-6)
+    warmup_iters: int = setting(0, at_least(0))
+    warmup_ratio: float = setting(1e-6, between(0, 1))
 
 
 # YAML 1.1 reads an unquoted 24:00:00 as the number 86400 (base 60), so a number is refused with that hint.
@@ -455,6 +465,14 @@ def validate(suite: Suite) -> None:
         raise ConfigError(f"{src}: train.poly_horizon ({train.poly_horizon}) is less than train.iterations "
                           f"({train.iterations}): the poly LR would reach 0 before the last step and turn negative. "
                           f"Set it to at least the iterations (ADVENT: 250000 for 120000 steps), or leave it out.")
+    if train.optimizer == "adamw" and train.param_listing != "unique":
+        raise ConfigError(f"{src}: train.optimizer adamw with train.param_listing {train.param_listing!r}: the "
+                          f"DeepLab lineage's repeated listing is a property of its SGD (engine/listing.py), and an "
+                          f"AdamW lists each tensor once. Set train.param_listing: unique, or train.optimizer: sgd.")
+    if train.warmup_iters >= train.iterations:
+        raise ConfigError(f"{src}: train.warmup_iters ({train.warmup_iters}) must be less than train.iterations "
+                          f"({train.iterations}): the LR would still be rising at the last step. Lower it (DAFormer: "
+                          f"1500 of 40000) or set it to 0.")
     if suite.model.bn_eps == 0 and suite.model.bn_mode != "frozen":
         raise ConfigError(f"{src}: model.bn_eps is 0 with model.bn_mode {suite.model.bn_mode!r}: batch statistics of "
                           f"a constant channel have zero variance and the division gives inf. An epsilon of 0 is FADA's "

@@ -18,7 +18,8 @@ A method is one class in one file under ``methods/``::
             return {"loss_seg": ...}
 
 The harness owns everything else: before ``train_step`` it zeroes the gradients of every registered
-module and sets their learning rates; after it, it steps every optimizer. Gradients of several
+module and sets their learning rates; after it, it steps every optimizer, then moves each mean teacher
+(``register_teacher``) towards the segmenter. Gradients of several
 ``ctx.backward`` calls therefore accumulate into one update, as in the official ADVENT/FADA loops.
 Batches are dicts ``{"image": N×3×H×W, "label": N×H×W, "name": [...]}`` already on the device;
 ``target`` carries no "label" unless the method declares ``uses_target_labels``, and a "pseudo_label" (a
@@ -87,6 +88,13 @@ class Method:
         checkpointed and resumed; its gradients are averaged across ranks. ``optimizer=None`` registers a
         frozen module (e.g. a teacher): checkpointed and resumed, never optimised. Returns the module."""
         return self.ctx.register_module(name, module, optimizer=optimizer, lr=lr, **optim_kwargs)
+
+    def register_teacher(self, name: str = "teacher", alpha: float = 0.99, step_offset: int = 0) -> nn.Module:
+        """A mean teacher of the segmenter (DACS, DAFormer): a frozen copy that the harness moves towards the
+        segmenter after every optimizer step, ``θ' ← a θ' + (1 − a) θ`` with ``a = min(1 − 1/(i + step_offset + 1),
+        alpha)`` after step ``i``; checkpointed and resumed with the run (``engine/context.py``, ``EmaTeacher``).
+        Returns the module; call it under ``torch.no_grad()``."""
+        return self.ctx.register_teacher(name, alpha, step_offset)
 
     @staticmethod
     @contextlib.contextmanager

@@ -28,6 +28,7 @@ from .version import __version__
 # tests/test_plugin_code.py holds it to the files, and says what to do when one of them changed.
 RELEASED = {
     "advent.py": "ee824f98a5e096f7",
+    "dacs.py": "59d09697dd0f8494",
     "fada.py": "22a535a71797ff02",
     "maxsquare.py": "7dfe594e65511a0d",
     "minent.py": "cd86b3b117c12e86",

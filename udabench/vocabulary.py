@@ -41,7 +41,8 @@ class Kind(StrEnum):
 # Protocol fields recorded only away from these values (udabench's protocol), so older rows and new ones read alike.
 PROTOCOL_DEFAULTS = {"poly_horizon": None, "source_sampler": "uniform", "augment": {}, "stages": [],
                      "param_listing": "unique", "train_align_corners": False, "head_bias_init": "zeros",
-                     "bn_eps": 1e-5, "freeze_stem_bn": False,
+                     "bn_eps": 1e-5, "freeze_stem_bn": False, "optimizer": "sgd", "warmup_iters": 0,
+                     "warmup_ratio": 1e-6, "rcs_temperature": 0.01, "rcs_min_pixels": 3000,
                      "validators": {"images": 16, "pixels": 100, "temperature": 0.05, "seed": 0}}
 
 # What each of the official recipes' training settings means, for the notes under a report's tables.
@@ -52,4 +53,9 @@ RECIPE_SETTINGS = {
     "head_bias_init": "ASPP head biases at PyTorch's default init",
     "bn_eps": "BN epsilon",
     "freeze_stem_bn": "stem BN affine frozen",
+    "optimizer": "segmenter optimizer (adamw: AdamW, betas 0.9/0.999, decoupled weight decay)",
+    "warmup_iters": "linear LR warm-up over the first steps (mmcv's, on top of the poly schedule)",
+    "warmup_ratio": "LR of the warm-up's first step, as a fraction of the poly LR",
+    "rcs_temperature": "temperature of rare-class sampling",
+    "rcs_min_pixels": "pixels of a class an image needs to be drawn for it by rare-class sampling",
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,6 +17,16 @@ from .distributed import DistInfo, average_gradients
 from .listing import segmenter_optimizer
 
 
+def lr_factor(step: int, horizon: int, train_cfg) -> float:
+    """The LR of ``step`` as a fraction of the base LR: poly over ``horizon`` steps, times mmcv's linear warm-up
+    (``LrUpdaterHook.get_warmup_lr``: ``1 − (1 − i/W)(1 − ratio)`` of the regular LR for ``i < W``)."""
+    factor = (1 - step / horizon) ** train_cfg.poly_power
+    warmup = train_cfg.warmup_iters
+    if step < warmup:
+        factor *= 1 - (1 - step / warmup) * (1 - train_cfg.warmup_ratio)
+    return factor
+
+
 @dataclass
 class Slot:
     """A module the harness optimises: its optimizer and the base LR of each parameter group."""
@@ -24,6 +35,34 @@ class Slot:
     module: nn.Module
     optimizer: torch.optim.Optimizer | None      # None: a frozen module (e.g. a teacher), checkpointed only
     base_lrs: list[float] = field(default_factory=list)
+
+
+@dataclass
+class EmaTeacher:
+    """A mean teacher: a frozen copy of the segmenter that follows it after every optimizer step (DACS, DAFormer,
+    MIC). After step ``i`` (0-based) each parameter becomes ``a · teacher + (1 − a) · segmenter`` with
+    ``a = min(1 − 1/(i + step_offset + 1), alpha)``: the true average of the steps so far until the exponential one
+    weighs more. ``step_offset`` 0 is DACS (``trainUDA.py:508-511``: ``update_ema_variables(..., iteration=i_iter)``
+    right after ``optimizer.step()`` of iteration ``i_iter``, so the first update copies the segmenter); 1 is
+    DAFormer/MIC (``dacs.py:315-321``: ``_update_ema(self.local_iter)`` at the start of the next iteration).
+    Parameters only, as both (buffers: the teacher's own; both codes run the teacher with BN in train mode)."""
+
+    module: nn.Module
+    alpha: float
+    step_offset: int = 0
+
+    def factor(self, step: int) -> float:
+        return min(1 - 1 / (step + self.step_offset + 1), self.alpha)
+
+    @torch.no_grad()
+    def update(self, student: nn.Module, step: int) -> None:
+        a = self.factor(step)
+        for t, s in zip(self.module.parameters(), student.parameters()):
+            t.copy_(a * t + (1 - a) * s)   # the official expression, so the rounding is theirs
+
+    @torch.no_grad()
+    def copy_from(self, student: nn.Module) -> None:
+        self.module.load_state_dict(student.state_dict())
 
 
 class MethodContext:
@@ -40,6 +79,8 @@ class MethodContext:
         self.seg_aux_weight = train_cfg.seg_aux_weight
         self.dist = dist_info
         self.slots: dict[str, Slot] = {}
+        self.teachers: dict[str, EmaTeacher] = {}
+        self._step = 0   # the step in progress (start_step), whose index the teachers' EMA factor reads
         self._train_cfg = train_cfg
         self._source_histogram = source_histogram
         self._class_histogram: torch.Tensor | None = None
@@ -106,6 +147,24 @@ class MethodContext:
         self.slots[name] = Slot(name, module, opt, [lr])
         return module
 
+    def register_teacher(self, name: str = "teacher", alpha: float = 0.99, step_offset: int = 0) -> nn.Module:
+        """A mean teacher of the segmenter (``EmaTeacher``): a copy of it now (the trainer copies it again when the
+        run starts from another run's weights), registered frozen (checkpointed and resumed with the run, never
+        optimised) and moved towards the segmenter after every optimizer step, in ``finish_step``. It is in training
+        mode (BN as ``model.bn_mode`` says), as the official teachers are; call it under ``torch.no_grad()``."""
+        if not 0 <= alpha < 1:
+            raise ValueError(f"register_teacher: alpha must be in [0, 1), got {alpha!r}")
+        teacher = copy.deepcopy(self.model)
+        teacher.__dict__.pop("_compiled_call_impl", None)   # the copy is compiled on its own (register_module)
+        self.register_module(name, teacher, optimizer=None)
+        self.teachers[name] = EmaTeacher(teacher, alpha, step_offset)
+        return teacher.train()
+
+    def sync_teachers(self) -> None:
+        """Every teacher becomes a copy of the segmenter (its weights were just loaded from another run)."""
+        for teacher in self.teachers.values():
+            teacher.copy_from(self.model)
+
     # -- used by the trainer ---------------------------------------------------------------------
     def register_segmenter(self) -> None:
         """The segmentation model with its SGD over the groups of ``train.param_listing`` (``listing.py``)."""
@@ -115,8 +174,10 @@ class MethodContext:
 
     def start_step(self, step: int) -> float:
         """Zero every gradient and apply the poly schedule (over ``train.poly_horizon`` steps, default the
-        iterations: ADVENT stops its 250k-step schedule at 120k); returns the segmenter's backbone LR."""
-        factor = (1 - step / self.poly_horizon) ** self._train_cfg.poly_power
+        iterations: ADVENT stops its 250k-step schedule at 120k), with ``train.warmup_iters`` of linear warm-up
+        (``lr_factor``); returns the segmenter's backbone LR."""
+        self._step = step
+        factor = lr_factor(step, self.poly_horizon, self._train_cfg)
         for slot in self._trained():
             slot.optimizer.zero_grad(set_to_none=True)
             for group, base in zip(slot.optimizer.param_groups, slot.base_lrs):
@@ -124,6 +185,7 @@ class MethodContext:
         return self.slots[SEGMENTER].base_lrs[0] * factor
 
     def finish_step(self) -> None:
+        """Step every optimizer (gradients averaged over ranks, unscaled under fp16), then the mean teachers."""
         for slot in self._trained():
             average_gradients(slot.module.parameters(), self.dist.world_size)
             if self.scaler:
@@ -132,6 +194,8 @@ class MethodContext:
                 slot.optimizer.step()
         if self.scaler:
             self.scaler.update()
+        for teacher in self.teachers.values():   # after the segmenter's update, as the official loops
+            teacher.update(self.model, self._step)
 
     def _compile(self, module: nn.Module) -> None:
         """``train.compile``: the module's forward is compiled in place (``nn.Module.compile``), so plugins,

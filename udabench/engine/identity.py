@@ -38,7 +38,9 @@ LATER_DEFAULTS = (("eval", to_dict(EvalConfig())), ("model.input_norm", "auto"),
                   ("augment", to_dict(AugmentConfig())), ("train.poly_horizon", None),
                   ("train.source_sampler", "uniform"), ("train.param_listing", "unique"),
                   ("train.align_corners", False), ("model.head_bias_init", "zeros"), ("model.bn_eps", 1e-5),
-                  ("model.freeze_stem_bn", False), ("validators", to_dict(ValidatorConfig())))
+                  ("model.freeze_stem_bn", False), ("validators", to_dict(ValidatorConfig())),
+                  ("train.optimizer", "sgd"), ("train.warmup_iters", 0), ("train.warmup_ratio", 1e-6),
+                  ("train.rcs_temperature", 0.01), ("train.rcs_min_pixels", 3000))
 
 
 def suite_identity(suite: Suite) -> dict:

@@ -64,6 +64,9 @@ def segmenter_groups(model: nn.Module, train_cfg) -> list[dict]:
 
 def segmenter_optimizer(model: nn.Module, train_cfg) -> torch.optim.Optimizer:
     groups = segmenter_groups(model, train_cfg)
+    if train_cfg.optimizer == "adamw":   # DAFormer/MIC (configs/_base_/schedules/adamw.py); unique listing only
+        return torch.optim.AdamW([{k: g[k] for k in ("params", "lr")} for g in groups], lr=train_cfg.lr,
+                                 betas=(0.9, 0.999), weight_decay=train_cfg.weight_decay)
     kwargs = {"lr": train_cfg.lr, "momentum": train_cfg.momentum, "weight_decay": train_cfg.weight_decay}
     if train_cfg.param_listing == "unique":
         return torch.optim.SGD([{k: g[k] for k in ("params", "lr")} for g in groups], **kwargs)

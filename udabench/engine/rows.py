@@ -48,6 +48,9 @@ def protocol(suite: Suite, seed: int, world_size: int = 1, stages: list[dict] = 
     later = {"poly_horizon": t.poly_horizon, "source_sampler": t.source_sampler, "augment": augment_record(suite),
              "stages": list(stages), "param_listing": t.param_listing, "train_align_corners": t.align_corners,
              "head_bias_init": m.head_bias_init, "bn_eps": m.bn_eps, "freeze_stem_bn": m.freeze_stem_bn,
+             "optimizer": t.optimizer, "warmup_iters": t.warmup_iters,
+             "warmup_ratio": t.warmup_ratio, "rcs_temperature": t.rcs_temperature,
+             "rcs_min_pixels": t.rcs_min_pixels,
              "validators": to_dict(suite.validators)}   # the sample the validator_* fields were scored on
     return {
         "pretrained": m.pretrained, "bn_mode": m.bn_mode,

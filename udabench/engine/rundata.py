@@ -27,6 +27,7 @@ from .distributed import DistInfo
 from .handover import Prefetched, collate_for, stream, to_device
 from .preempt import ignore_stop_signals
 from .pseudo import WithPseudoLabels, label_with_teacher
+from .rare_class import RareClassSampler
 from .sampling import ResumableSampler
 from .stages import RunSpec
 
@@ -86,8 +87,8 @@ class RunData:
         index for class-balanced sampling: computed here, once (both are cached), before the first step."""
         spec, suite = self.spec, self.spec.suite
         if spec.method.uses_source:
-            balanced = suite.train.source_sampler == "class_balanced"
-            self._sets["source"] = (self.splits.source, self.class_pixels() > 0 if balanced else None)
+            sampler = suite.train.source_sampler   # both samplers read the source class index
+            self._sets["source"] = (self.splits.source, None if sampler == "uniform" else self.class_pixels())
         if spec.method.uses_target:
             target = self.splits.target
             if spec.teacher is not None:
@@ -130,10 +131,14 @@ class RunData:
         position) (``Augmented``), whatever the workers and wherever a run resumes."""
         if domain not in self._streams:
             batch = self.spec.suite.train.batch_size
-            seed, (dataset, presence) = stream_seed(self.spec.seed, domain), self._sets[domain]
+            seed, (dataset, counts) = stream_seed(self.spec.seed, domain), self._sets[domain]
             position, rank, world = step * batch, self.dist.rank, self.dist.world_size
-            if presence is not None:
-                sampler = ClassBalancedSampler(presence, seed, position, rank, world)
+            train = self.spec.suite.train
+            if counts is not None and train.source_sampler == "rare_class":
+                sampler = RareClassSampler(counts, train.rcs_temperature, train.rcs_min_pixels, seed, position, rank,
+                                           world)
+            elif counts is not None:
+                sampler = ClassBalancedSampler(counts > 0, seed, position, rank, world)
             else:
                 sampler = ResumableSampler(len(dataset), seed, position, rank, world)
             dataset = Augmented(dataset, getattr(self.spec.suite.augment, domain), seed)

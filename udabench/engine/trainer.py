@@ -162,6 +162,7 @@ class Trainer:
         self._check_world_size(state, path, fix)
         try:
             self.ctx.load_state_dict(state, only=(SEGMENTER,), optimizers=not start.restart)
+            self.ctx.sync_teachers()   # a mean teacher starts as a copy of the weights the run starts from
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{what} ({path}) does not fit this run "
                                   f"({str(exc).splitlines()[0]}). {fix}") from None
