@@ -80,12 +80,20 @@ def test_the_warmup_key_ignores_the_method_but_not_the_schedule(write_suite, tmp
     assert make_plan(load_suite(write_suite()), tmp_path, ["minent"]).requested[0].start is None
 
 
-def test_a_corrupt_warmup_snapshot_is_a_clear_error(write_suite, tmp_path):
-    from udabench.errors import CheckpointError
+def test_a_corrupt_warmup_snapshot_is_trained_again(write_suite, tmp_path):
+    """A finished warm-up whose snapshot is unreadable is damaged (issue 27): the next run that continues it trains
+    the warm-up again, from the same seed to the same weights, instead of stopping the suite."""
+    import torch
+
+    from udabench import checkpoint
 
     path = write_suite(source_warmup=2)
     run_suite(load_suite(path), tmp_path / "res", methods=["source_only"])
     warmup = next((tmp_path / "res" / "tiny" / "_warmup").glob("seed0-*"))
-    (warmup / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match=f"shared source warm-up.*Delete the folder {warmup}"):
-        run_suite(load_suite(path), tmp_path / "res", methods=["minent"])
+    snapshot = warmup / "checkpoints" / "last.pt"
+    before = checkpoint.segmenter_state(checkpoint.load(snapshot))
+    snapshot.write_bytes(b"not a checkpoint")
+    run_suite(load_suite(path), tmp_path / "res", methods=["minent"])
+    after = checkpoint.segmenter_state(checkpoint.load(snapshot))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert next((tmp_path / "res" / "tiny" / "minent").glob("seed0-*/done")).exists()

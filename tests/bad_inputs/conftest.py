@@ -74,7 +74,8 @@ class Bad:
         except SystemExit as exc:     # argparse's usage errors
             code = exc.code
         out, err = self.capsys.readouterr()
-        message = " ".join(err.split())   # undo the line wrapping
+        # undo the line wrapping; a run that fails prints its FAILED line with the other run lines (stdout)
+        message = " ".join((err + out).split())
         assert code == 2, f"exit code {code}; stderr: {err}"
         for name in [named] if isinstance(named, str) else named:
             assert str(name) in message, f"{name!r} not in: {message}"
