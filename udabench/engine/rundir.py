@@ -190,19 +190,20 @@ class RunDir:
     # -- reading -----------------------------------------------------------------------------------
     def rows(self) -> list[dict]:
         """Every metrics row; a torn or non-JSON line (a kill mid-write) is skipped with a warning."""
-        rows, torn = self._read_rows()
+        rows, torn, _ = self._read_rows()
         for number in torn:
             log.warning(f"{self.metrics}:{number}: not a metrics row (torn write?), skipped")
         return rows
 
-    def _read_rows(self) -> tuple[list[dict], list[int]]:
-        """(the rows, the numbers of the lines that are not rows)."""
+    def _read_rows(self) -> tuple[list[dict], list[int], int]:
+        """(the rows, the numbers of the lines that are not rows, the number of the last line that is not blank)."""
         if not self.metrics.exists():
-            return [], []
-        rows, torn = [], []
+            return [], [], 0
+        rows, torn, last = [], [], 0
         for number, line in enumerate(self.metrics.read_text(errors="replace").splitlines(), 1):
             if not line.strip():
                 continue
+            last = number
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
@@ -211,13 +212,12 @@ class RunDir:
                 rows.append(row)
             else:
                 torn.append(number)
-        return rows, torn
+        return rows, torn, last
 
     def torn_final_row(self) -> bool:
         """Whether the last line of ``metrics.jsonl`` is not a row (a crash while it was appended)."""
-        rows, torn = self._read_rows()
-        lines = self.metrics.read_text(errors="replace").strip().splitlines() if self.metrics.exists() else []
-        return bool(torn) and torn[-1] == len(lines)
+        _, torn, last = self._read_rows()
+        return bool(torn) and torn[-1] == last
 
     def final_step(self) -> int:
         """The step a finished run's final checkpoint (and, unless it is a warm-up, its last row) is at."""
@@ -231,7 +231,7 @@ class RunDir:
         (at the end of the file: a truncated file has none) name the pickle of a torch file. The directory is read,
         the tensors are not: milliseconds whatever the checkpoint's size."""
         problems = []
-        rows, torn = self._read_rows()
+        rows, torn, _ = self._read_rows()
         if not rows:
             problems.append(f"{self.metrics.name} {'holds no row' if self.metrics.exists() else 'is missing'}")
         elif torn:
