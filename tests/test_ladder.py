@@ -222,6 +222,10 @@ def test_status_lists_every_run_of_the_ladder(capsys, tmp_path):
                  "--seeds", "0,1", "--results", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0 and "16 runs: 16 pending" in out   # 8 per seed: warm-ups are not listed, as in `status`
+    names = [line.split("  seed")[0].strip() for line in out.splitlines() if "  seed " in line]
+    assert names[0] == "rung 0 (FROM) source_only" and "rung 1 (optimizer) minent" in names
+    assert not any(n.startswith("rung 3 ") for n in names)   # the selection rung trains nothing of its own
+    assert sum("also rung 3" in line for line in out.splitlines()) == 4   # it shares rung 2's runs (2 × 2 seeds)
 
 
 @pytest.mark.slow

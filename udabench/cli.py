@@ -367,9 +367,10 @@ def cmd_ladder(args) -> int:
     world = world_size_of(args, ladder.rungs[-1].suite, launched)
     plan = ladder_plan(ladder, args.results, args.methods, args.seeds, args.rungs, args.methods_dir, world)
     if args.status:
-        from .engine.status import planned_states, render
+        from .engine.status import render
+        from .ladder.listing import ladder_states
 
-        print(render(planned_states(plan)), end="")
+        print(render(ladder_states(ladder, plan)), end="")
         return 0
     if args.dry_run:
         from .ladder.listing import describe_ladder

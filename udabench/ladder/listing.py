@@ -1,10 +1,12 @@
 """What ``udabench ladder --dry-run`` says first: the rungs, the settings each moves, the runs each needs and how
-many of them no earlier rung trains (the ladder's cost)."""
+many of them no earlier rung trains (the ladder's cost); and what ``--status`` lists: every run by its rung."""
 
 from __future__ import annotations
 
+from ..engine.claim import claim_timeout
 from ..engine.identity import MISSING
 from ..engine.plan import Plan
+from ..engine.status import RunState, state_of
 from . import factors
 from .build import Ladder
 
@@ -41,6 +43,28 @@ def describe_ladder(ladder: Ladder, plan: Plan) -> str:
                  f"{', '.join(free) or 'none'}")
     return "\n".join(lines)
 
+
+def ladder_states(ladder: Ladder, plan: Plan) -> list[RunState]:
+    """Each run of the planned rungs once (the hidden warm-ups aside, as `status` lists), named by the first rung
+    that needs it and that rung's factor, "rung 2 (bn) minent"; the later rungs that share it are named in its
+    detail."""
+    timeout = claim_timeout()
+    planned = {s.rundir.id: s for s in plan.runs}
+    rungs: dict[str, list[int]] = {}
+    for rung in ladder.rungs:
+        for run_id in rung.runs:
+            rungs.setdefault(run_id, []).append(rung.index)
+    factor = {r.index: r.factor or "FROM" for r in ladder.rungs}
+    states = []
+    for run_id, (first, *later) in rungs.items():
+        spec = planned[run_id]
+        if spec.hidden:
+            continue
+        state, detail = state_of(spec.rundir, timeout)
+        shared = f"also rung{'s' if len(later) > 1 else ''} {', '.join(map(str, later))}" if later else ""
+        states.append(RunState(plan.suite.name, f"rung {first} ({factor[first]}) {spec.row_name}", spec.seed, state,
+                               "  ".join(filter(None, (detail, shared))), spec.rundir.path))
+    return states
 
 
 def _show(value) -> str:
