@@ -238,3 +238,12 @@ def test_a_quick_ladder_in_both_orders_trains_and_reports(capsys, tmp_path):
     assert main(["report", "--ladder", "--results", str(tmp_path), "--figures"]) == 0
     out = capsys.readouterr().out
     assert out.count("Telescoping: Σ Δ gain") == 2 and "in both orders" in out
+
+
+def test_the_waterfall_floats_each_factor_from_the_running_total_and_leaves_room_for_its_value():
+    from udabench.analysis.figures import ladder_waterfall
+
+    ax = ladder_waterfall([("FROM a", 10.0), ("optimizer", -4.0), ("bn", 1.0), ("TO b", 7.0)], "t").axes[0]
+    assert [(b.get_y(), b.get_height()) for b in ax.patches] == [(0, 10), (10, -4), (6, 1), (0, 7)]
+    low, high = ax.get_ylim()
+    assert low == 0 and high == pytest.approx(11)   # 10 % of the span above the highest bar end

@@ -135,7 +135,7 @@ def gain_over_source_only(selected: pd.DataFrame, class_set: str, title: str) ->
 
 def ladder_waterfall(steps: list[tuple[str, float]], title: str) -> Figure:
     """A ladder's gain decomposed (``analysis/ladder.py``): the gain at FROM and at TO as bars from zero, each
-    factor's change between them as a bar floating from the running total (green up, red down), values printed."""
+    factor's change between them as a bar floating from the running total (blue up, red down), values printed."""
     labels, values = [label for label, _ in steps], [value for _, value in steps]
     bottoms, heights, total = [0.0], [values[0]], values[0]
     for change in values[1:-1]:
@@ -155,9 +155,12 @@ def ladder_waterfall(steps: list[tuple[str, float]], title: str) -> Figure:
             ax.annotate(f"{height:+.2f}" if 0 < i < len(steps) - 1 else f"{height:.2f}", (i, bottom + height),
                         ha="center", va="bottom" if height >= 0 else "top", fontsize=8)
         ax.axhline(0, color="black", linewidth=0.8)
+        ends = [0.0, *bottoms, *(b + h for b, h in zip(bottoms, heights))]
+        pad = 0.1 * (max(ends) - min(ends) or 1.0)   # room for the printed values (floating bars pin autoscaling)
+        ax.set_ylim(min(ends) - (pad if min(ends) < 0 else 0), max(ends) + pad)
         ax.set_xticks(range(len(steps)), ["\n".join(textwrap.wrap(label, 18)) for label in labels], fontsize=7,
                       rotation=30, ha="right")
-        ax.set(title="\n".join(textwrap.wrap(title, 90)), ylabel="gain over Source-only (mIoU points)")
+        ax.set(title="\n".join(textwrap.wrap(title, 12 + 8 * len(steps))), ylabel="gain over Source-only (mIoU points)")
     return fig
 
 
