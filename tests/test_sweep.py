@@ -125,4 +125,4 @@ def test_a_swept_suite_resumes_and_report_validators_pools_its_points(write_suit
     assert sorted(records["label"].unique()) == ["AdvEnt (lambda_adv=0.001)", "AdvEnt (lambda_adv=0.01)"]
     assert len(candidates(records)) == 4   # 2 evaluations × 2 points, one method: one candidate pool
     assert main(["report", "--results", str(tmp_path / "r"), "--validators"]) == 0
-    assert "every evaluation × configuration of a method" in capsys.readouterr().out
+    assert "every evaluation (from the adaptation's start) × configuration of a method" in capsys.readouterr().out

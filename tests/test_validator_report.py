@@ -14,6 +14,7 @@ from udabench.analysis.validators import (
     weighted_spearman,
 )
 from udabench.cli import main
+from udabench.selection import select
 
 
 def loop_weighted_spearman(x, y, power=2):
@@ -133,3 +134,20 @@ def test_validator_figures_one_scatter_per_recorded_validator(records, tmp_path)
     assert sorted(p.name for p in written) == ["validator-entropy.png", "validator-snd.png"]
     assert all(p.is_file() and p.stat().st_size > 1000 and p.parent == tmp_path / "out" / "toy" / "figures"
                for p in written)
+
+
+def test_the_shared_warm_ups_earlier_evaluations_are_no_candidates(tmp_path):
+    """A run continuing the shared warm-up carries its rows; only its last one (the adaptation's start) and the run's
+    own evaluations are checkpoints of this run: a collapsed early warm-up model (low entropy) is never picked."""
+    warm = {"warmup_from": "seed0-warmup"}
+    write_run(tmp_path, "minent", "MinEnt", 0,
+              [(10, [12.0, 12.0], {"validator_entropy": 0.01, **warm}),    # collapsed: lowest entropy of all
+               (150, [30.0, 30.0], {"validator_entropy": 0.30, **warm}),   # the adaptation's start
+               (175, [38.0, 38.0], {"validator_entropy": 0.20}), (200, [36.0, 36.0], {"validator_entropy": 0.25})])
+    records = load_records(tmp_path)
+    p = picks(records).set_index(["method", "seed", "validator"])
+    assert p.loc[("minent", 0, "Entropy"), ["picked", "rank"]].tolist() == [38.0, 1]
+    assert select(records, "entropy")["step"].tolist() == [175]
+    assert select(records, "oracle-target-val")["step"].tolist() == [175]
+    start = records.assign(miou=lambda r: r["step"].map({10: 50.0, 150: 45.0, 175: 38.0, 200: 36.0}))
+    assert select(start, "oracle-target-val")["step"].tolist() == [150]   # the start is a candidate, step 10 is not

@@ -136,8 +136,20 @@ def suggest(name: str) -> str:
     return f" Did you mean {listed} (described as {name.lower()!r})?"
 
 
+def adaptation_rows(records: pd.DataFrame) -> pd.DataFrame:
+    """The evaluations a selection chooses among: each run's own, and the one it starts from. A run that continues
+    the shared source warm-up carries the warm-up's rows (``warmup_from``); those before the warm-up's last
+    evaluation are the Source-only training every method shares, not checkpoints of this run's adaptation."""
+    if "warmup_from" not in records:
+        return records
+    copied = records["warmup_from"].notna()
+    start = records["step"].where(copied).groupby(records["run_dir"]).transform("max")
+    return records[~copied | (records["step"] >= start)]
+
+
 def select(records: pd.DataFrame, name: str = "last") -> pd.DataFrame:
-    """One row per run (``run_dir`` of ``load_records``): the row protocol ``name`` chooses among its evaluations.
+    """One row per run (``run_dir`` of ``load_records``): the row protocol ``name`` chooses among its evaluations
+    (``adaptation_rows``: from the adaptation's start on).
 
     The reducer sees the run's rows latest step first, so ties go to the later checkpoint. A run with a
     single evaluation (e.g. an ensemble) has nothing to choose from and keeps it whatever the protocol.
@@ -145,7 +157,7 @@ def select(records: pd.DataFrame, name: str = "last") -> pd.DataFrame:
     """
     selection = get_selection(name)
     chosen = []
-    for run_dir, run in records.sort_values("step", ascending=False, kind="stable").groupby("run_dir"):
+    for run_dir, run in adaptation_rows(records).sort_values("step", ascending=False, kind="stable").groupby("run_dir"):
         if len(run) == 1:
             chosen.append(run.index[0])
             continue

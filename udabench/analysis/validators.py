@@ -1,7 +1,8 @@
 """``udabench report --validators``: what each label-free validator's pick costs each method, and whether the
 ranking of methods survives it (docs/selection.md).
 
-The candidates of a method are all evaluations of all its configurations (sweep points) of one seed, finished
+The candidates of a method are all evaluations of all its configurations (sweep points) of one seed, from the
+adaptation's start on (``selection.adaptation_rows``: not the shared warm-up's earlier evaluations), finished
 trained runs only, the oracle left out. Per method and seed: the oracle-best mIoU (reads target labels: ‡), each
 validator's pick (its best score; ties to the later step), the pick's regret (oracle-best − picked mIoU) and rank
 (1 = the best candidate by mIoU), and the weighted Spearman correlation of the validator with mIoU over the
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..selection import LEAK_MARK
+from ..selection import LEAK_MARK, adaptation_rows
 from ..validators import VALIDATORS
 from ..vocabulary import Kind, Role
 from .render import STD, render
@@ -54,11 +55,12 @@ def _weighted_pearson(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> float:
 
 
 def candidates(records: pd.DataFrame) -> pd.DataFrame:
-    """The rows validators choose among: evaluations of finished, trained runs, the oracle and ensembles left out."""
+    """The rows validators choose among: evaluations of finished, trained runs from their adaptation's start on,
+    the oracle and ensembles left out."""
     keep = (records["kind"] == Kind.MEASURED) & (records["role"] != Role.UPPER_BOUND)
     if "ensemble_of" in records:
         keep &= records["ensemble_of"].isna()
-    return records[keep]
+    return adaptation_rows(records[keep])
 
 
 def recorded(rows: pd.DataFrame) -> list:
@@ -154,7 +156,8 @@ def validator_tables(records: pd.DataFrame, fmt: str = "text") -> list[str]:
                          f"earlier udabench version, or validators.images: 0); re-run them to compare validators.\n")
             continue
         n = rows.groupby("method")["seed"].nunique()
-        where = (f"candidates: every evaluation × configuration of a method, per seed ({int(n.min())}"
+        where = (f"candidates: every evaluation (from the adaptation's start) × configuration of a method, per seed "
+                 f"({int(n.min())}"
                  f"{'' if n.min() == n.max() else f'-{int(n.max())}'} seeds); mean ± std over seeds")
         leak = [f"{ORACLE}: the best target mIoU among the candidates; it reads the target eval labels "
                 f"(what the oracle-target-val papers reported); no validator does."]
