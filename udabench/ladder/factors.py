@@ -28,8 +28,9 @@ class Factor:
 # a field that only its evaluation (eval.validation, data.source_val) records, so going from a recipe to the common
 # protocol the selection leaves first; the reverse order (--both-orders) adds it last, again valid.
 FACTORS = (
-    Factor("optimizer", "optimizer listing and SGD settings",
-           ("train.param_listing", "train.lr", "train.head_lr_mult", "train.momentum", "train.weight_decay")),
+    Factor("optimizer", "optimizer, its listing and settings",
+           ("train.optimizer", "train.param_listing", "train.lr", "train.head_lr_mult", "train.momentum",
+            "train.weight_decay")),
     Factor("upsampling", "training up-sampling", ("train.align_corners",)),
     Factor("init", "init weights and input normalisation",
            ("model.pretrained", "model.input_norm", "model.head_bias_init")),
@@ -39,10 +40,11 @@ FACTORS = (
     Factor("selection", "checkpoint selection", ("report.selection",)),
     Factor("schedule", "schedule and stages (iterations, poly horizon, LR restarts, warm-up)",
            ("train.iterations", "train.poly_horizon", "train.poly_power", "train.source_warmup", "train.eval_every",
-            "train.checkpoint_every", "train.log_every", "start_from", "start_selection", "teacher")),
+            "train.checkpoint_every", "train.log_every", "train.warmup_iters", "train.warmup_ratio", "start_from",
+            "start_selection", "teacher")),
     Factor("batch", "batch and input sizes", ("train.batch_size", "data.source.size", "data.target.size")),
     Factor("augmentation", "augmentation and sampling",
-           ("augment.*", "train.source_sampler", "data.source.split", "data.target.split", "data.source.limit",
+           ("augment.*", "train.source_sampler", "train.rcs_temperature", "train.rcs_min_pixels", "data.source.split", "data.target.split", "data.source.limit",
             "data.target.limit")),
     Factor("evaluation", "evaluation options",
            ("eval.*", "data.eval.*", "data.source_val", "data.source_val.*", "data.eval_batch_size")),
