@@ -66,10 +66,17 @@ class AdvEnt(Method):
         """Softmax maps of every adapted level, at the input size."""
         return {level: self.ctx.upsample(logits.float(), size).softmax(1) for level, logits in out.levels().items()}
 
+    def d_input(self, prob: torch.Tensor) -> torch.Tensor:
+        """What D sees of a softmax map: its weighted self-information (AdaptSegNet, methods/advseg.py: the map)."""
+        return self_information(prob)
+
+    def d_loss(self, d_out: torch.Tensor, domain: float) -> torch.Tensor:
+        return bce(d_out, domain)
+
     def domain_logits(self, out, image):
         """The main level's discriminator on the image's self-information map (> 0: target, as in training)."""
         prob = self.ctx.upsample(out.main.float(), image.shape[-2:]).softmax(1)
-        return self.discriminators["main"](self_information(prob))
+        return self.discriminators["main"](self.d_input(prob))
 
     def train_step(self, source, target, step):
         ctx = self.ctx
@@ -77,15 +84,15 @@ class AdvEnt(Method):
             src_out = ctx.model(source["image"])
             loss, logs = ctx.supervised_loss(src_out, source["label"])
             src_probs = self.probs(src_out, source["image"].shape[-2:])
-            src_maps = {k: self_information(p).detach() for k, p in src_probs.items()}
+            src_maps = {k: self.d_input(p).detach() for k, p in src_probs.items()}
         ctx.backward(loss)
 
         # Segmenter step: target maps should fool D (label "source"); D receives no gradient.
         with self.frozen(*self.discriminators.values()):
             with ctx.autocast():
                 tgt_probs = self.probs(ctx.model(target["image"]), target["image"].shape[-2:])
-                tgt_maps = {k: self_information(p) for k, p in tgt_probs.items()}
-                adv = sum(self.weights[k] * bce(d(tgt_maps[k]), SOURCE) for k, d in self.discriminators.items())
+                tgt_maps = {k: self.d_input(p) for k, p in tgt_probs.items()}
+                adv = sum(self.weights[k] * self.d_loss(d(tgt_maps[k]), SOURCE) for k, d in self.discriminators.items())
                 logs["loss_adv"] = adv.item()
                 if self.hp.class_prior:
                     cp = class_ratio_prior_loss(tgt_probs["main"], ctx.source_class_histogram(), self.hp.cp_mu)
@@ -95,7 +102,7 @@ class AdvEnt(Method):
 
         # Discriminator step on detached maps: the segmenter receives no gradient.
         with ctx.autocast():
-            d_loss = sum(bce(d(src_maps[k]), SOURCE) / 2 + bce(d(tgt_maps[k].detach()), TARGET) / 2
+            d_loss = sum(self.d_loss(d(src_maps[k]), SOURCE) / 2 + self.d_loss(d(tgt_maps[k].detach()), TARGET) / 2
                          for k, d in self.discriminators.items())
         logs["loss_d"] = d_loss.item()
         ctx.backward(d_loss)

@@ -118,6 +118,18 @@ class DACS(Method):
     def setup(self, model, ctx):
         self.teacher = self.register_teacher("teacher", self.hp.alpha, self.hp.ema_step_offset)
 
+    def source_step(self, source) -> dict[str, float]:
+        """The supervised source step (DAFormer adds its feature distance here)."""
+        return self.ctx.supervised_step(source)
+
+    def pseudo_labels(self, x_t):
+        """The teacher's max probability, hard label and pixel weight of each target pixel (trainUDA.py:418-422,
+        466-472); DAFormer zeroes the weight of some rows, MIC reuses all three."""
+        with torch.no_grad(), self.ctx.autocast():
+            prob = self.ctx.upsample(self.teacher(x_t).main.float(), x_t.shape[-2:]).softmax(1)
+        max_prob, pseudo = prob.max(1)
+        return max_prob, pseudo, pixel_weight(max_prob, self.hp.pixel_weight, self.hp.pseudo_threshold)
+
     def train_step(self, source, target, step):
         ctx, hp = self.ctx, self.hp
         x_s, y_s, x_t = source["image"], source["label"], target["image"]
@@ -125,10 +137,8 @@ class DACS(Method):
             raise ValueError(f"dacs mixes source and target images pixel by pixel, but this step's source batch is "
                              f"{tuple(x_s.shape)} and its target batch {tuple(x_t.shape)}; give both domains the "
                              f"same training size (data.source.size / data.target.size, or equal augment crops).")
-        logs = ctx.supervised_step(source)
-        with torch.no_grad(), ctx.autocast():
-            prob = ctx.upsample(self.teacher(x_t).main.float(), x_t.shape[-2:]).softmax(1)
-        max_prob, pseudo = prob.max(1)
+        logs = self.source_step(source)
+        max_prob, pseudo, target_weight = self.pseudo_labels(x_t)
         mask = class_mix_masks(y_s)
         jitter = random.uniform(0, 1) > hp.jitter_skip if hp.color_jitter else False   # trainUDA.py:445-452
         blur = random.uniform(0, 1) > 0.5 if hp.blur else False
@@ -138,8 +148,7 @@ class DACS(Method):
             image = color_jitter(image, hp.jitter_strength) if jitter else image
             images.append(gaussian_blur(image, float(np.random.uniform(0.15, 1.15))) if blur else image)
         label = torch.where(mask, y_s, pseudo)
-        weight = torch.where(mask, torch.ones_like(max_prob), pixel_weight(max_prob, hp.pixel_weight,
-                                                                             hp.pseudo_threshold))
+        weight = torch.where(mask, torch.ones_like(max_prob), target_weight)
         with ctx.autocast():
             logits = ctx.upsample(ctx.model(torch.cat(images)).main.float(), x_t.shape[-2:])
             ce = F.cross_entropy(logits, label, ignore_index=255, reduction="none")

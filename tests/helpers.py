@@ -28,6 +28,36 @@ H, W = 40, 80
 # every method the built-in folder registers (test modules register plugins of their own: not these)
 BUILTIN = sorted(name for name, file in available().origin.items() if file.parent == BUILTIN_DIR.resolve())
 
+
+def one_step(write_suite, method, **hparams):
+    """A run of the method class ``method`` built on the tiny suite, and one source and one target batch (the
+    target's label removed, as the trainer does)."""
+    from torch.utils.data import default_collate
+
+    from udabench.config import load_suite
+    from udabench.engine.build import build_run
+    from udabench.engine.rundata import build_data
+
+    suite = load_suite(write_suite())
+    data = build_data(suite)
+    ctx, built = build_run(suite, method, method.Hparams(**hparams), torch.device("cpu"))
+    source = default_collate([data.source[i] for i in range(2)])
+    target = default_collate([data.target[i] for i in range(2)])
+    target.pop("label")
+    return ctx, built, source, target
+
+
+class NoLabel(dict):
+    """A target batch that fails the test when anything reads its label."""
+
+    def __getitem__(self, key):
+        assert key != "label", "a target label was read"
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        assert key != "label", "a target label was read"
+        return super().get(key, default)
+
 # The published maps, written out literally (not derived from udabench's tables).
 CITYSCAPES_TO_19 = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
                     26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}

@@ -387,3 +387,65 @@ def dacs_step(model, ema_model, opt, i, src, tgt, cfg) -> dict:
     opt.step()
     dacs_update_ema(ema_model, model, cfg["alpha"], i)
     return {"loss_seg": L_l.item(), "loss_mix": L_u.item() / cfg["consistency_weight"], "pseudo_weight": unlabeled_weight}
+
+
+# ---- lhoyer/MIC (seg/mmseg): MIC's mask and teacher weight, DAFormer's feature distance, AdvSeg's D input ---------
+
+def mic_mask_image(imgs, mask_ratio, mask_block_size):
+    """masking_transforms.py:27-41: a U(0,1) grid of round(H/b)×round(W/b), > ratio, mmseg ``resize`` (nearest) to
+    H×W, times the (normalised) images."""
+    B, _, H, W = imgs.shape
+    mshape = B, 1, round(H / mask_block_size), round(W / mask_block_size)
+    input_mask = torch.rand(mshape, device=imgs.device)
+    input_mask = (input_mask > mask_ratio).float()
+    input_mask = F.interpolate(input_mask, (H, W), None, "nearest", None)
+    return imgs * input_mask, input_mask
+
+
+def mic_pseudo_label_and_weight(logits, pseudo_threshold, ignore_top=0, ignore_bottom=0):
+    """teacher_module.py:69-94 (and uda/dacs.py:264-286): the argmax, the batch's confident fraction everywhere,
+    the top/bottom rows zeroed."""
+    ema_softmax = torch.softmax(logits.detach(), dim=1)
+    pseudo_prob, pseudo_label = torch.max(ema_softmax, dim=1)
+    ps_large_p = pseudo_prob.ge(pseudo_threshold).long() == 1
+    ps_size = np.size(pseudo_label.cpu().numpy())
+    pseudo_weight = torch.sum(ps_large_p).item() / ps_size
+    pseudo_weight = pseudo_weight * torch.ones(pseudo_prob.shape, device=logits.device)
+    if ignore_top > 0:
+        pseudo_weight[:, :ignore_top, :] = 0
+    if ignore_bottom > 0:
+        pseudo_weight[:, -ignore_bottom:, :] = 0
+    return pseudo_label, pseudo_weight
+
+
+def mmseg_weighted_ce(seg_logit, seg_label, seg_weight):
+    """mmseg's decode-head CE with ``seg_weight``: per pixel, times the weight, mean over every pixel."""
+    loss = F.cross_entropy(seg_logit, seg_label, reduction="none", ignore_index=IGNORE)
+    return (loss * seg_weight).mean()
+
+
+def downscale_label_ratio(gt, scale_factor, min_ratio, n_classes, ignore_index=255):
+    """seg/mmseg/utils/utils.py:18-39 (N×1×H×W labels)."""
+    bs, orig_c, orig_h, orig_w = gt.shape
+    trg_h, trg_w = orig_h // scale_factor, orig_w // scale_factor
+    ignore_substitute = n_classes
+    out = gt.clone()
+    out[out == ignore_index] = ignore_substitute
+    out = F.one_hot(out.squeeze(1), num_classes=n_classes + 1).permute(0, 3, 1, 2)
+    out = F.avg_pool2d(out.float(), kernel_size=scale_factor)
+    gt_ratio, out = torch.max(out, dim=1, keepdim=True)
+    out[out == ignore_substitute] = ignore_index
+    out[gt_ratio < min_ratio] = ignore_index
+    assert list(out.shape) == [bs, 1, trg_h, trg_w], out.shape
+    return out
+
+
+def daformer_feat_dist(feat, feat_imnet, gt, fdist_classes, min_ratio, num_classes, fdist_lambda):
+    """uda/dacs.py:173-186, 233-248: λ · mean over thing cells of ‖f − f_imnet‖₂ (channels)."""
+    fdclasses = torch.tensor(fdist_classes, device=gt.device)
+    scale_factor = gt.shape[-1] // feat.shape[-1]
+    gt_rescaled = downscale_label_ratio(gt, scale_factor, min_ratio, num_classes, 255).long().detach()
+    fdist_mask = torch.any(gt_rescaled[..., None] == fdclasses, -1)
+    pw_feat_dist = torch.norm(feat - feat_imnet, dim=1, p=2)
+    pw_feat_dist = pw_feat_dist[fdist_mask.squeeze(1)]
+    return fdist_lambda * torch.mean(pw_feat_dist)

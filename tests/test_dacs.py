@@ -11,13 +11,11 @@ import official_loops as official
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.data import default_collate
+from helpers import NoLabel, one_step
 
 from udabench import checkpoint
 from udabench.config import load_suite
-from udabench.engine.build import build_run
 from udabench.engine.rows import TIMING_FIELDS
-from udabench.engine.rundata import build_data
 from udabench.engine.runner import run_suite
 from udabench.registry import discover
 
@@ -32,17 +30,6 @@ def mod(dacs):
     import sys
 
     return sys.modules[dacs.__module__]
-
-
-def one_step(write_suite, dacs, **hparams):
-    """A DACS run built on the tiny suite, and one source and one target batch (no target label)."""
-    suite = load_suite(write_suite())
-    data = build_data(suite)
-    ctx, method = build_run(suite, dacs, dacs.Hparams(**hparams), torch.device("cpu"))
-    source = default_collate([data.source[i] for i in range(2)])
-    target = default_collate([data.target[i] for i in range(2)])
-    target.pop("label")
-    return ctx, method, source, target
 
 
 # ---- the mean teacher -------------------------------------------------------------------------------------
@@ -168,16 +155,6 @@ def test_jitter_and_blur_draws_are_made_once_per_step_as_the_official_loop(write
 
 # ---- no target label reaches the teacher ------------------------------------------------------------------
 
-class NoLabel(dict):
-    def __getitem__(self, key):
-        assert key != "label", "DACS read a target label"
-        return super().__getitem__(key)
-
-    def get(self, key, default=None):
-        assert key != "label", "DACS read a target label"
-        return super().get(key, default)
-
-
 def test_the_teacher_and_pseudo_labels_never_read_target_labels(write_suite, dacs, monkeypatch):
     ctx, method, source, target = one_step(write_suite, dacs)
     seen = []
@@ -205,19 +182,23 @@ def crash_at(monkeypatch, cls, step):
 
 
 @pytest.mark.slow
-def test_a_killed_dacs_run_resumes_to_identical_weights_teacher_and_rows(write_suite, dacs, tmp_path, monkeypatch):
-    path = write_suite(lambda s: s["methods"].update(dacs={}), iterations=5, checkpoint_every=2, eval_every=2)
-    straight = run_suite(load_suite(path), tmp_path / "a", methods=["dacs"])[0]
-    crash_at(monkeypatch, dacs, 3)   # killed during step 3: resumes from the step-2 checkpoint
+@pytest.mark.parametrize("name, teacher, frozen", [("dacs", "teacher", set()), ("daformer_mic", "teacher", {"imagenet"}),
+                                                   ("minent_mic", "mic_teacher", set())])
+def test_a_killed_run_with_a_teacher_resumes_to_identical_weights_teacher_and_rows(write_suite, name, teacher, frozen,
+                                                                                  tmp_path, monkeypatch):
+    cls = discover()[name]
+    path = write_suite(lambda s: s["methods"].update({name: {}}), iterations=5, checkpoint_every=2, eval_every=2)
+    straight = run_suite(load_suite(path), tmp_path / "a", methods=[name])[0]
+    crash_at(monkeypatch, cls, 3)   # killed during step 3: resumes from the step-2 checkpoint
     with pytest.raises(KeyboardInterrupt):
-        run_suite(load_suite(path), tmp_path / "b", methods=["dacs"])
+        run_suite(load_suite(path), tmp_path / "b", methods=[name])
     monkeypatch.undo()
-    resumed = run_suite(load_suite(path), tmp_path / "b", methods=["dacs"])[0]
+    resumed = run_suite(load_suite(path), tmp_path / "b", methods=[name])[0]
     a, b = (checkpoint.load(o.spec.rundir.checkpoint)["slots"] for o in (straight, resumed))
-    assert set(a) == {"model", "teacher"} and a["teacher"]["optimizer"] is None
+    assert set(a) == {"model", teacher, *frozen} and all(a[s]["optimizer"] is None for s in {teacher, *frozen})
     for slot in a:
         assert all(torch.equal(a[slot]["module"][k], b[slot]["module"][k]) for k in a[slot]["module"]), slot
-    assert not all(torch.equal(a["teacher"]["module"][k], a["model"]["module"][k]) for k in a["model"]["module"])
+    assert not all(torch.equal(a[teacher]["module"][k], a["model"]["module"][k]) for k in a["model"]["module"])
     # measured, not computed: flops_per_step is counted on an attempt's first step, whose blur draw varies
     volatile = ("time", "flops_per_step", *TIMING_FIELDS)
     rows = [[{k: v for k, v in r.items() if k not in volatile} for r in o.spec.rundir.rows()]

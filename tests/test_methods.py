@@ -19,7 +19,11 @@ OPTIONS = {  # every documented option runs too
     "maxsquare_iw": {"self_guided": True, "weight_by": "pixel_argmax"},
     "fada": {"temperature_on_source_ce": True, "loss_resolution": "input"},
     "dacs": {"pixel_weight": "threshold", "ema_step_offset": 1, "alpha": 0.999, "color_jitter": False},
+    "advseg": {"gan": "ls"},
+    "daformer": {"psweight_ignore_top": 2, "psweight_ignore_bottom": 3, "lambda_fd": 0.0},
+    "minent_mic": {"mic_mask_mode": "separatetrg", "mic_blur": False},
 }
+FROZEN = {"teacher", "mic_teacher", "imagenet"}   # slots without an optimizer (mean teachers, DAFormer's copy)
 TEACHER = {"self_distill": {"teacher": "source_only"}}   # stages that the methods learning from a teacher need
 
 
@@ -40,7 +44,7 @@ def record_steps(monkeypatch, cls, crash_at=None):
 
 def test_builtin_methods_are_registered():
     assert {"source_only", "oracle", "minent", "advent", "maxsquare", "maxsquare_iw", "fada", "target_bn",
-            "self_distill"} <= set(BUILTIN) <= set(discover())
+            "self_distill", "advseg", "daformer", "dacs_mic", "daformer_mic", "minent_mic", "advseg_mic"} <= set(BUILTIN) <= set(discover())
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -68,8 +72,8 @@ def test_build_train_checkpoint_resume(name, options, write_suite, tmp_path, mon
 
     state = checkpoint.load(outcome.spec.rundir.checkpoint)
     for name_, slot in state["slots"].items():
-        assert slot["optimizer"]["state"] if name_ not in ("teacher",) else slot["optimizer"] is None  # frozen
-    if name in ("advent", "fada"):
+        assert slot["optimizer"]["state"] if name_ not in FROZEN else slot["optimizer"] is None  # frozen
+    if name in ("advent", "advseg", "fada"):
         assert len(state["slots"]) > 1  # the discriminators and their optimizers
     model = build_model(outcome.spec.suite.model, 19)
     model.load_state_dict(state["slots"]["model"]["module"])
@@ -105,7 +109,8 @@ def one_step_backwards(name, write_suite):
     return changed
 
 
-@pytest.mark.parametrize("name, discriminators", [("advent", {"d_main", "d_aux"}), ("fada", {"d_fine"})])
+@pytest.mark.parametrize("name, discriminators", [("advent", {"d_main", "d_aux"}), ("advseg", {"d_main", "d_aux"}),
+                                                   ("fada", {"d_fine"})])
 def test_generator_and_discriminator_updates_are_separate(name, discriminators, write_suite):
     seg, adv, disc = one_step_backwards(name, write_suite)
     assert seg == {"model"}             # source CE reaches only the segmenter

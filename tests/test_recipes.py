@@ -15,7 +15,7 @@ from helpers import write_cityscapes, write_gta5, write_nthu, write_synthia
 from reference_nets import NARROW, OfficialDeepLab, deeplab_init_file
 
 from udabench.cli import main
-from udabench.config import load_suite, stage_suite
+from udabench.config import load_suite, read_suite_tree, stage_suite
 from udabench.engine.rows import protocol
 from udabench.registry import discover
 from udabench.schema import from_dict, to_dict
@@ -25,6 +25,14 @@ PAPER = ROOT / "suites" / "paper"
 RECIPES = sorted(str(p.relative_to(PAPER)) for p in PAPER.rglob("*.yaml") if not p.name.startswith("_"))
 DOC = ROOT / "docs" / "recipes.md"
 INIT_FILES = ("DeepLab_resnet_pretrained_imagenet.pth", "DeepLab_resnet_pretrained_init-f81d91e8.pth")
+
+
+def unregistered(recipe: str) -> list[str]:
+    """The methods of a recipe that no plugin registers here (suites/paper/mic/: advseg, advseg_mic, minent_mic,
+    dacs_mic, daformer, daformer_mic, whose plugins come from the MIC branch): the tests that train or resolve their
+    hyper-parameters skip them until they are installed, and run without a change once they are."""
+    known = discover()
+    return [m for m in read_suite_tree(PAPER / recipe).get("methods", {}) if m not in known]
 
 
 def official_tables() -> list[tuple[list[str], list[tuple[str, str]]]]:
@@ -80,7 +88,7 @@ def test_every_recipe_has_official_values_tables_and_every_table_names_recipes()
 def test_recipe_equals_its_official_values_tables(recipe, monkeypatch):
     monkeypatch.setenv("UDABENCH_DATA", "/data")
     suite = load_suite(PAPER / recipe)
-    checked, wrong = 0, []
+    checked, wrong, missing = 0, [], set(unregistered(recipe))
     for files, rows in official_tables():
         if recipe not in files:
             continue
@@ -88,6 +96,8 @@ def test_recipe_equals_its_official_values_tables(recipe, monkeypatch):
             method = key.rpartition(": ")[0]
             if method and method not in suite.methods:
                 continue      # a family table's row of a method this recipe does not run
+            if method in missing and ": hparams." in key:
+                continue      # its plugin is not installed yet (unregistered)
             expected = yaml.safe_load(value.replace("${UDABENCH_DATA}", "/data"))
             actual = resolve(suite, key)
             checked += 1
@@ -99,7 +109,7 @@ def test_recipe_equals_its_official_values_tables(recipe, monkeypatch):
 def test_recipes_share_their_published_rows_and_differ_from_the_common_protocol(monkeypatch):
     monkeypatch.setenv("UDABENCH_DATA", "/data")
     common = load_suite(ROOT / "suites" / "gta5_cityscapes.yaml")
-    for recipe in ("advent/gta5_r101.yaml", "maxsquare/gta5.yaml", "fada/gta5.yaml"):
+    for recipe in ("advent/gta5_r101.yaml", "maxsquare/gta5.yaml", "fada/gta5.yaml", "mic/gta5_dlv2.yaml"):
         suite = load_suite(PAPER / recipe)
         assert suite.references == common.references          # declared once, in suites/references/
         assert suite.name != common.name and suite.method_names() != common.method_names()
@@ -127,6 +137,7 @@ def recipe_data(tmp_path_factory) -> Path:
     for name in INIT_FILES:
         deeplab_init_file(OfficialDeepLab(**NARROW), weights / name)
     torch.save(timm.create_model("resnet10t").state_dict(), weights / "resnet101-5d3b4d8f.pth")
+    torch.save(timm.create_model("resnet10t").state_dict(), weights / "resnet101_v1c-e67eebb6.pth")
     vgg = {f"features.{k}": v for k, v in torch.nn.Sequential(*make_layers(cfgs["D"])).state_dict().items()}
     torch.save({**vgg, "classifier.1.weight": torch.zeros(1)}, weights / "vgg16-00b39a1b.pth")
     return root
@@ -135,22 +146,26 @@ def recipe_data(tmp_path_factory) -> Path:
 @pytest.fixture
 def stand_ins(monkeypatch, recipe_data, tmp_path):
     """The recipes' networks as fast stand-ins with the same parameter names: deeplab_resnet101 narrow, the FADA
-    ResNet-101 as resnet10t (``--set``, returned); the data above; a fresh cache."""
+    ResNet-101 and MIC's ResNetV1c-101 as resnet10t (``--set``, returned); the data above; a fresh cache."""
     from udabench.models import OWN_BACKBONES, DeepLabResNet
 
     monkeypatch.setitem(OWN_BACKBONES, "deeplab_resnet101", partial(DeepLabResNet, **NARROW))
     monkeypatch.setenv("UDABENCH_DATA", str(recipe_data))
     monkeypatch.setenv("UDABENCH_CACHE", str(tmp_path / "cache"))
-    return lambda recipe: ["--set", "model.backbone=resnet10t"] if recipe.startswith("fada/") else []
+    return lambda recipe: ["--set", "model.backbone=resnet10t"] if recipe.startswith(("fada/", "mic/")) else []
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_passes_data_check_on_fixtures(recipe, stand_ins, capsys):
+    if missing := unregistered(recipe):    # `data check` plans the suite's runs, and planning resolves each method
+        pytest.skip(f"{recipe}: methods {', '.join(missing)} are not registered (their plugins are not installed)")
     assert main(["data", "check", str(PAPER / recipe)]) == 0
     assert "all datasets usable" in capsys.readouterr().out
 
 
 def quick_run(recipe, stand_ins, tmp_path, capsys) -> Path:
+    if missing := unregistered(recipe):
+        pytest.skip(f"{recipe}: methods {', '.join(missing)} are not registered (their plugins are not installed)")
     results = tmp_path / "res"
     code = main(["run", str(PAPER / recipe), "--quick", "--seeds", "0", "--results", str(results),
                  *stand_ins(recipe)])

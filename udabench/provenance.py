@@ -27,10 +27,13 @@ from .version import __version__
 # The built-in method files (methods/, a wheel's udabench/builtin_methods/) as this version ships them, by digest.
 # tests/test_plugin_code.py holds it to the files, and says what to do when one of them changed.
 RELEASED = {
-    "advent.py": "ee824f98a5e096f7",
-    "dacs.py": "59d09697dd0f8494",
+    "advent.py": "7084780650846cf1",
+    "advseg.py": "c8acd9ec858e8745",
+    "dacs.py": "8fe5c6d4f0bf8f3d",
+    "daformer.py": "20727b50114b2685",
     "fada.py": "22a535a71797ff02",
     "maxsquare.py": "7dfe594e65511a0d",
+    "mic.py": "32d0dd2f9ea9bcd9",
     "minent.py": "cd86b3b117c12e86",
     "oracle.py": "460a38e8e9d1e223",
     "self_distill.py": "1f2026402bbe4ce8",

@@ -7,6 +7,7 @@ The layout of a file is detected from its keys, among the layouts of the backbon
 | ``deeplab_init`` | ``deeplab_resnet101`` | ADVENT's ``DeepLab_resnet_pretrained_imagenet.pth``, AdaptSegNet/MaxSquare's ``DeepLab_resnet_pretrained_init-f81d91e8.pth``: every key under one prefix (``Scale.``), the trunk's names after it, the file's own 21-class classifier ``layer5.*`` skipped | ``caffe_bgr`` |
 | ``caffe_vgg16`` | ``vgg16`` | the caffe VGG-16 conversion ``vgg16-00b39a1b.pth``: ``features.N.*``, fully connected layers under the pre-2017 torchvision names ``classifier.1`` / ``classifier.4`` | ``caffe_bgr_vgg`` |
 | ``torchvision_vgg16`` | ``vgg16`` | torchvision's ``vgg16``: ``features.N.*`` (``classifier.0/3/6`` ignored) | ``imagenet`` |
+| ``mmcv_v1c`` | ``resnet101c``, ``resnet50c`` | mmcv's ResNetV1c ImageNet files (``open-mmlab://resnet101_v1c`` = ``resnet101_v1c-e67eebb6.pth``, DAFormer/MIC's DeepLab-V2 init): the deep stem under ``stem.0/1/3/4/6/7``, which timm names ``conv1.0/1/3/4/6`` and ``bn1``; every other tensor under timm's names (``fc.*`` ignored) | ``imagenet`` |
 | ``timm`` | timm backbones | the backbone's own names: a timm state dict, or torchvision's ``resnet101-5d3b4d8f.pth`` for ``resnet101`` (same names; ``fc.*`` ignored) | ``imagenet`` |
 
 This is what the official loaders do (ADVENT ``scripts/train.py:95-102``, MaxSquare ``deeplab_multi.py:177-186``,
@@ -106,6 +107,21 @@ def _torchvision_vgg16(state: dict, own: dict) -> dict | None:
     return {k: v for k, v in state.items() if k.startswith("features.")} if "features.0.weight" in state else None
 
 
+# mmcv's deep stem (``stem`` = conv, BN, ReLU, conv, BN, ReLU, conv, BN, ReLU; MIC ``backbones/resnet.py:589-622``) ->
+# timm's (``conv1`` = the three convolutions with their first two BNs, ``bn1`` = the last BN)
+MMCV_STEM = {"stem.0.": "conv1.0.", "stem.1.": "conv1.1.", "stem.3.": "conv1.3.", "stem.4.": "conv1.4.",
+             "stem.6.": "conv1.6.", "stem.7.": "bn1."}
+
+
+def _mmcv_v1c(state: dict, own: dict) -> dict | None:
+    if "stem.0.weight" not in state:
+        return None
+    def rename(key: str) -> str:
+        prefix = next((p for p in MMCV_STEM if key.startswith(p)), None)
+        return MMCV_STEM[prefix] + key[len(prefix):] if prefix else key
+    return {rename(k): v for k, v in state.items()}
+
+
 def _own_names(state: dict, own: dict) -> dict | None:
     return state if set(state) & set(own) else None
 
@@ -116,11 +132,14 @@ CAFFE_VGG16 = Layout("caffe_vgg16", "the caffe VGG-16 conversion vgg16-00b39a1b.
                      "'classifier.1/.4.*')", "caffe_bgr_vgg", _caffe_vgg16)
 TORCHVISION_VGG16 = Layout("torchvision_vgg16", "a torchvision vgg16 state dict ('features.N.*')", "imagenet",
                            _torchvision_vgg16)
+MMCV_V1C = Layout("mmcv_v1c", "mmcv's ResNetV1c ImageNet file resnet101_v1c-e67eebb6.pth (open-mmlab://resnet101_v1c; "
+                  "keys like 'stem.0.weight', 'layer1.0.conv1.weight')", "imagenet", _mmcv_v1c)
 TIMM = Layout("timm", "a state dict with the backbone's own names (timm's, or torchvision's for a ResNet)",
               "imagenet", _own_names)
 
 # The layouts each backbone reads, most specific first; any other name is a timm backbone.
-BACKBONE_LAYOUTS = {"deeplab_resnet101": (DEEPLAB_INIT,), "vgg16": (CAFFE_VGG16, TORCHVISION_VGG16)}
+BACKBONE_LAYOUTS = {"deeplab_resnet101": (DEEPLAB_INIT,), "vgg16": (CAFFE_VGG16, TORCHVISION_VGG16),
+                    "resnet101c": (MMCV_V1C, TIMM), "resnet50c": (MMCV_V1C, TIMM)}
 
 
 def layouts_for(backbone: str) -> tuple[Layout, ...]:
@@ -174,6 +193,8 @@ def suggest_backbone(state: dict) -> str | None:
     """What a file that fits none of a backbone's layouts looks like, from its key names."""
     if _deeplab_init(state, {}) is not None:
         return "a DeepLab init file, which backbone 'deeplab_resnet101' reads"
+    if "stem.0.weight" in state:
+        return "mmcv's ResNetV1c (resnet101_v1c), which backbone 'resnet101c' reads"
     if "features.0.weight" in state:
         return "a VGG-16 state dict, which backbone 'vgg16' reads"
     if {"conv1.weight", "layer1.0.conv1.weight"} <= set(state):
