@@ -113,7 +113,11 @@ def test_recipes_share_their_published_rows_and_differ_from_the_common_protocol(
         suite = load_suite(PAPER / recipe)
         assert suite.references == common.references          # declared once, in suites/references/
         assert suite.name != common.name and suite.method_names() != common.method_names()
-    assert common.model.bn_mode == "frozen" and common.train.poly_horizon is None and not common.stages
+    assert common.model.bn_mode == "frozen" and common.train.poly_horizon is None
+    # one schedule for every method: the common suite's stages only crop DACS's source images (ClassMix needs one size)
+    assert set(common.stages) == {"dacs", "dacs_mic"}
+    assert all(not s.start_from and not s.teacher and not s.train and s.augment == {"source": {"crop": [1024, 512]}}
+               for s in common.stages.values())
 
 
 @pytest.fixture(scope="module")
