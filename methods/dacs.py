@@ -85,6 +85,15 @@ def pixel_weight(max_prob: torch.Tensor, mode: str, threshold: float) -> torch.T
     return confident.float() if mode == "threshold" else torch.ones_like(max_prob)
 
 
+def teacher_labels(ctx, teacher, x_t: torch.Tensor, mode: str, threshold: float):
+    """A mean teacher's max probability, hard label and pixel weight of each target pixel, from the target images
+    alone (trainUDA.py:418-422, 466-472)."""
+    with torch.no_grad(), ctx.autocast():
+        prob = ctx.upsample(teacher(x_t).main.float(), x_t.shape[-2:]).softmax(1)
+    max_prob, pseudo = prob.max(1)
+    return max_prob, pseudo, pixel_weight(max_prob, mode, threshold)
+
+
 @register
 class DACS(Method):
     name = "dacs"
@@ -123,12 +132,8 @@ class DACS(Method):
         return self.ctx.supervised_step(source)
 
     def pseudo_labels(self, x_t):
-        """The teacher's max probability, hard label and pixel weight of each target pixel (trainUDA.py:418-422,
-        466-472); DAFormer zeroes the weight of some rows, MIC reuses all three."""
-        with torch.no_grad(), self.ctx.autocast():
-            prob = self.ctx.upsample(self.teacher(x_t).main.float(), x_t.shape[-2:]).softmax(1)
-        max_prob, pseudo = prob.max(1)
-        return max_prob, pseudo, pixel_weight(max_prob, self.hp.pixel_weight, self.hp.pseudo_threshold)
+        """``teacher_labels`` of this run's teacher; DAFormer zeroes the weight of some rows, MIC reuses all three."""
+        return teacher_labels(self.ctx, self.teacher, x_t, self.hp.pixel_weight, self.hp.pseudo_threshold)
 
     def train_step(self, source, target, step):
         ctx, hp = self.ctx, self.hp

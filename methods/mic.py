@@ -38,7 +38,7 @@ from udabench.builtin_methods.dacs import (
     DACS,
     color_jitter,
     gaussian_blur,
-    pixel_weight,
+    teacher_labels,
 )
 from udabench.builtin_methods.daformer import DAFormer
 from udabench.builtin_methods.minent import MinEnt
@@ -100,10 +100,10 @@ class MaskedConsistency:
     def mic_pseudo_labels(self, x_t):
         if self.shares_teacher:
             return self.host_pseudo[1:]
-        with torch.no_grad(), self.ctx.autocast():   # the unmasked target image only: no label reaches it
-            prob = self.ctx.upsample(self.mic_teacher(x_t).main.float(), x_t.shape[-2:]).softmax(1)
-        max_prob, pseudo = prob.max(1)
-        return pseudo, pixel_weight(max_prob, "threshold_uniform", self.hp.mic_pseudo_threshold)
+        # the unmasked target image only: no label reaches it
+        _, pseudo, weight = teacher_labels(self.ctx, self.mic_teacher, x_t, "threshold_uniform",
+                                           self.hp.mic_pseudo_threshold)
+        return pseudo, weight
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
         hp = self.hp
