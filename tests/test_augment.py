@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from udabench.config import DomainAugment, Jitter
 from udabench.data import get_dataset
 from udabench.data.base import image_tensor, rgb_of
+from udabench.engine import augment as augment_module
 from udabench.engine import balanced
 from udabench.engine.augment import Augmented, augment
 from udabench.engine.balanced import (
@@ -65,6 +66,53 @@ def test_crop_and_flip_move_image_and_labels_together_and_pad_with_ignore():
     f = out["label"].shape[1] / 40
     assert 0.5 <= f <= 1.5 and out["image"].shape[-2:] == out["label"].shape
     assert set(out["label"].unique().tolist()) <= set(np.unique(label).tolist())   # nearest: no new label values
+
+
+def mmseg_crop_box(seg, cat_max_ratio, get_crop_bbox, ignore_index=255):
+    """The box mmseg's ``RandomCrop.__call__`` keeps (MIC ``seg/mmseg/datasets/pipelines/transforms.py:548-559``), its
+    ``get_crop_bbox`` given, boxes as (x1, y1, x2, y2)."""
+    crop_bbox = get_crop_bbox()
+    if cat_max_ratio < 1.:
+        for _ in range(10):
+            x1, y1, x2, y2 = crop_bbox
+            labels, cnt = np.unique(seg[y1:y2, x1:x2], return_counts=True)
+            cnt = cnt[labels != ignore_index]
+            if len(cnt) > 1 and np.max(cnt) / np.sum(cnt) < cat_max_ratio:
+                break
+            crop_bbox = get_crop_bbox()
+    return crop_bbox
+
+
+@pytest.mark.parametrize("cat_max_ratio", [0.75, 0.5, 1.0])
+def test_a_crop_dominated_by_one_class_is_drawn_again_as_mmseg_does(monkeypatch, cat_max_ratio):
+    rng = np.random.default_rng(1)
+    label = np.zeros((32, 64), dtype=np.int64)
+    label[:, 40:] = 1                                   # mostly class 0: most 16×16 crops hold it alone
+    label[20:, 50:] = 255
+    label[:4, :8] = 2
+    item = {"image": image_tensor(np.zeros((32, 64, 3), np.uint8)), "label": torch.from_numpy(label)}
+    for trial in range(40):
+        boxes = [(int(x), int(y), int(x) + 16, int(y) + 16)
+                 for x, y in zip(rng.integers(0, 49, 11), rng.integers(0, 17, 11))]
+        queue = list(boxes)
+        monkeypatch.setattr(augment_module, "_crop_box", lambda image, size, rng: queue.pop(0))
+        out = augment(item, DomainAugment(crop=(16, 16), cat_max_ratio=cat_max_ratio), np.random.default_rng(0))
+        reference = list(boxes)
+        x1, y1, x2, y2 = mmseg_crop_box(label, cat_max_ratio, lambda: reference.pop(0))
+        assert torch.equal(out["label"], torch.from_numpy(label[y1:y2, x1:x2]))
+        assert len(queue) == len(reference)   # as many boxes drawn
+
+
+def test_the_crop_redraw_makes_crops_of_one_class_rare():
+    label = np.zeros((32, 64), dtype=np.int64)
+    label[:, 48:] = 1
+    item = {"image": image_tensor(np.zeros((32, 64, 3), np.uint8)), "label": torch.from_numpy(label)}
+
+    def dominated(ratio):   # share of crops where one class covers 75 % or more (one draw: 41 of 49 offsets)
+        outs = [augment(item, DomainAugment(crop=(16, 16), cat_max_ratio=ratio), np.random.default_rng(s))["label"]
+                for s in range(200)]
+        return np.mean([torch.bincount(o.flatten()).max() >= 0.75 * 256 for o in outs])
+    assert dominated(1.0) > 0.7 and dominated(0.75) < 0.3   # 11 draws: (41/49)^11 = 0.14
 
 
 def test_photometric_changes_leave_the_labels_alone_and_stay_in_their_ranges(source):

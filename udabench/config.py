@@ -137,6 +137,9 @@ class TrainConfig:
     # (engine/balanced.py); rare_class: DAFormer (engine/rare_class.py), with these two:
     rcs_temperature: float = setting(0.01, above(0))   # P(c) = softmax((1 − f_c) / T)
     rcs_min_pixels: int = setting(3000, at_least(0))   # an image is drawn for c if it has more pixels of c
+    # ... and its augmented crop is drawn again (up to 10 times) until it holds more than rcs_min_crop_ratio ×
+    # rcs_min_pixels pixels of c (DAFormer: 0.5; 0 = the first crop)
+    rcs_min_crop_ratio: float = setting(0.5, at_least(0))
     # How the segmenter's SGD lists its parameters (engine/listing.py): each once, or as the DeepLab lineage's
     # generator repeats them (ADVENT, MaxSquare: a backbone tensor takes 3-4 momentum steps per iteration)
     param_listing: Literal["unique", "deeplab_official"] = "unique"
@@ -184,6 +187,10 @@ class DomainAugment:
     jitter: Jitter | None = None
     scale: tuple[float, float] | None = setting(None, each(above(0)))   # rescale factor U(lo, hi), then ...
     crop: tuple[int, int] | None = setting(None, each(at_least(MIN_SIZE)))   # ... a random (W, H) crop, padded
+    # mmseg's RandomCrop(cat_max_ratio): a crop whose largest labelled class covers this share or more (or that holds
+    # one class only) is drawn again, up to 10 times (DAFormer/MIC on GTA5: 0.75); 1 = off. Source only: udabench
+    # never reads the target's training labels.
+    cat_max_ratio: float = setting(1.0, between(0, 1))
     flip: float = setting(0.0, between(0, 1))     # probability of a horizontal flip
     blur: float = setting(0.0, between(0, 1))     # probability of a PIL Gaussian blur of radius U(0, blur_radius)
     blur_radius: float = setting(1.0, above(0))
@@ -465,6 +472,11 @@ def validate(suite: Suite) -> None:
         raise ConfigError(f"{src}: train.poly_horizon ({train.poly_horizon}) is less than train.iterations "
                           f"({train.iterations}): the poly LR would reach 0 before the last step and turn negative. "
                           f"Set it to at least the iterations (ADVENT: 250000 for 120000 steps), or leave it out.")
+    if suite.augment.target.cat_max_ratio < 1:
+        raise ConfigError(f"{src}: augment.target.cat_max_ratio is {suite.augment.target.cat_max_ratio}, but it "
+                          f"re-draws a crop from its labels, and udabench never reads the target's training labels "
+                          f"(nor does DAFormer/MIC: their Cityscapes crop has no cat_max_ratio). Set it on "
+                          f"augment.source only.")
     if train.optimizer == "adamw" and train.param_listing != "unique":
         raise ConfigError(f"{src}: train.optimizer adamw with train.param_listing {train.param_listing!r}: the "
                           f"DeepLab lineage's repeated listing is a property of its SGD (engine/listing.py), and an "

@@ -43,6 +43,7 @@ PROTOCOL_DEFAULTS = {"poly_horizon": None, "source_sampler": "uniform", "augment
                      "param_listing": "unique", "train_align_corners": False, "head_bias_init": "zeros",
                      "bn_eps": 1e-5, "freeze_stem_bn": False, "optimizer": "sgd", "warmup_iters": 0,
                      "warmup_ratio": 1e-6, "rcs_temperature": 0.01, "rcs_min_pixels": 3000,
+                     "rcs_min_crop_ratio": None,   # recorded with rare-class sampling, where it acts
                      "validators": {"images": 16, "pixels": 100, "temperature": 0.05, "seed": 0}}
 
 # What each of the official recipes' training settings means, for the notes under a report's tables.
@@ -58,4 +59,5 @@ RECIPE_SETTINGS = {
     "warmup_ratio": "LR of the warm-up's first step, as a fraction of the poly LR",
     "rcs_temperature": "temperature of rare-class sampling",
     "rcs_min_pixels": "pixels of a class an image needs to be drawn for it by rare-class sampling",
+    "rcs_min_crop_ratio": "share of those pixels its crop must hold, else re-drawn up to 10 times (0: no re-draw)",
 }

@@ -40,27 +40,39 @@ LATER_DEFAULTS = (("eval", to_dict(EvalConfig())), ("model.input_norm", "auto"),
                   ("train.align_corners", False), ("model.head_bias_init", "zeros"), ("model.bn_eps", 1e-5),
                   ("model.freeze_stem_bn", False), ("validators", to_dict(ValidatorConfig())),
                   ("train.optimizer", "sgd"), ("train.warmup_iters", 0), ("train.warmup_ratio", 1e-6),
-                  ("train.rcs_temperature", 0.01), ("train.rcs_min_pixels", 3000))
+                  ("train.rcs_temperature", 0.01), ("train.rcs_min_pixels", 3000),
+                  ("augment.source.cat_max_ratio", 1.0), ("augment.target.cat_max_ratio", 1.0))
+
+# Settings that act only where another setting has a value, as {dotted key: (that key, its value)}: out of the
+# identity elsewhere, and part of it, at any value, where they act. (Rare-class sampling's re-crop came after its
+# first runs, which drew one crop: those keep their ids only where the sampler was not rare_class.)
+ACTS_ONLY_WITH = {"train.rcs_min_crop_ratio": ("train.source_sampler", "rare_class")}
 
 
 def suite_identity(suite: Suite) -> dict:
     """The part of a run's identity that its suite gives (everything that changes what a run computes)."""
     identity = resolved_dict(suite)
+    flat = flatten(identity)
     for dotted in NOT_IDENTITY:
         parent, key = _parent(identity, dotted)
         parent.pop(key, None)
-    for dotted, default in LATER_DEFAULTS:
+    for dotted, default in LATER_DEFAULTS:   # "augment.source.*" after "augment", which may have gone whole
         parent, key = _parent(identity, dotted)
-        if parent.get(key) == default:
+        if parent.get(key, MISSING) == default:
             del parent[key]
+    for dotted, (condition, value) in ACTS_ONLY_WITH.items():
+        if flat.get(condition) != value:
+            parent, key = _parent(identity, dotted)
+            parent.pop(key, None)
     return identity
 
 
 def _parent(tree: dict, dotted: str) -> tuple[dict, str]:
-    """The mapping of ``tree`` that holds the dotted key ``dotted`` ("train.loggers"), and the key's last part."""
+    """The mapping of ``tree`` that holds the dotted key ``dotted`` ("train.loggers") (empty where a mapping on the
+    way is not there), and the key's last part."""
     *path, key = dotted.split(".")
     for part in path:
-        tree = tree[part]
+        tree = tree.get(part, {})
     return tree, key
 
 
@@ -69,7 +81,9 @@ def stage_settings(suite: Suite, run_suite: Suite) -> dict:
     ``stage`` of its identity, from which ``RunDir.suite`` rebuilds it."""
     base, own = (flatten({k: v for k, v in resolved_dict(s).items() if k not in NOT_IDENTITY})
                  for s in (suite, run_suite))
-    return {k: v for k, v in own.items() if base.get(k, MISSING) != v}
+    acting = {k for k, (condition, value) in ACTS_ONLY_WITH.items()
+              if own.get(condition) == value != base.get(condition)}   # acts in this stage only: named here
+    return {k: v for k, v in own.items() if base.get(k, MISSING) != v or k in acting}
 
 
 # Hyper-parameters removed after runs were made, as (method, name, the value all those runs had): hashed as if

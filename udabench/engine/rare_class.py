@@ -6,9 +6,12 @@ labels, ``f_c`` a class's share of all labelled source pixels and ``T`` = ``trai
 image uniformly among those with more than ``train.rcs_min_pixels`` (3000) pixels of ``c``. The pixel counts are the
 source class index (``balanced.class_pixels``: native labels, as MIC's ``tools/convert_datasets/gta.py:41-53``).
 
-Departures: each draw is a function of (seed, position) alone, so a resumed run re-creates its batches; MIC's
-re-crop of an image until the crop holds ``min_crop_ratio × min_pixels`` pixels of ``c`` (``uda_dataset.py:128-138``)
-is not done (the crop is drawn by the augmentation, per position).
+Each key names the class too, ``(index, position, c)``: the augmentation (``engine/augment.py``) re-draws the
+image's crop, at most 10 times, until it holds more than ``train.rcs_min_crop_ratio`` × ``rcs_min_pixels`` pixels of
+``c`` (MIC ``uda_dataset.py:128-138``, ``min_crop_ratio`` 0.5 in ``experiments.py``).
+
+Departure: each draw is a function of (seed, position) alone, not of a global generator, so a resumed run
+re-creates its batches.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ def rare_class_probs(counts: np.ndarray, temperature: float) -> tuple[np.ndarray
     return classes, weights / weights.sum()
 
 
-class RareClassSampler(Sampler[tuple[int, int]]):
-    """Endless ``(index, position)`` keys of rare-class draws, a pure function of (seed, position)."""
+class RareClassSampler(Sampler[tuple[int, int, int]]):
+    """Endless ``(index, position, class)`` keys of rare-class draws, a pure function of (seed, position)."""
 
     def __init__(self, counts: np.ndarray, temperature: float, min_pixels: int, seed: int, start: int = 0,
                  rank: int = 0, world_size: int = 1):
@@ -48,10 +51,12 @@ class RareClassSampler(Sampler[tuple[int, int]]):
     def __iter__(self):
         position = self.start * self.world + self.rank
         while True:
-            yield self.draw(position), position
+            index, c = self.draw(position)
+            yield index, position, c
             position += self.world
 
-    def draw(self, position: int) -> int:
+    def draw(self, position: int) -> tuple[int, int]:
+        """(the image, the class it was drawn for)."""
         rng = np.random.default_rng([self.seed, position])
         c = rng.choice(len(self.classes), p=self.probs)
-        return int(rng.choice(self.members[c]))
+        return int(rng.choice(self.members[c])), int(self.classes[c])

@@ -51,6 +51,7 @@ def protocol(suite: Suite, seed: int, world_size: int = 1, stages: list[dict] = 
              "optimizer": t.optimizer, "warmup_iters": t.warmup_iters,
              "warmup_ratio": t.warmup_ratio, "rcs_temperature": t.rcs_temperature,
              "rcs_min_pixels": t.rcs_min_pixels,
+             "rcs_min_crop_ratio": t.rcs_min_crop_ratio if t.source_sampler == "rare_class" else None,
              "validators": to_dict(suite.validators)}   # the sample the validator_* fields were scored on
     return {
         "pretrained": m.pretrained, "bn_mode": m.bn_mode,
