@@ -13,9 +13,8 @@ with w = 1 on pasted source pixels and, on target pixels, the fraction of the ba
 probability is ≥ 0.968 ("threshold_uniform", trainUDA.py:466-479); the mean runs over all pixels, ignored ones
 count as 0 (utils/loss.py:35-43). The ignore label is one of y_S's classes when drawing C, as in the official code
 (trainUDA.py:426-427, the filter commented out). Colour jitter (p 0.8, strength 0.25) and Gaussian blur (p 0.5,
-σ ~ U(0.15, 1.15), kernel the largest odd size ≤ ⌈0.1·side⌉) act on the mixed image (transformsgpu.py:7-30); the
-two draws deciding them are made once per step for all images (trainUDA.py:445-452). The jitter follows
-torchvision's ColorJitter (random order of the four ops), not kornia's; the official one jitters a BGR image.
+σ ~ U(0.15, 1.15)) act on the mixed image (``udabench/photometric.py``); the two draws deciding them are made once
+per step for all images (trainUDA.py:445-452).
 DAFormer/MIC's DACS differs in α 0.999 (with ImageNet feature distance), ``ema_step_offset`` 1 (dacs.py:320-321),
 jitter strength 0.2 (configs/_base_/uda/dacs.py). docs/recipes.md ("DACS") lists each value with its source.
 """
@@ -27,10 +26,10 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2 import functional as TF
 
 from udabench import Method, register
 from udabench.errors import ConfigError
+from udabench.photometric import color_jitter, gaussian_blur
 from udabench.schema import at_least, between, setting
 
 
@@ -44,36 +43,6 @@ def class_mix_masks(labels: torch.Tensor) -> torch.Tensor:
         chosen = classes[torch.from_numpy(np.random.choice(n, (n + n % 2) // 2, replace=False)).long()]
         masks.append(torch.isin(label, chosen.to(label.device)))
     return torch.stack(masks)
-
-
-def blur_kernel_size(side: int) -> int:
-    """The official kernel size: the largest odd number ≤ ⌈0.1·side⌉ (transformsgpu.py:25-26)."""
-    c = int(np.ceil(0.1 * side))
-    return c if c % 2 else c - 1
-
-
-def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """kornia's GaussianBlur2d as DACS calls it: normalised separable kernel, reflect padding."""
-    ky, kx = blur_kernel_size(image.shape[-2]), blur_kernel_size(image.shape[-1])
-    out = F.pad(image, (kx // 2, kx // 2, ky // 2, ky // 2), mode="reflect")
-    for k, shape in ((ky, (-1, 1)), (kx, (1, -1))):
-        x = torch.arange(k, dtype=image.dtype, device=image.device) - k // 2
-        g = torch.exp(-x ** 2 / (2 * sigma ** 2))
-        weight = (g / g.sum()).view(1, 1, *shape).expand(image.shape[1], 1, *shape)
-        out = F.conv2d(out, weight, groups=image.shape[1])
-    return out
-
-
-def color_jitter(image: torch.Tensor, strength: float) -> torch.Tensor:
-    """torchvision ColorJitter(b=c=s=strength, hue=strength) on one 0-255 RGB image (1×3×H×W)."""
-    x = image / 255
-    b, c, s = (float(torch.empty(1).uniform_(1 - strength, 1 + strength)) for _ in range(3))
-    h = float(torch.empty(1).uniform_(-strength, strength))
-    ops = (lambda x: TF.adjust_brightness(x, b), lambda x: TF.adjust_contrast(x, c),
-           lambda x: TF.adjust_saturation(x, s), lambda x: TF.adjust_hue(x, h))
-    for i in torch.randperm(4).tolist():
-        x = ops[i](x)
-    return x * 255
 
 
 def pixel_weight(max_prob: torch.Tensor, mode: str, threshold: float) -> torch.Tensor:
@@ -159,5 +128,4 @@ class DACS(Method):
             ce = F.cross_entropy(logits, label, ignore_index=255, reduction="none")
             loss_mix = (ce * weight).mean()
         ctx.backward(hp.lambda_mix * loss_mix)
-        return {**logs, "loss_mix": loss_mix.item(), "pseudo_weight": float(max_prob.ge(hp.pseudo_threshold).float()
-                                                                             .mean())}
+        return {**logs, "loss_mix": loss_mix.item(), "pseudo_weight": float(target_weight.mean())}

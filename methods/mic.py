@@ -34,16 +34,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from udabench.builtin_methods.advseg import AdvSeg
-from udabench.builtin_methods.dacs import (
-    DACS,
-    color_jitter,
-    gaussian_blur,
-    teacher_labels,
-)
+from udabench.builtin_methods.dacs import DACS, teacher_labels
 from udabench.builtin_methods.daformer import DAFormer
 from udabench.builtin_methods.minent import MinEnt
 
 from udabench import register
+from udabench.photometric import color_jitter, gaussian_blur
 from udabench.schema import at_least, between, setting
 
 

@@ -29,11 +29,11 @@ from .version import __version__
 RELEASED = {
     "advent.py": "7084780650846cf1",
     "advseg.py": "c8acd9ec858e8745",
-    "dacs.py": "3e788a83fcbb3dc2",
+    "dacs.py": "68daccbc16a04fc0",
     "daformer.py": "20727b50114b2685",
     "fada.py": "22a535a71797ff02",
     "maxsquare.py": "7dfe594e65511a0d",
-    "mic.py": "cdd1b30e765f8930",
+    "mic.py": "d39f5f073a2113b0",
     "minent.py": "cd86b3b117c12e86",
     "oracle.py": "460a38e8e9d1e223",
     "self_distill.py": "1f2026402bbe4ce8",
