@@ -47,6 +47,22 @@ def test_a_suite_extends_its_bases_mappings_merged_lists_and_scalars_replaced(fa
     assert (two.name, two.train.lr, two.train.iterations) == ("child", 0.02, 6)                # later bases win
 
 
+def test_a_null_entry_removes_a_bases_method_ensemble_or_row_and_null_elsewhere_is_a_value(family):
+    base = yaml.safe_load((family.parent.parent / "base.yaml").read_text())
+    dump(family.parent.parent / "base.yaml", {**base, "methods": {"source_only": {}, "minent": {}},
+                                              "ensembles": {"SO+MinEnt": ["source_only", "minent"]}})
+    assert set(load_suite(family).methods) == {"source_only", "minent"} and load_suite(family).ensembles
+    child = yaml.safe_load(family.read_text())
+    dump(family, {**child, "ensembles": {"SO+MinEnt": None}, "references": {"Source-only (paper)": None},
+                  "train": {"lr": 0.02, "poly_horizon": None}})
+    suite = load_suite(family)
+    assert suite.ensembles == {} and suite.references == {} and suite.train.poly_horizon is None
+    dropped = load_suite(family, ["methods.minent=null"])
+    assert set(dropped.methods) == {"source_only"}
+    with pytest.raises(ConfigError, match="train.lr"):   # a setting's null is checked as its value
+        load_suite(family, ["train.lr=null"])
+
+
 def test_extends_cycles_missing_bases_and_bad_values_are_clear_errors(tmp_path, family):
     dump(tmp_path / "a.yaml", {"extends": "b.yaml", "name": "a"})
     dump(tmp_path / "b.yaml", {"extends": "a.yaml"})

@@ -308,7 +308,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), quick: bool = False)
     if quick:
         raw = apply_overrides(raw, [f"{k}={v}" for k, v in QUICK_OVERRIDES.items()], str(path))
         _quick_stages(raw)
-    raw = apply_overrides(raw, list(overrides), str(path), Suite)
+    raw = drop_removed_entries(apply_overrides(raw, list(overrides), str(path), Suite))
     raw = expand_env(raw, str(path))
     if "source_file" in raw:
         raise ConfigError(f"{path}: 'source_file' is set by udabench, not by the suite file.")
@@ -358,6 +358,17 @@ def _base_file(path: Path, base: str) -> Path:
     raise ConfigError(f"{path}: 'extends: {base}': there is no suite file {file} and no suite named {base!r}."
                       f"{closest(Path(base).with_suffix('').as_posix(), suite_files())} Give a path relative to the "
                       f"folder of {path.name} ({path.parent}), or the name of a suite (`udabench list suites`).")
+
+
+# The suite's mappings of named entries. An entry set to null is removed: how an extending suite (or --set) drops a
+# base's method, stage, ensemble, published row or swept key; null is no entry's value otherwise.
+ENTRY_MAPPINGS = ("methods", "stages", "ensembles", "references", "sweep")
+
+
+def drop_removed_entries(raw: dict) -> dict:
+    """``raw`` without the null entries of its ``ENTRY_MAPPINGS``."""
+    return raw | {key: {name: entry for name, entry in raw[key].items() if entry is not None}
+                  for key in ENTRY_MAPPINGS if isinstance(raw.get(key), dict)}
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -592,7 +603,8 @@ def apply_overrides(raw: Any, overrides: list[str], source: str, schema: type | 
             raise ConfigError(f"override {item!r} must look like key.sub=value (e.g. train.iterations=100).")
         value = parse_yaml(text, f"override {item!r}", "The value is read as YAML: quote a string that contains "
                            "YAML syntax, e.g. --set 'name=\"[x]\"'.")
-        if schema is not None:
+        removes_entry = value is None and len(parts) == 2 and parts[0] in ENTRY_MAPPINGS   # drop_removed_entries
+        if schema is not None and not removes_entry:
             check_setting(schema, parts, value, f"--set {item}")
         node = raw
         for part in parts[:-1]:
