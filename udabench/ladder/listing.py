@@ -20,13 +20,11 @@ def describe_ladder(ladder: Ladder, plan: Plan) -> str:
     for name, keys in ladder.factors.items():
         lines.append(f"  {name}: {factors.title(name, keys)}")
         lines += [f"    {k}: {_show(ladder.values[k][0])} → {_show(ladder.values[k][1])}" for k in keys]
-    planned = {s.rundir.id: s for s in plan.runs}
-    seen: set[str] = set()
+    planned, needing = {s.rundir.id: s for s in plan.runs}, rungs_needing(ladder)
     free = []
     for rung in ladder.rungs:
         specs = [planned[i] for i in rung.runs]
-        new = [s for s in specs if s.rundir.id not in seen]
-        seen |= {s.rundir.id for s in specs}
+        new = [s for s in specs if needing[s.rundir.id][0] == rung.index]
         what = f"+ {rung.factor}" if rung.factor else "FROM"
         if rung.step == len(ladder.order):
             what += " = TO"
@@ -50,13 +48,9 @@ def ladder_states(ladder: Ladder, plan: Plan) -> list[RunState]:
     detail."""
     timeout = claim_timeout()
     planned = {s.rundir.id: s for s in plan.runs}
-    rungs: dict[str, list[int]] = {}
-    for rung in ladder.rungs:
-        for run_id in rung.runs:
-            rungs.setdefault(run_id, []).append(rung.index)
     factor = {r.index: r.factor or "FROM" for r in ladder.rungs}
     states = []
-    for run_id, (first, *later) in rungs.items():
+    for run_id, (first, *later) in rungs_needing(ladder).items():
         spec = planned[run_id]
         if spec.hidden:
             continue
@@ -65,6 +59,15 @@ def ladder_states(ladder: Ladder, plan: Plan) -> list[RunState]:
         states.append(RunState(plan.suite.name, f"rung {first} ({factor[first]}) {spec.row_name}", spec.seed, state,
                                "  ".join(filter(None, (detail, shared))), spec.rundir.path))
     return states
+
+
+def rungs_needing(ladder: Ladder) -> dict[str, list[int]]:
+    """Each run of the ladder's rungs and the rungs that need it, in order: it is new in the first."""
+    needing: dict[str, list[int]] = {}
+    for rung in ladder.rungs:
+        for run_id in rung.runs:
+            needing.setdefault(run_id, []).append(rung.index)
+    return needing
 
 
 def _show(value) -> str:
