@@ -95,3 +95,12 @@ def test_help_listing_status_and_reports_start_without_torch(command, results):
              "print('torch' in sys.modules)" % args)
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip().splitlines()[-1] == "False", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("command", [["report", "--help"], ["run", "--help"]])
+def test_a_commands_help_imports_neither_torch_nor_pandas(command):
+    probe = ("import sys\nfrom udabench.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+             "print('torch' in sys.modules, 'pandas' in sys.modules)" % command)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert "selection" in done.stdout or command[0] == "run"   # report's help lists the selection protocols
+    assert done.stdout.strip().splitlines()[-1] == "False False", done.stdout + done.stderr

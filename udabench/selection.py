@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .errors import UdabenchError
 from .schema import closest
+
+if TYPE_CHECKING:   # pandas is read only where rows are: listing the protocols (``--help``) needs none of it
+    import pandas as pd
 
 LEAK_MARK = "‡"   # not †: the papers' own tables use it (e.g. MaxSquare's "reproduced")
 
@@ -168,6 +170,8 @@ def select(records: pd.DataFrame, name: str = "last") -> pd.DataFrame:
 
 def selected_step(rows: list[dict], name: str, where: str = "") -> int:
     """The step whose evaluation protocol ``name`` picks among one run's ``rows`` (as ``select`` would)."""
+    import pandas as pd
+
     return int(select(pd.DataFrame(rows).assign(run_dir=where), name)["step"].iloc[0])
 
 
