@@ -39,6 +39,7 @@ from udabench.builtin_methods.daformer import DAFormer
 from udabench.builtin_methods.minent import MinEnt
 
 from udabench import register
+from udabench.errors import ConfigError
 from udabench.photometric import color_jitter, gaussian_blur
 from udabench.schema import at_least, between, setting
 
@@ -81,6 +82,16 @@ class MicTeacherHparams(MicHparams):   # for a host without a teacher
 
 class MaskedConsistency:
     """Mixed in before the host class (``with_mic``): the host's step, then the masked-image step."""
+
+    @classmethod
+    def check(cls, hparams, suite):
+        super().check(hparams, suite)
+        size = suite.augment.target.crop or suite.data.target.size
+        if size and 2 * min(size) <= hparams.mic_block_size:   # the mask grid would have no row or column
+            raise ConfigError(f"{suite.source_file}: {cls.name} masks the target images in blocks of "
+                              f"methods.{cls.name}.mic_block_size = {hparams.mic_block_size} pixels, but they train at "
+                              f"{'x'.join(map(str, size))}, under half a block on a side. Lower mic_block_size (MIC: "
+                              f"32 for 512x512 crops, 64 for 1024x1024) or train at a larger size.")
 
     def setup(self, model, ctx):
         super().setup(model, ctx)

@@ -59,6 +59,17 @@ def test_block_mask_layout_and_ratio(methods):
     assert mod.block_mask(1, (40, 72), 32, 0.7).shape == (1, 1, 40, 72)           # grid round(H/b)×round(W/b)
 
 
+def test_a_block_larger_than_twice_a_side_is_refused_before_training(write_suite, tmp_path, capsys):
+    from udabench.cli import main
+
+    path = str(write_suite(lambda s: s["methods"].update(dacs_mic={"mic_block_size": 64})))   # 64×32 images
+    assert main(["run", path, "--dry-run", "--results", str(tmp_path)]) == 2   # round(32 / 64) = 0 rows of blocks
+    err = " ".join(capsys.readouterr().err.split())
+    assert "mic_block_size = 64" in err and "64x32" in err
+    path = str(write_suite(lambda s: s["methods"].update(dacs_mic={"mic_block_size": 63})))
+    assert main(["run", path, "--dry-run", "--results", str(tmp_path)]) == 0
+
+
 # ---- MIC: the loss, its weight and its teacher ----------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["minent_mic", "dacs_mic", "daformer_mic"])

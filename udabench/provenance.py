@@ -33,7 +33,7 @@ RELEASED = {
     "daformer.py": "20727b50114b2685",
     "fada.py": "22a535a71797ff02",
     "maxsquare.py": "7dfe594e65511a0d",
-    "mic.py": "d39f5f073a2113b0",
+    "mic.py": "219a1bf1e404fd2d",
     "minent.py": "cd86b3b117c12e86",
     "oracle.py": "460a38e8e9d1e223",
     "self_distill.py": "1f2026402bbe4ce8",
