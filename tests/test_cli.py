@@ -88,7 +88,7 @@ def test_toy_suite_quick_end_to_end(capsys, tmp_path, monkeypatch):
     code, out, err = run_cli(capsys, "run", TOY, "--quick", "--results", str(results),
                              *(arg for setting in small for arg in ("--set", setting)))
     assert code == 0, err
-    assert "6 of 6 runs finished" in out and "AdvEnt+MinEnt seed 0: ensemble" in out
+    assert "8 of 8 runs finished" in out and "AdvEnt+MinEnt seed 0: ensemble" in out
     assert len(list((cache / "synthetic").rglob("*.png"))) == 3 * QUICK_LIMIT * 2   # an image and a label each
     code, out, _ = run_cli(capsys, "report", "--results", str(results), "--table", "--format", "md")
     assert code == 0 and "| Source-only |" in out and "| Oracle |" in out

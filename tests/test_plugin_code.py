@@ -76,7 +76,8 @@ def test_a_row_whose_runs_were_trained_by_different_code_is_flagged(tmp_path, ca
 # udabench's released code, so their runs keep their ids.
 EMBEDDED = {"_warmup": "seed0-37401e7b50", "advent": "seed0-6397957364", "ensemble-advent-minent": "seed0-e64ebe2a04",
             "fada": "seed0-7d02261589", "maxsquare_iw": "seed0-0349b9cd84", "minent": "seed0-d18ec9a57f",
-            "oracle": "seed0-f331fd2273", "source_only": "seed0-a1a5ebe07b"}
+            "oracle": "seed0-f331fd2273", "source_only": "seed0-a1a5ebe07b", "dacs": "seed0-ff1210f79a",
+            "dacs_mic": "seed0-2ff0593944"}
 
 
 def embedded_ids(tmp_path) -> dict[str, str]:
@@ -91,8 +92,9 @@ def test_the_builtins_keep_their_run_ids(tmp_path):
 @pytest.mark.parametrize("edited, changed", [
     ("minent.py", {"minent", "ensemble-advent-minent"}),
     # the shared warm-up's steps are Source-only's: every run continuing it was trained by that code too
-    ("source_only.py", {"source_only", "_warmup", "minent", "advent", "maxsquare_iw", "fada",
+    ("source_only.py", {"source_only", "_warmup", "minent", "advent", "maxsquare_iw", "fada", "dacs", "dacs_mic",
                         "ensemble-advent-minent"}),
+    ("dacs.py", {"dacs", "dacs_mic"}),   # DACS+MIC is DACS's step and then MIC's
 ])
 def test_an_edited_builtin_is_a_new_run_and_so_is_what_it_trains(tmp_path, monkeypatch, edited, changed):
     """A built-in file that is not the one udabench released (edited in a checkout) is hashed into its runs' ids,

@@ -328,7 +328,7 @@ def read_suite_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     raw = read_suite_file(path)
     bases = raw.pop("extends", None)
     if bases is None:
-        return raw
+        return drop_removed_entries(raw)
     if isinstance(bases, str):
         bases = [bases]
     if not isinstance(bases, list) or not bases or not all(isinstance(b, str) and b for b in bases):
@@ -343,7 +343,7 @@ def read_suite_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict:
             raise ConfigError(f"{path}: 'extends: {base}' makes a cycle ({loop}); a suite cannot extend itself, "
                               f"directly or through its bases. Remove one of these extends.")
         merged = deep_merge(merged, read_suite_tree(file, chain))
-    return deep_merge(merged, raw)
+    return drop_removed_entries(deep_merge(merged, raw))
 
 
 def _base_file(path: Path, base: str) -> Path:
