@@ -57,6 +57,21 @@ def test_quick_shrinks_the_run(write_suite):
     assert suite.train.iterations == 4 and suite.data.eval.limit == 8
 
 
+def test_quick_keeps_an_lr_warmup_and_rare_class_sampling_within_its_few_steps_and_images(write_suite):
+    """A recipe of 40k steps with a 1500-step warm-up and 3000-pixel rare-class draws (MIC's) still runs --quick:
+    the warm-up over half the quick steps, rare classes drawn among all images that hold them."""
+    from udabench.config import stage_suite
+
+    rcs = {"source_sampler": "rare_class", "rcs_min_pixels": 3000, "warmup_iters": 1500}
+    path = write_suite(lambda s: s["train"].update(iterations=40000, warmup_iters=1500) or s["methods"].update(
+        minent={}) or s.update(stages={"minent": {"train": rcs}}))
+    suite = load_suite(path, quick=True)
+    assert (suite.train.iterations, suite.train.warmup_iters, suite.train.rcs_min_pixels) == (4, 2, 0)
+    staged = stage_suite(suite, "minent").train
+    assert (staged.source_sampler, staged.warmup_iters, staged.rcs_min_pixels) == ("rare_class", 2, 0)
+    assert load_suite(path).train.warmup_iters == 1500   # the real suite is untouched
+
+
 def test_missing_file_and_yaml_syntax_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_suite(tmp_path / "nope.yaml")

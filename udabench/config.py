@@ -663,6 +663,9 @@ def _shrink_for_quick(suite: Suite) -> None:
     suite.data.eval_batch_size = min(suite.data.eval_batch_size, 2)
     if suite.train.source_warmup:   # keep the shared warm-up in the smoke test: half of the few steps
         suite.train.source_warmup = suite.train.iterations // 2
+    if suite.train.warmup_iters:    # and the LR warm-up, over half of them
+        suite.train.warmup_iters = suite.train.iterations // 2
+    suite.train.rcs_min_pixels = 0  # a few images: rare-class sampling draws among all that hold the class
 
 
 def _quick_size(size):
@@ -683,8 +686,10 @@ def _quick_stages(raw: dict) -> None:
             continue
         train = stage.get("train")
         if isinstance(train, dict):
-            for key in (*(k.split(".")[1] for k in QUICK_OVERRIDES), "poly_horizon", "source_warmup"):
+            for key in (*(k.split(".")[1] for k in QUICK_OVERRIDES), "poly_horizon", "source_warmup", "rcs_min_pixels"):
                 train.pop(key, None)
+            if train.get("warmup_iters"):   # a stage's own LR warm-up: over half the quick steps, as the suite's
+                train["warmup_iters"] = QUICK_OVERRIDES["train.iterations"] // 2
         for blocks, key in ((stage.get("data"), "size"), (stage.get("augment"), "crop"), (stage.get("eval"), "size")):
             for entry in (blocks or {}).values() if isinstance(blocks, dict) else ():
                 if isinstance(entry, dict) and isinstance(entry.get(key), list) and len(entry[key]) == 2 \
