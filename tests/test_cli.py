@@ -128,10 +128,10 @@ def test_toy_suite_quick_every_method_with_and_without_loggers(capsys, tmp_path,
         code, _, err = run_cli(capsys, "run", TOY, "--quick", "--results", str(tmp_path / results),
                                "--set", f"train.loggers={loggers}")
         assert code == 0, err
-    on = sorted((tmp_path / "on" / "toy_sim2real").glob("*/seed0-*"))
-    off = sorted((tmp_path / "off" / "toy_sim2real").glob("*/seed0-*"))
+    on = sorted((tmp_path / "on" / "toy_sim2real-quick").glob("*/seed0-*"))
+    off = sorted((tmp_path / "off" / "toy_sim2real-quick").glob("*/seed0-*"))
     assert [p.relative_to(tmp_path / "on") for p in on] == [p.relative_to(tmp_path / "off") for p in off]
-    assert len(on) == 8 and all(stable_rows(a) == stable_rows(b) for a, b in zip(on, off))   # with _warmup/
+    assert len(on) == 10 and all(stable_rows(a) == stable_rows(b) for a, b in zip(on, off))   # with _warmup/
 
 
 def stable_rows(run_dir: Path) -> list[dict]:
