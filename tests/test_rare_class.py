@@ -113,9 +113,11 @@ def test_the_crop_is_drawn_again_until_it_holds_the_class_as_mic_does(min_crop_r
 def test_the_re_crop_is_identity_and_protocol_only_with_rare_class_sampling(write_suite, tmp_path):
     path = write_suite()
     uniform, ratio_set = load_suite(path), load_suite(path, ["train.rcs_min_crop_ratio=0.25"])
-    rare, rare_none = (load_suite(path, ["train.source_sampler=rare_class", *o]) for o in ([], ["train.rcs_min_crop_ratio=0"]))
+    rare, rare_none = (load_suite(path, ["train.source_sampler=rare_class", *o])
+                       for o in ([], ["train.rcs_min_crop_ratio=0"]))
     assert suite_identity(uniform) == suite_identity(ratio_set)   # acts on nothing: every other run keeps its id
-    assert suite_identity(rare)["train"]["rcs_min_crop_ratio"] == 0.5 and suite_identity(rare) != suite_identity(rare_none)
+    assert suite_identity(rare)["train"]["rcs_min_crop_ratio"] == 0.5
+    assert suite_identity(rare) != suite_identity(rare_none)
     assert "rcs_min_crop_ratio" not in protocol(uniform, 0) and protocol(rare, 0)["rcs_min_crop_ratio"] == 0.5
     # a stage that turns rare-class sampling on names the re-crop, though it is the suite's value
     assert stage_settings(uniform, rare) == {"train.source_sampler": "rare_class", "train.rcs_min_crop_ratio": 0.5}
