@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from helpers import next_claim, subprocess_env
 
-from udabench.cli import main
+from udabench.cli import build_parser, main
 from udabench.config import load_suite
 from udabench.engine.plan import make_plan
 from udabench.engine.rows import TIMING_FIELDS
@@ -24,11 +24,19 @@ from udabench.launch.slurm import minutes
 VOLATILE = ("time", *TIMING_FIELDS)
 
 
+RUN_OPTIONS, LADDER_OPTIONS = (build_parser().parse_args(argv).option_strings
+                               for argv in (["run", "s.yaml"], ["ladder", "a", "b", "--method", "m"]))
+
+
 def test_children_inherit_every_option_but_the_launchers_and_the_choice_of_runs():
     argv = ["--debug", "run", "s.yaml", "--launch=local", "--gpus", "0,1", "--jobs=2", "--set", "a.b=1",
             "--methods-dir", "plugins", "--methods", "x,y", "--seeds=0", "--dry-run", "--quick", "--gpus-per", "2"]
-    assert child_arguments(argv) == ["--debug", "run", "s.yaml", "--set", "a.b=1", "--methods-dir", "plugins",
-                                     "--quick"]
+    assert child_arguments(argv, RUN_OPTIONS) == ["--debug", "run", "s.yaml", "--set", "a.b=1", "--methods-dir",
+                                                  "plugins", "--quick"]
+    # an abbreviation is read as argparse reads it, among the command's own options
+    assert child_arguments(["run", "s.yaml", "--seed", "0", "--launch", "print"], RUN_OPTIONS) == ["run", "s.yaml"]
+    ladder = ["ladder", "a", "b", "--method", "minent", "--methods", "x", "--rung", "2", "--order", "bn"]
+    assert child_arguments(ladder, LADDER_OPTIONS) == ["ladder", "a", "b", "--method", "minent", "--order", "bn"]
 
 
 def test_print_gives_one_torchrun_child_per_unfinished_run(write_suite, tmp_path, capsys):
@@ -134,10 +142,10 @@ def test_submitit_requeues_a_preempted_run_which_then_resumes(write_suite, signa
     for key, value in subprocess_env(UDABENCH_CLAIM_TIMEOUT="8", TEST_STEP_PAUSE="0.2").items():
         monkeypatch.setenv(key, value)
     path = str(write_suite(iterations=20, eval_every=10, checkpoint_every=100, log_every=1))
-    args = SimpleNamespace(results=str(tmp_path / "r"), methods=["test_signal"], seeds=None,
-                           methods_dir=[str(signal_plugin)])
-    argv = ["run", path, "--methods-dir", str(signal_plugin), "--results", args.results]
-    jobs = plan_jobs(load_suite(path), args, argv, 1)
+    results = str(tmp_path / "r")
+    plan = make_plan(load_suite(path), results, ["test_signal"], methods_dirs=[str(signal_plugin)])
+    argv = ["run", path, "--methods-dir", str(signal_plugin), "--results", results]
+    jobs = plan_jobs(plan, argv, RUN_OPTIONS)
     handle = submit(jobs, load_suite(path).launcher, tmp_path / "jobs", "tiny", cluster="local")[0]
     claim = next_claim(tmp_path / "r", lambda record: record.get("step", 0) >= 2)
     child = json.loads(claim.read_text())["pid"]

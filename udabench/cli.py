@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pre-flight decoding of the data before any training (as `run`)")
     add_launch_arguments(lad)
     lad.set_defaults(func=cmd_ladder)
+    for command in (run, lad):   # launchers read a parent's options as argparse did (launch.child_arguments)
+        command.set_defaults(option_strings=frozenset(command._option_string_actions))
 
     status = sub.add_parser("status", parents=[common, plan], help="where every run of a suite stands",
                             description="One line per run: done, running (host, pid, step, steps/s, ETA), "
@@ -332,7 +334,7 @@ def execute(args, plan) -> int:
     if args.launcher:
         from .launch import launch
 
-        return launch(plan, args, args.argv)
+        return launch(plan, args, args.argv, args.option_strings)
     outcomes = run_plan(plan, args.debug, args.check_data)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports for all

@@ -38,8 +38,6 @@ _VALUED = ("--launcher", "--gpus", "--jobs", "--gpus-per-run", "--partition", "-
            "--mem-gb", "--array-parallelism", "--sbatch", "--slurm-folder", "--methods", "--seeds", "--sweep",
            "--rungs")
 _FLAGS = ("--dry-run",)
-# Whole options of some command that look like abbreviations of those above, kept (`ladder --method M`)
-_WHOLE = ("--method",)
 
 
 @dataclass
@@ -81,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="slurm: submitit's job files and logs (default: RESULTS/<suite>/_slurm)")
 
 
-def launch(plan: Plan, args, argv: list[str]) -> int:
+def launch(plan: Plan, args, argv: list[str], options: frozenset[str]) -> int:
     """Start, submit or print one child per unfinished run of ``plan``; the exit code of `udabench run`."""
     from ..engine.distributed import planned_world_size
 
@@ -90,7 +88,7 @@ def launch(plan: Plan, args, argv: list[str]) -> int:
                           "child it started or to a torchrun process.")
     suite = plan.suite
     settings = launcher_settings(suite, args)
-    jobs = plan_jobs(plan, argv)
+    jobs = plan_jobs(plan, argv, options)
     if not jobs:
         print(f"every run of {suite.name} is done already; nothing to launch")
         return 0
@@ -124,9 +122,9 @@ def launcher_settings(suite: Suite, args) -> LauncherConfig:
     return dataclasses.replace(suite.launcher, **given, sbatch={**suite.launcher.sbatch, **extra})
 
 
-def plan_jobs(plan: Plan, argv: list[str]) -> list[Job]:
+def plan_jobs(plan: Plan, argv: list[str], options: frozenset[str]) -> list[Job]:
     """One job per requested run of ``plan`` that is not done yet (a child trains the runs it starts from first)."""
-    base = child_arguments(argv)
+    base = child_arguments(argv, options)
     # a sweep point's child plans that point alone (each swept key pinned by --set, engine/sweep.py); a ladder's
     # child the rung it belongs to (plan.narrow)
     return [Job(s.method.name, s.seed, s.rundir,
@@ -135,19 +133,21 @@ def plan_jobs(plan: Plan, argv: list[str]) -> list[Job]:
             for s in plan.requested if s.rundir.status != "done"]
 
 
-def child_arguments(argv: list[str]) -> list[str]:
+def child_arguments(argv: list[str], options: frozenset[str]) -> list[str]:
     """The parent's `udabench` arguments without the launcher options and without its choice of runs.
 
-    argparse accepts unique prefixes (``--launch``), so a prefix of one of these options counts too."""
+    Each ``--name`` is the option argparse read it as among the command's ``options``: itself, else the one option it
+    is the prefix of (``--launch``: ``--launcher``; ``ladder --method`` stays itself though ``--methods`` exists)."""
     kept, skip = [], False
     for token in argv:
         if skip:
             skip = False
             continue
         name, has_value = token.partition("=")[0], "=" in token
-        if token.startswith("--") and _strips(name, _VALUED):
+        option = _read_as(name, options) if token.startswith("--") else None
+        if option in _VALUED:
             skip = not has_value
-        elif not (token.startswith("--") and _strips(name, _FLAGS)):
+        elif option not in _FLAGS:
             kept.append(token)
     return kept
 
@@ -160,8 +160,12 @@ def child_command(base: list[str], method: str, seed: int, gpus_per_run: int) ->
     return [sys.executable, "-m", "udabench", *run]
 
 
-def _strips(name: str, options: tuple[str, ...]) -> bool:
-    return name in options or (len(name) > 3 and name not in _WHOLE and any(o.startswith(name) for o in options))
+def _read_as(name: str, options: frozenset[str]) -> str:
+    """argparse's reading of an option name: an option itself, else the only option it abbreviates."""
+    if name in options:
+        return name
+    longer = [o for o in options if o.startswith(name)]
+    return longer[0] if len(longer) == 1 else name
 
 
 def _key_value(item: str) -> tuple[str, str]:
