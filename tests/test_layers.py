@@ -102,5 +102,6 @@ def test_a_commands_help_imports_neither_torch_nor_pandas(command):
     probe = ("import sys\nfrom udabench.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
              "print('torch' in sys.modules, 'pandas' in sys.modules)" % command)
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert f"usage: udabench {command[0]}" in done.stdout   # the help was printed
     assert "selection" in done.stdout or command[0] == "run"   # report's help lists the selection protocols
     assert done.stdout.strip().splitlines()[-1] == "False False", done.stdout + done.stderr

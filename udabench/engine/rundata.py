@@ -141,9 +141,9 @@ class RunData:
                 sampler = ClassBalancedSampler(counts > 0, seed, position, rank, world)
             else:
                 sampler = ResumableSampler(len(dataset), seed, position, rank, world)
-            rare_class = isinstance(sampler, RareClassSampler) and train.rcs_min_crop_ratio > 0
+            recrop = train.rcs_min_crop_ratio > 0   # acts on the keys that name a class: rare-class draws only
             dataset = Augmented(dataset, getattr(self.spec.suite.augment, domain), seed,
-                                train.rcs_min_crop_ratio * train.rcs_min_pixels if rare_class else None)
+                                train.rcs_min_crop_ratio * train.rcs_min_pixels if recrop else None)
             collate = collate_for(self.device, self.spec.suite.data.num_workers)   # uint8 (engine/handover.py)
             self._streams[domain] = stream(self._loader(dataset, batch, seed, sampler=sampler, drop_last=True,
                                                         collate_fn=collate), self.device)
