@@ -196,7 +196,7 @@ def test_n_processes_at_batch_b_read_what_one_process_reads_at_batch_n_times_b(s
     at batch 4 (so the effective batch, not the world size, decides what a step sees)."""
     from types import SimpleNamespace
 
-    from udabench.config import AugmentConfig
+    from udabench.config import AugmentConfig, TrainConfig
     from udabench.engine.distributed import DistInfo
     from udabench.engine.rundata import RunData
 
@@ -204,7 +204,7 @@ def test_n_processes_at_batch_b_read_what_one_process_reads_at_batch_n_times_b(s
 
     def read(world, rank, batch):
         suite = SimpleNamespace(augment=AugmentConfig(), data=SimpleNamespace(num_workers=0),
-                                train=SimpleNamespace(batch_size=batch, source_sampler="uniform"))
+                                train=TrainConfig(batch_size=batch))   # uniform sampling
         spec = SimpleNamespace(seed=5, suite=suite, teacher=None,
                                method=SimpleNamespace(uses_source=True, uses_target=False))
         data = RunData(spec, SimpleNamespace(source=images), torch.device("cpu"), DistInfo(rank=rank, world_size=world))
